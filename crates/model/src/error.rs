@@ -1,0 +1,191 @@
+//! Errors in the API's JSON shape (nest-api.md §2.1):
+//! `{"error", "type", "message", "instance", "details"}`.
+//!
+//! The model builds the error without `instance`; the HTTP layer adds a fresh UUID per call.
+//! `details` values are always strings and numbers in messages carry one decimal, as the
+//! original API did.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+/// Base of every `type` URL.
+pub const TYPE_BASE: &str = "https://developer.nest.com/documentation/cloud/error-messages#";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub error: String,
+    pub anchor: &'static str,
+    pub message: String,
+    pub details: BTreeMap<String, String>,
+}
+
+impl ApiError {
+    /// An error whose short `error` and long `message` are the same text (as for every rule
+    /// error the original API sent).
+    pub fn new(status: u16, anchor: &'static str, text: impl Into<String>) -> ApiError {
+        let text = text.into();
+        ApiError {
+            status,
+            error: text.clone(),
+            anchor,
+            message: text,
+            details: BTreeMap::new(),
+        }
+    }
+
+    pub fn with(mut self, key: &str, value: impl Into<String>) -> ApiError {
+        self.details.insert(key.to_string(), value.into());
+        self
+    }
+
+    /// The JSON body, with the per-call `instance` id.
+    pub fn to_json(&self, instance: &str) -> Value {
+        let mut body = Map::new();
+        body.insert("error".into(), json!(self.error));
+        body.insert("type".into(), json!(format!("{TYPE_BASE}{}", self.anchor)));
+        body.insert("message".into(), json!(self.message));
+        body.insert("instance".into(), json!(instance));
+        if !self.details.is_empty() {
+            body.insert("details".into(), json!(self.details));
+        }
+        Value::Object(body)
+    }
+
+    // ---- the catalogue (§2.2), and the errors Roost adds ----
+
+    pub fn invalid_content() -> ApiError {
+        ApiError::new(400, "invalid-content-sent", "Invalid content sent")
+    }
+
+    /// Invalid content with a reason in `message` (the short `error` stays the original text).
+    pub fn invalid_content_because(reason: impl Into<String>) -> ApiError {
+        let mut e = ApiError::invalid_content();
+        e.message = format!("Invalid content sent: {}", reason.into());
+        e
+    }
+
+    pub fn no_write_permission(fields: &[String]) -> ApiError {
+        let list = fields.join(",");
+        ApiError::new(
+            400,
+            "no-write-permission",
+            format!("No write permission(s) for field(s): {list}"),
+        )
+        .with("fields", list)
+    }
+
+    pub fn unauthorized() -> ApiError {
+        ApiError::new(401, "auth-error", "unauthorized")
+    }
+
+    pub fn not_found(path: &str) -> ApiError {
+        let mut e = ApiError::new(404, "not-found", "not found");
+        e.message = format!("No data at location '{path}'");
+        e.with("path", path)
+    }
+
+    pub fn method_not_allowed(method: &str) -> ApiError {
+        let mut e = ApiError::new(405, "method-not-allowed", "method not allowed");
+        e.message = format!("{method} is not supported on the data API; use GET, PUT or PATCH");
+        e.with("method", method)
+    }
+
+    pub fn blocked() -> ApiError {
+        ApiError::new(429, "blocked", "blocked")
+    }
+
+    pub fn internal() -> ApiError {
+        ApiError::new(500, "internal-error", "Internal Error")
+    }
+
+    pub fn service_unavailable() -> ApiError {
+        ApiError::new(503, "service-unavailable", "service unavailable")
+    }
+
+    pub fn precondition_failed(current: u64) -> ApiError {
+        let mut e = ApiError::new(412, "precondition-failed", "precondition failed");
+        e.message = format!(
+            "The data changed since the revision in If-Match; the current revision is {current}"
+        );
+        e.with("revision", current.to_string())
+    }
+
+    pub fn payload_too_large(limit: usize) -> ApiError {
+        let mut e = ApiError::new(413, "payload-too-large", "payload too large");
+        e.message = format!("The request body is larger than {limit} bytes");
+        e.with("limit", limit.to_string())
+    }
+
+    pub fn bad_location(reason: impl Into<String>) -> ApiError {
+        let mut e = ApiError::new(400, "invalid-location", "Invalid data location");
+        e.message = format!("Invalid data location: {}", reason.into());
+        e
+    }
+
+    pub fn invalid_value(field: &str, expected: &str) -> ApiError {
+        ApiError::new(
+            400,
+            "invalid-value",
+            format!("Invalid value for {field}: expected {expected}"),
+        )
+        .with("field_name", field)
+    }
+
+    pub fn temperature_format(field: &str) -> ApiError {
+        ApiError::new(
+            400,
+            "format-error",
+            format!("Temperature '{field}' is in wrong format"),
+        )
+        .with("field_name", field)
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// Formats a number with one decimal, as the original messages do (`74.0`, `20.5`).
+pub fn one_decimal(v: f64) -> String {
+    format!("{v:.1}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_shape_has_every_member_and_string_details() {
+        let e = ApiError::no_write_permission(&["target_temperature_f".into()]);
+        let j = e.to_json("3c0f6a4e-0000-4000-8000-000000000000");
+        assert_eq!(
+            j,
+            json!({
+                "error": "No write permission(s) for field(s): target_temperature_f",
+                "type": "https://developer.nest.com/documentation/cloud/error-messages#no-write-permission",
+                "message": "No write permission(s) for field(s): target_temperature_f",
+                "instance": "3c0f6a4e-0000-4000-8000-000000000000",
+                "details": {"fields": "target_temperature_f"}
+            })
+        );
+        assert!(
+            ApiError::unauthorized()
+                .to_json("x")
+                .get("details")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn one_decimal_formats() {
+        assert_eq!(one_decimal(74.0), "74.0");
+        assert_eq!(one_decimal(20.5), "20.5");
+        assert_eq!(one_decimal(100.0), "100.0");
+    }
+}

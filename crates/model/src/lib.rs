@@ -1,0 +1,29 @@
+//! # roost-model: the home document
+//!
+//! Everything Roost knows about a home, with no I/O: the [`schema`] of every field, the
+//! [`permission`]s that show and write them, [`location`]s (URL paths into the document),
+//! [`home`]s and the views tokens see, [`write`]s with their safety [`rules`], and the
+//! service's own home [`logic`]. The server, the store and the simulator all stand on this
+//! crate; it must be exact, so it is tested exhaustively (unit, property and golden tests).
+
+pub mod demo;
+pub mod error;
+pub mod home;
+pub mod invariants;
+pub mod location;
+pub mod logic;
+pub mod permission;
+pub mod rules;
+pub mod schema;
+pub mod units;
+pub mod write;
+
+pub use error::ApiError;
+pub use home::{Home, Metadata, assemble_view, filter_home};
+pub use location::Location;
+pub use permission::{Permission, PermissionSet};
+pub use schema::Entity;
+pub use write::{Actor, RuleConfig, WriteContext, WritePlan, apply_write, plan_write};
+
+#[cfg(test)]
+mod tests;

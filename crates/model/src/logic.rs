@@ -1,0 +1,341 @@
+//! Home logic: the service's own reactions that keep a home consistent after every change.
+//!
+//! [`settle`] runs every derivation until nothing changes (a fixed point; each derivation is
+//! idempotent and the set is bounded, so two or three passes suffice — [`MAX_PASSES`] caps it):
+//!
+//! - ids: each device's `device_id` and `structure_id` match where it is stored;
+//! - where names: `where_name` from the structure's `wheres`;
+//! - names: `name` = where name + ` (label)`, `name_long` = where name + kind + ` (label)`;
+//! - temperatures: both scales present (a missing twin is derived from the other scale);
+//!   deprecated `away_temperature_*` mirror `eco_temperature_*`;
+//! - eco: entering `eco` remembers the mode left in `previous_hvac_mode`;
+//! - away: a structure turning `away` puts its heating or cooling thermostats in eco; turning
+//!   `home` restores `previous_hvac_mode` (setting `eco_on_away`);
+//! - fan timer: an expired timer turns off;
+//! - Protects: `ui_color_state` from battery, alarms and connection;
+//! - roll-ups: structure device lists, product data lists, `co_alarm_state` and
+//!   `smoke_alarm_state` (the worst of the Protects);
+//! - ETA: `eta_begin` from the active trip;
+//! - security: `wwn_security_state` is `deter` when the structure is away and an online,
+//!   streaming camera reports a new person event; `home` makes it `ok`.
+
+use serde_json::{Map, Value};
+
+use crate::home::Home;
+use crate::rules::TWINS;
+use crate::schema::Entity;
+use crate::units::{self, EPOCH};
+use crate::write::WriteContext;
+
+pub const MAX_PASSES: usize = 8;
+
+/// Brings `next` (the home after a write to `prev`) to a consistent state.
+pub fn settle(prev: &Home, next: &mut Home, ctx: &WriteContext<'_>) {
+    for _ in 0..MAX_PASSES {
+        let before = next.clone();
+        pass(prev, next, ctx);
+        if *next == before {
+            return;
+        }
+    }
+}
+
+fn pass(prev: &Home, next: &mut Home, ctx: &WriteContext<'_>) {
+    let sid = next.id().to_string();
+    let wheres: Map<String, Value> = next
+        .structure()
+        .get("wheres")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let away_now = next
+        .structure()
+        .get("away")
+        .and_then(Value::as_str)
+        .unwrap_or("home")
+        .to_string();
+    let away_before = prev
+        .structure()
+        .get("away")
+        .and_then(Value::as_str)
+        .unwrap_or("home")
+        .to_string();
+    let away_changed = away_now != away_before;
+    let now = units::format_time(ctx.now);
+
+    for kind in Entity::DEVICE_KINDS {
+        let ids: Vec<String> = next.devices(kind).map(|(id, _)| id.clone()).collect();
+        for id in ids {
+            let before = prev.device(kind, &id).cloned();
+            let Some(d) = next.device_mut(kind, &id) else {
+                continue;
+            };
+            set(d, "device_id", Value::from(id.as_str()));
+            set(d, "structure_id", Value::from(sid.as_str()));
+            if let Some(name) = d
+                .get("where_id")
+                .and_then(Value::as_str)
+                .and_then(|w| wheres.get(w))
+                .and_then(|w| w.get("name"))
+                .cloned()
+            {
+                set(d, "where_name", name);
+            }
+            derive_names(kind, d);
+            match kind {
+                Entity::Thermostat => thermostat(
+                    d,
+                    before.as_ref(),
+                    away_changed,
+                    &away_now,
+                    ctx.config.eco_on_away,
+                    &now,
+                ),
+                Entity::SmokeCoAlarm => protect_color(d),
+                _ => {}
+            }
+        }
+    }
+
+    roll_up(next);
+    eta_begin(next);
+    security(prev, next, away_changed, &away_now);
+}
+
+fn set(m: &mut Map<String, Value>, k: &str, v: Value) {
+    if m.get(k) != Some(&v) {
+        m.insert(k.to_string(), v);
+    }
+}
+
+fn derive_names(kind: Entity, d: &mut Map<String, Value>) {
+    let Some(where_name) = d
+        .get("where_name")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+    else {
+        return;
+    };
+    let label = d
+        .get("label")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let suffix = if label.is_empty() {
+        String::new()
+    } else {
+        format!(" ({label})")
+    };
+    set(d, "name", Value::from(format!("{where_name}{suffix}")));
+    set(
+        d,
+        "name_long",
+        Value::from(format!("{where_name} {}{suffix}", kind.long_name_word())),
+    );
+}
+
+fn thermostat(
+    d: &mut Map<String, Value>,
+    before: Option<&Map<String, Value>>,
+    away_changed: bool,
+    away_now: &str,
+    eco_on_away: bool,
+    now: &str,
+) {
+    // Both scales present.
+    for (f, c) in TWINS {
+        match (
+            d.get(*f).and_then(Value::as_f64),
+            d.get(*c).and_then(Value::as_f64),
+        ) {
+            (Some(fv), None) => set(d, c, units::c_json(units::f_to_c(fv))),
+            (None, Some(cv)) => set(d, f, units::f_json(units::c_to_f(cv))),
+            _ => {}
+        }
+    }
+    for (eco, away) in [
+        ("eco_temperature_high_f", "away_temperature_high_f"),
+        ("eco_temperature_high_c", "away_temperature_high_c"),
+        ("eco_temperature_low_f", "away_temperature_low_f"),
+        ("eco_temperature_low_c", "away_temperature_low_c"),
+    ] {
+        if let Some(v) = d.get(eco).cloned() {
+            set(d, away, v);
+        }
+    }
+
+    // Away puts heating/cooling thermostats in eco; home restores them.
+    let mode = d
+        .get("hvac_mode")
+        .and_then(Value::as_str)
+        .unwrap_or("off")
+        .to_string();
+    if away_changed && eco_on_away {
+        if away_now == "away" && !matches!(mode.as_str(), "eco" | "off") {
+            set(d, "hvac_mode", Value::from("eco"));
+        } else if away_now == "home" && mode == "eco" {
+            let prev_mode = d
+                .get("previous_hvac_mode")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            if !prev_mode.is_empty() && prev_mode != "eco" {
+                set(d, "hvac_mode", Value::from(prev_mode));
+            }
+        }
+    }
+
+    // Entering eco remembers the mode left.
+    let mode = d
+        .get("hvac_mode")
+        .and_then(Value::as_str)
+        .unwrap_or("off")
+        .to_string();
+    let old_mode = before
+        .and_then(|b| b.get("hvac_mode"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if mode == "eco" && !old_mode.is_empty() && old_mode != "eco" {
+        set(d, "previous_hvac_mode", Value::from(old_mode));
+    }
+    if !d.contains_key("previous_hvac_mode") {
+        set(d, "previous_hvac_mode", Value::from(""));
+    }
+
+    // An expired fan timer turns off.
+    if d.get("fan_timer_active").and_then(Value::as_bool) == Some(true) {
+        let timeout = d
+            .get("fan_timer_timeout")
+            .and_then(Value::as_str)
+            .unwrap_or(EPOCH);
+        if timeout != EPOCH && timeout <= now {
+            set(d, "fan_timer_active", Value::from(false));
+            set(d, "fan_timer_timeout", Value::from(EPOCH));
+        }
+    } else if d.contains_key("fan_timer_active") {
+        set(d, "fan_timer_timeout", Value::from(EPOCH));
+    }
+}
+
+fn protect_color(d: &mut Map<String, Value>) {
+    let state = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or("ok").to_string();
+    let (co, smoke, battery) = (
+        state("co_alarm_state"),
+        state("smoke_alarm_state"),
+        state("battery_health"),
+    );
+    let online = d.get("is_online").and_then(Value::as_bool).unwrap_or(true);
+    let color = if co == "emergency" || smoke == "emergency" {
+        "red"
+    } else if co == "warning" || smoke == "warning" || battery == "replace" {
+        "yellow"
+    } else if !online {
+        "gray"
+    } else {
+        "green"
+    };
+    set(d, "ui_color_state", Value::from(color));
+}
+
+fn severity(s: &str) -> u8 {
+    match s {
+        "emergency" => 2,
+        "warning" => 1,
+        _ => 0,
+    }
+}
+
+fn roll_up(home: &mut Home) {
+    let mut lists = Vec::new();
+    for kind in Entity::DEVICE_KINDS {
+        let ids: Vec<Value> = home
+            .devices(kind)
+            .map(|(id, _)| Value::from(id.as_str()))
+            .collect();
+        lists.push((kind.collection().unwrap_or_default(), ids));
+    }
+    let worst = |key: &str| {
+        home.devices(Entity::SmokeCoAlarm)
+            .map(|(_, p)| {
+                p.get(key)
+                    .and_then(Value::as_str)
+                    .unwrap_or("ok")
+                    .to_string()
+            })
+            .max_by_key(|s| severity(s))
+            .unwrap_or_else(|| "ok".to_string())
+    };
+    let co = worst("co_alarm_state");
+    let smoke = worst("smoke_alarm_state");
+    let mut products = Map::new();
+    for (company, ty, id, _) in home.product_data() {
+        let types = crate::home::object_entry(&mut products, &company);
+        let slot = types.entry(ty).or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(a) = slot {
+            a.push(Value::from(id));
+        }
+    }
+    let s = home.structure_mut();
+    for (key, ids) in lists {
+        if ids.is_empty() {
+            if s.contains_key(key) {
+                s.remove(key);
+            }
+        } else {
+            set(s, key, Value::Array(ids));
+        }
+    }
+    set(s, "devices", Value::Object(products));
+    set(s, "co_alarm_state", Value::from(co));
+    set(s, "smoke_alarm_state", Value::from(smoke));
+}
+
+fn eta_begin(home: &mut Home) {
+    let s = home.structure_mut();
+    let begin = s
+        .get("eta")
+        .and_then(|e| e.get("estimated_arrival_window_begin"))
+        .cloned()
+        .unwrap_or_else(|| Value::from(EPOCH));
+    set(s, "eta_begin", begin);
+}
+
+fn security(prev: &Home, next: &mut Home, away_changed: bool, away_now: &str) {
+    let current = next
+        .structure()
+        .get("wwn_security_state")
+        .and_then(Value::as_str)
+        .unwrap_or("ok")
+        .to_string();
+    let state = if away_now != "away" {
+        "ok".to_string()
+    } else {
+        let new_person = next.devices(Entity::Camera).any(|(id, c)| {
+            let online = c.get("is_online").and_then(Value::as_bool).unwrap_or(false);
+            let streaming = c
+                .get("is_streaming")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            let event = c.get("last_event");
+            let person = event
+                .and_then(|e| e.get("has_person"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            let was = prev
+                .device(Entity::Camera, id)
+                .and_then(|p| p.get("last_event"));
+            online && streaming && person && (event != was || away_changed)
+        });
+        if new_person {
+            "deter".to_string()
+        } else {
+            current
+        }
+    };
+    set(
+        next.structure_mut(),
+        "wwn_security_state",
+        Value::from(state),
+    );
+}
