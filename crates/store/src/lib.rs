@@ -1,1 +1,154 @@
-//! placeholder
+//! # roost-store: durable storage behind the [`Store`] trait
+//!
+//! What is stored: structures (one JSON document per structure, with its revision), the change
+//! log (revision, changed paths, actor, time, merge patch) kept for a bounded window, users,
+//! and access tokens (only their SHA-256).
+//!
+//! The trait is shaped for several servers sharing one database: a commit is a
+//! compare-and-set on the structure's revision ([`StoreError::Conflict`] when another writer
+//! got there first), and [`Store::changed_since`] lets a node learn of commits it did not make.
+//! No truth lives only in one process.
+//!
+//! [`SqliteStore`] is the embedded default: SQLite in WAL mode with `synchronous=FULL`, one
+//! writer thread doing **group commit** (every commit waiting when a transaction starts shares
+//! its fsync), and a few read connections.
+//!
+//! Only this crate knows SQL.
+
+mod sqlite;
+
+pub mod conformance;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use sqlite::{SqliteStore, StoreOptions};
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The structure's revision moved since the caller read it.
+    #[error("revision conflict on structure {structure_id}: current revision is {current}")]
+    Conflict { structure_id: String, current: u64 },
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
+    #[error("storage failure: {0}")]
+    Backend(String),
+    #[error("the store is shut down")]
+    Closed,
+}
+
+/// `(structure id, revision)` of structures committed after a sequence number, and the
+/// highest sequence number seen.
+pub type ChangedSince = (Vec<(String, u64)>, u64);
+
+/// A structure as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredStructure {
+    pub id: String,
+    pub owner: String,
+    pub revision: u64,
+    pub doc: Value,
+}
+
+/// One entry of the change log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub structure_id: String,
+    pub revision: u64,
+    /// ISO 8601 UTC.
+    pub at: String,
+    /// Who wrote: `product:<id>`, `device:<id>`, `service`, `admin`.
+    pub actor: String,
+    /// Data locations that changed, e.g. `/devices/thermostats/t1/target_temperature_f`.
+    pub paths: Vec<String>,
+    /// RFC 7396 merge patch from the previous revision's document to this one.
+    pub patch: Value,
+}
+
+/// A commit of a structure's new document.
+#[derive(Debug, Clone)]
+pub struct Commit {
+    pub structure_id: String,
+    /// The revision the change was computed against; the commit fails if it moved.
+    pub base_revision: u64,
+    pub doc: Value,
+    pub change: Change,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub id: String,
+    pub login: String,
+    /// PHC string (Argon2id); `None` for users who cannot log in.
+    pub password_hash: Option<String>,
+    pub created_at: String,
+}
+
+/// An access token as stored: never the token itself, only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub hash: [u8; 32],
+    pub user_id: String,
+    /// The product (OAuth client) it was issued to; `None` for admin-issued tokens.
+    pub product_id: Option<String>,
+    /// Permission bits (`roost_model::PermissionSet::bits`).
+    pub permissions: u32,
+    /// The structures the grant covers.
+    pub structures: Vec<String>,
+    pub client_version: u64,
+    pub created_at: String,
+    pub label: String,
+    pub revoked: bool,
+}
+
+/// Storage of structures, the change log, users and tokens.
+pub trait Store: Send + Sync + 'static {
+    /// Creates a structure at revision 1 (fails if the id exists).
+    fn create_structure(
+        &self,
+        owner: &str,
+        id: &str,
+        doc: Value,
+        at: &str,
+    ) -> BoxFuture<'_, Result<u64>>;
+    fn structure(&self, id: &str) -> BoxFuture<'_, Result<Option<StoredStructure>>>;
+    /// Every structure (cold start).
+    fn all_structures(&self) -> BoxFuture<'_, Result<Vec<StoredStructure>>>;
+    fn structures_of(&self, user_id: &str) -> BoxFuture<'_, Result<Vec<String>>>;
+    /// Durably commits a change; returns the new revision. Acknowledged only after fsync.
+    fn commit(&self, commit: Commit) -> BoxFuture<'_, Result<u64>>;
+    /// Change log entries after `revision`, oldest first (at most `limit`).
+    fn changes_after(
+        &self,
+        structure_id: &str,
+        revision: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<Change>>>;
+    /// The oldest revision still in the change log (`None` when the log is empty).
+    fn oldest_change(&self, structure_id: &str) -> BoxFuture<'_, Result<Option<u64>>>;
+    /// Structures committed after the global sequence number `seq`: `(id, revision)` and the
+    /// highest sequence seen. How a node learns of other writers' commits.
+    fn changed_since(&self, seq: u64) -> BoxFuture<'_, Result<ChangedSince>>;
+
+    fn create_user(&self, user: User) -> BoxFuture<'_, Result<()>>;
+    fn user(&self, id: &str) -> BoxFuture<'_, Result<Option<User>>>;
+    fn user_by_login(&self, login: &str) -> BoxFuture<'_, Result<Option<User>>>;
+    fn users(&self) -> BoxFuture<'_, Result<Vec<User>>>;
+
+    fn insert_token(&self, token: TokenRecord) -> BoxFuture<'_, Result<()>>;
+    /// A token that is not revoked.
+    fn token(&self, hash: &[u8; 32]) -> BoxFuture<'_, Result<Option<TokenRecord>>>;
+    /// Revokes; true if it was active.
+    fn revoke_token(&self, hash: &[u8; 32]) -> BoxFuture<'_, Result<bool>>;
+    fn tokens_of(&self, user_id: &str) -> BoxFuture<'_, Result<Vec<TokenRecord>>>;
+    /// Tokens revoked after the global sequence number `seq`, with the highest seen.
+    fn revoked_since(&self, seq: u64) -> BoxFuture<'_, Result<(Vec<[u8; 32]>, u64)>>;
+}

@@ -1,0 +1,176 @@
+//! The conformance suite every [`Store`] backend must pass. Each backend's tests call
+//! [`run`] with a fresh, empty store.
+// Test support: a failed expectation must stop the suite with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use serde_json::json;
+
+use crate::{Change, Commit, Store, StoreError, TokenRecord, User};
+
+fn change(sid: &str, rev: u64, path: &str) -> Change {
+    Change {
+        structure_id: sid.into(),
+        revision: rev,
+        at: "2026-11-27T12:00:00.000Z".into(),
+        actor: "test".into(),
+        paths: vec![path.into()],
+        patch: json!({"v": rev}),
+    }
+}
+
+fn commit(sid: &str, base: u64, v: u64) -> Commit {
+    Commit {
+        structure_id: sid.into(),
+        base_revision: base,
+        doc: json!({"v": v}),
+        change: change(sid, base + 1, "/v"),
+    }
+}
+
+fn user(id: &str) -> User {
+    User {
+        id: id.into(),
+        login: format!("{id}@example.com"),
+        password_hash: None,
+        created_at: "2026-11-27T12:00:00.000Z".into(),
+    }
+}
+
+/// Runs every check; panics with a message naming the broken one. `changelog_keep` is the
+/// backend's configured window.
+pub async fn run(store: &dyn Store, changelog_keep: u64) {
+    // Users.
+    store.create_user(user("u1")).await.expect("create user");
+    assert!(
+        matches!(
+            store.create_user(user("u1")).await,
+            Err(StoreError::AlreadyExists(_))
+        ),
+        "duplicate login refused"
+    );
+    assert_eq!(
+        store.user("u1").await.unwrap().unwrap().login,
+        "u1@example.com"
+    );
+    assert_eq!(
+        store
+            .user_by_login("u1@example.com")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        "u1"
+    );
+    assert!(store.user("nobody").await.unwrap().is_none());
+
+    // Structures and revisions.
+    assert_eq!(
+        store
+            .create_structure("u1", "s1", json!({"v": 0}), "t")
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(matches!(
+        store.create_structure("u1", "s1", json!({}), "t").await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    assert_eq!(
+        store.structures_of("u1").await.unwrap(),
+        vec!["s1".to_string()]
+    );
+    let s = store.structure("s1").await.unwrap().unwrap();
+    assert_eq!(
+        (s.revision, s.doc.clone(), s.owner.as_str()),
+        (1, json!({"v": 0}), "u1")
+    );
+
+    // Commit is a compare-and-set on the revision.
+    assert_eq!(store.commit(commit("s1", 1, 1)).await.unwrap(), 2);
+    match store.commit(commit("s1", 1, 99)).await {
+        Err(StoreError::Conflict { current, .. }) => assert_eq!(current, 2),
+        other => panic!("stale commit must conflict, got {other:?}"),
+    }
+    assert!(matches!(
+        store.commit(commit("nope", 1, 1)).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        store.structure("s1").await.unwrap().unwrap().doc,
+        json!({"v": 1})
+    );
+
+    // Concurrent commits to different structures all land (group commit), each once.
+    store
+        .create_structure("u1", "s2", json!({"v": 0}), "t")
+        .await
+        .unwrap();
+    let mut handles = Vec::new();
+    for sid in ["s1", "s2"] {
+        let base = store.structure(sid).await.unwrap().unwrap().revision;
+        handles.push((sid, base, store.commit(commit(sid, base, base + 1))));
+    }
+    for (sid, base, fut) in handles {
+        assert_eq!(fut.await.unwrap(), base + 1, "{sid}");
+    }
+
+    // The change log: ordered, complete, bounded.
+    let changes = store.changes_after("s1", 0, 100).await.unwrap();
+    let revs: Vec<u64> = changes.iter().map(|c| c.revision).collect();
+    assert_eq!(revs, vec![1, 2, 3]);
+    assert_eq!(changes[1].paths, vec!["/v".to_string()]);
+    let mut base = 3;
+    for i in 0..changelog_keep + 5 {
+        base = store.commit(commit("s1", base, 100 + i)).await.unwrap();
+    }
+    let oldest = store.oldest_change("s1").await.unwrap().unwrap();
+    assert_eq!(
+        oldest,
+        base - changelog_keep + 1,
+        "log keeps exactly the window"
+    );
+    assert_eq!(
+        store.changes_after("s1", 0, 1_000_000).await.unwrap().len() as u64,
+        changelog_keep
+    );
+    assert_eq!(
+        store.changes_after("s1", base - 2, 10).await.unwrap().len(),
+        2
+    );
+
+    // Other writers' commits are visible through the sequence feed.
+    let (_, seq) = store.changed_since(0).await.unwrap();
+    store.commit(commit("s2", 2, 7)).await.unwrap();
+    let (changed, seq2) = store.changed_since(seq).await.unwrap();
+    assert_eq!(changed, vec![("s2".to_string(), 3)]);
+    assert!(seq2 > seq);
+
+    // Tokens: stored by hash, revocable once, revocations visible through their feed.
+    let token = TokenRecord {
+        hash: [7; 32],
+        user_id: "u1".into(),
+        product_id: None,
+        permissions: 3,
+        structures: vec!["s1".into()],
+        client_version: 1,
+        created_at: "t".into(),
+        label: "test".into(),
+        revoked: false,
+    };
+    store.insert_token(token.clone()).await.unwrap();
+    assert_eq!(store.token(&[7; 32]).await.unwrap(), Some(token));
+    assert!(store.token(&[8; 32]).await.unwrap().is_none());
+    let (_, rseq) = store.revoked_since(0).await.unwrap();
+    assert!(store.revoke_token(&[7; 32]).await.unwrap());
+    assert!(
+        !store.revoke_token(&[7; 32]).await.unwrap(),
+        "second revoke is a no-op"
+    );
+    assert!(
+        store.token(&[7; 32]).await.unwrap().is_none(),
+        "revoked token no longer resolves"
+    );
+    let (revoked, _) = store.revoked_since(rseq).await.unwrap();
+    assert_eq!(revoked, vec![[7; 32]]);
+    assert!(store.tokens_of("u1").await.unwrap()[0].revoked);
+}

@@ -1,0 +1,579 @@
+//! The embedded backend: SQLite (WAL, `synchronous=FULL`) with group commit.
+//!
+//! Why rusqlite on a dedicated thread rather than an async driver: group commit needs one
+//! connection owned by one loop that drains every waiting write into one transaction; a
+//! thread with a channel does exactly that without a hop per statement. Reads use a small
+//! pool of their own connections (WAL lets them run beside the writer).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Instant;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use crate::{
+    BoxFuture, Change, ChangedSince, Commit, Result, Store, StoreError, StoredStructure,
+    TokenRecord, User,
+};
+
+/// Most writes one transaction (one fsync) carries.
+const MAX_BATCH: usize = 512;
+
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Change log entries kept per structure (older ones are dropped at commit).
+    pub changelog_keep: u64,
+    /// Read connections.
+    pub readers: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            changelog_keep: 10_000,
+            readers: 4,
+        }
+    }
+}
+
+/// Called after the batch's transaction ends: `None` when it committed.
+type Reply = Box<dyn FnOnce(Option<StoreError>) + Send>;
+/// A write run inside the batch transaction (in its own savepoint): `(ok, reply)`.
+type Op = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
+
+pub struct SqliteStore {
+    writer: Mutex<Option<mpsc::Sender<Op>>>,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+    options: StoreOptions,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn open(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(backend)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(backend)?;
+    // WAL + FULL: every commit is fsynced before it returns, and readers never block it.
+    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+        .map_err(backend)?;
+    Ok(conn)
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS users(
+    id TEXT PRIMARY KEY,
+    login TEXT NOT NULL UNIQUE,
+    password_hash TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS structures(
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL REFERENCES users(id),
+    revision INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS structures_seq ON structures(seq);
+CREATE INDEX IF NOT EXISTS structures_owner ON structures(owner);
+CREATE TABLE IF NOT EXISTS changes(
+    structure_id TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    paths TEXT NOT NULL,
+    patch TEXT NOT NULL,
+    PRIMARY KEY(structure_id, revision)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tokens(
+    hash BLOB PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(id),
+    product_id TEXT,
+    permissions INTEGER NOT NULL,
+    structures TEXT NOT NULL,
+    client_version INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    label TEXT NOT NULL,
+    revoked_seq INTEGER
+);
+CREATE INDEX IF NOT EXISTS tokens_user ON tokens(user_id);
+CREATE INDEX IF NOT EXISTS tokens_revoked ON tokens(revoked_seq);
+";
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path, options: StoreOptions) -> Result<Arc<SqliteStore>> {
+        let conn = open(path)?;
+        conn.execute_batch(SCHEMA).map_err(backend)?;
+        let mut readers = Vec::new();
+        for _ in 0..options.readers.max(1) {
+            readers.push(Mutex::new(open(path)?));
+        }
+        let (tx, rx) = mpsc::channel::<Op>();
+        let thread = std::thread::Builder::new()
+            .name("roost-store-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(backend)?;
+        Ok(Arc::new(SqliteStore {
+            writer: Mutex::new(Some(tx)),
+            writer_thread: Mutex::new(Some(thread)),
+            readers,
+            next_reader: AtomicUsize::new(0),
+            options,
+        }))
+    }
+
+    /// Stops taking writes, lets the writer finish every write already queued (their callers
+    /// get their acknowledgements), and waits for it.
+    pub fn close(&self) {
+        if let Ok(mut w) = self.writer.lock() {
+            w.take();
+        }
+        let handle = self.writer_thread.lock().ok().and_then(|mut h| h.take());
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+
+    /// Queues a write; resolves after the transaction that carries it has committed.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        let op: Op = Box::new(move |conn| match f(conn) {
+            Ok(v) => (
+                true,
+                Box::new(move |failed: Option<StoreError>| {
+                    let _ = tx.send(match failed {
+                        None => Ok(v),
+                        Some(e) => Err(e),
+                    });
+                }),
+            ),
+            Err(e) => (
+                false,
+                Box::new(move |_| {
+                    let _ = tx.send(Err(e));
+                }),
+            ),
+        });
+        {
+            let guard = self.writer.lock().map_err(backend)?;
+            let sender = guard.as_ref().ok_or(StoreError::Closed)?;
+            sender.send(op).map_err(|_| StoreError::Closed)?;
+        }
+        rx.await
+            .map_err(|_| StoreError::Backend("the write was not carried out".into()))?
+    }
+
+    /// Runs a read on one of the read connections.
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+        let conn = self.readers[i].lock().map_err(backend)?;
+        f(&conn).map_err(backend)
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Op>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        run_batch(&mut conn, batch);
+    }
+}
+
+fn run_batch(conn: &mut Connection, batch: Vec<Op>) {
+    let started = Instant::now();
+    let size = batch.len();
+    let mut replies: Vec<Reply> = Vec::with_capacity(size);
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        // Run nothing: dropping the ops drops their reply channels, so every caller gets an
+        // error and no write is acknowledged.
+        tracing::error!(error = %e, "store: could not begin a transaction");
+        drop(batch);
+        return;
+    }
+    for op in batch {
+        let ok_sp = conn.execute_batch("SAVEPOINT op").is_ok();
+        let (ok, reply) = op(conn);
+        if ok_sp {
+            let end = if ok {
+                "RELEASE op"
+            } else {
+                "ROLLBACK TO op; RELEASE op"
+            };
+            let _ = conn.execute_batch(end);
+        }
+        replies.push(reply);
+    }
+    let failed = match conn.execute_batch("COMMIT") {
+        Ok(()) => None,
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            tracing::error!(error = %e, "store: commit failed");
+            Some(backend(e))
+        }
+    };
+    metrics::histogram!("roost_store_commit_batch_size").record(size as f64);
+    metrics::histogram!("roost_store_commit_seconds").record(started.elapsed().as_secs_f64());
+    metrics::counter!("roost_store_transactions_total").increment(1);
+    for reply in replies {
+        reply(failed.clone());
+    }
+}
+
+fn row_to_structure(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredStructure> {
+    let doc: String = row.get(3)?;
+    Ok(StoredStructure {
+        id: row.get(0)?,
+        owner: row.get(1)?,
+        revision: row.get::<_, i64>(2)? as u64,
+        doc: serde_json::from_str(&doc).unwrap_or(Value::Null),
+    })
+}
+
+fn row_to_token(row: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
+    let hash: Vec<u8> = row.get(0)?;
+    let mut h = [0u8; 32];
+    if hash.len() == 32 {
+        h.copy_from_slice(&hash);
+    }
+    let structures: String = row.get(4)?;
+    Ok(TokenRecord {
+        hash: h,
+        user_id: row.get(1)?,
+        product_id: row.get(2)?,
+        permissions: row.get::<_, i64>(3)? as u32,
+        structures: serde_json::from_str(&structures).unwrap_or_default(),
+        client_version: row.get::<_, i64>(5)? as u64,
+        created_at: row.get(6)?,
+        label: row.get(7)?,
+        revoked: row.get::<_, Option<i64>>(8)?.is_some(),
+    })
+}
+
+fn row_to_user(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+    Ok(User {
+        id: row.get(0)?,
+        login: row.get(1)?,
+        password_hash: row.get(2)?,
+        created_at: row.get(3)?,
+    })
+}
+
+const TOKEN_COLUMNS: &str = "hash, user_id, product_id, permissions, structures, client_version, created_at, label, revoked_seq";
+
+fn unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
+}
+
+impl Store for SqliteStore {
+    fn create_structure(
+        &self,
+        owner: &str,
+        id: &str,
+        doc: Value,
+        at: &str,
+    ) -> BoxFuture<'_, Result<u64>> {
+        let (owner, id, at) = (owner.to_string(), id.to_string(), at.to_string());
+        Box::pin(self.write(move |conn| {
+            let text = doc.to_string();
+            conn.execute(
+                "INSERT INTO structures(id, owner, revision, seq, doc)
+                 VALUES (?1, ?2, 1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM structures), ?3)",
+                params![id, owner, text],
+            )
+            .map_err(|e| if unique_violation(&e) { StoreError::AlreadyExists(id.clone()) } else { backend(e) })?;
+            conn.execute(
+                "INSERT INTO changes(structure_id, revision, at, actor, paths, patch) VALUES (?1, 1, ?2, 'admin', '[\"/\"]', ?3)",
+                params![id, at, text],
+            )
+            .map_err(backend)?;
+            Ok(1)
+        }))
+    }
+
+    fn structure(&self, id: &str) -> BoxFuture<'_, Result<Option<StoredStructure>>> {
+        let r = self.read(|c| {
+            c.prepare_cached("SELECT id, owner, revision, doc FROM structures WHERE id = ?1")?
+                .query_row([id], row_to_structure)
+                .optional()
+        });
+        Box::pin(async move { r })
+    }
+
+    fn all_structures(&self) -> BoxFuture<'_, Result<Vec<StoredStructure>>> {
+        let r = self.read(|c| {
+            let mut st =
+                c.prepare("SELECT id, owner, revision, doc FROM structures ORDER BY id")?;
+            st.query_map([], row_to_structure)?.collect()
+        });
+        Box::pin(async move { r })
+    }
+
+    fn structures_of(&self, user_id: &str) -> BoxFuture<'_, Result<Vec<String>>> {
+        let r = self.read(|c| {
+            let mut st =
+                c.prepare_cached("SELECT id FROM structures WHERE owner = ?1 ORDER BY id")?;
+            st.query_map([user_id], |r| r.get(0))?.collect()
+        });
+        Box::pin(async move { r })
+    }
+
+    fn commit(&self, commit: Commit) -> BoxFuture<'_, Result<u64>> {
+        let keep = self.options.changelog_keep.max(1);
+        Box::pin(self.write(move |conn| {
+            let Commit { structure_id, base_revision, doc, change } = commit;
+            let new_revision = base_revision + 1;
+            let updated = conn
+                .prepare_cached(
+                    "UPDATE structures SET doc = ?1, revision = ?2,
+                        seq = (SELECT COALESCE(MAX(seq), 0) + 1 FROM structures)
+                     WHERE id = ?3 AND revision = ?4",
+                )
+                .and_then(|mut st| st.execute(params![doc.to_string(), new_revision as i64, structure_id, base_revision as i64]))
+                .map_err(backend)?;
+            if updated != 1 {
+                let current: Option<i64> = conn
+                    .query_row("SELECT revision FROM structures WHERE id = ?1", [&structure_id], |r| r.get(0))
+                    .optional()
+                    .map_err(backend)?;
+                return Err(match current {
+                    Some(c) => StoreError::Conflict { structure_id, current: c as u64 },
+                    None => StoreError::NotFound(structure_id),
+                });
+            }
+            conn.prepare_cached(
+                "INSERT INTO changes(structure_id, revision, at, actor, paths, patch) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    structure_id,
+                    new_revision as i64,
+                    change.at,
+                    change.actor,
+                    serde_json::to_string(&change.paths).unwrap_or_default(),
+                    change.patch.to_string(),
+                ])
+            })
+            .map_err(backend)?;
+            if new_revision > keep {
+                conn.prepare_cached("DELETE FROM changes WHERE structure_id = ?1 AND revision <= ?2")
+                    .and_then(|mut st| st.execute(params![structure_id, (new_revision - keep) as i64]))
+                    .map_err(backend)?;
+            }
+            Ok(new_revision)
+        }))
+    }
+
+    fn changes_after(
+        &self,
+        structure_id: &str,
+        revision: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<Change>>> {
+        let r = self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT structure_id, revision, at, actor, paths, patch FROM changes
+                 WHERE structure_id = ?1 AND revision > ?2 ORDER BY revision LIMIT ?3",
+            )?;
+            st.query_map(params![structure_id, revision as i64, limit as i64], |r| {
+                let paths: String = r.get(4)?;
+                let patch: String = r.get(5)?;
+                Ok(Change {
+                    structure_id: r.get(0)?,
+                    revision: r.get::<_, i64>(1)? as u64,
+                    at: r.get(2)?,
+                    actor: r.get(3)?,
+                    paths: serde_json::from_str(&paths).unwrap_or_default(),
+                    patch: serde_json::from_str(&patch).unwrap_or(Value::Null),
+                })
+            })?
+            .collect()
+        });
+        Box::pin(async move { r })
+    }
+
+    fn oldest_change(&self, structure_id: &str) -> BoxFuture<'_, Result<Option<u64>>> {
+        let r = self.read(|c| {
+            c.prepare_cached("SELECT MIN(revision) FROM changes WHERE structure_id = ?1")?
+                .query_row([structure_id], |r| r.get::<_, Option<i64>>(0))
+                .map(|v| v.map(|v| v as u64))
+        });
+        Box::pin(async move { r })
+    }
+
+    fn changed_since(&self, seq: u64) -> BoxFuture<'_, Result<ChangedSince>> {
+        let r = self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT id, revision, seq FROM structures WHERE seq > ?1 ORDER BY seq",
+            )?;
+            let mut max = seq;
+            let mut out = Vec::new();
+            for row in st.query_map([seq as i64], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)? as u64,
+                    r.get::<_, i64>(2)? as u64,
+                ))
+            })? {
+                let (id, rev, s) = row?;
+                max = max.max(s);
+                out.push((id, rev));
+            }
+            Ok((out, max))
+        });
+        Box::pin(async move { r })
+    }
+
+    fn create_user(&self, user: User) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO users(id, login, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![user.id, user.login, user.password_hash, user.created_at],
+            )
+            .map_err(|e| {
+                if unique_violation(&e) {
+                    StoreError::AlreadyExists(user.login.clone())
+                } else {
+                    backend(e)
+                }
+            })?;
+            Ok(())
+        }))
+    }
+
+    fn user(&self, id: &str) -> BoxFuture<'_, Result<Option<User>>> {
+        let r = self.read(|c| {
+            c.prepare_cached(
+                "SELECT id, login, password_hash, created_at FROM users WHERE id = ?1",
+            )?
+            .query_row([id], row_to_user)
+            .optional()
+        });
+        Box::pin(async move { r })
+    }
+
+    fn user_by_login(&self, login: &str) -> BoxFuture<'_, Result<Option<User>>> {
+        let r = self.read(|c| {
+            c.prepare_cached(
+                "SELECT id, login, password_hash, created_at FROM users WHERE login = ?1",
+            )?
+            .query_row([login], row_to_user)
+            .optional()
+        });
+        Box::pin(async move { r })
+    }
+
+    fn users(&self) -> BoxFuture<'_, Result<Vec<User>>> {
+        let r = self.read(|c| {
+            let mut st =
+                c.prepare("SELECT id, login, password_hash, created_at FROM users ORDER BY login")?;
+            st.query_map([], row_to_user)?.collect()
+        });
+        Box::pin(async move { r })
+    }
+
+    fn insert_token(&self, token: TokenRecord) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO tokens(hash, user_id, product_id, permissions, structures, client_version, created_at, label)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    token.hash.to_vec(),
+                    token.user_id,
+                    token.product_id,
+                    i64::from(token.permissions),
+                    serde_json::to_string(&token.structures).unwrap_or_default(),
+                    token.client_version as i64,
+                    token.created_at,
+                    token.label,
+                ],
+            )
+            .map_err(backend)?;
+            Ok(())
+        }))
+    }
+
+    fn token(&self, hash: &[u8; 32]) -> BoxFuture<'_, Result<Option<TokenRecord>>> {
+        let r = self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = ?1 AND revoked_seq IS NULL"
+            ))?
+            .query_row([hash.as_slice()], row_to_token)
+            .optional()
+        });
+        Box::pin(async move { r })
+    }
+
+    fn revoke_token(&self, hash: &[u8; 32]) -> BoxFuture<'_, Result<bool>> {
+        let hash = hash.to_vec();
+        Box::pin(self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE tokens SET revoked_seq = (SELECT COALESCE(MAX(revoked_seq), 0) + 1 FROM tokens)
+                     WHERE hash = ?1 AND revoked_seq IS NULL",
+                    [hash],
+                )
+                .map_err(backend)?;
+            Ok(n == 1)
+        }))
+    }
+
+    fn tokens_of(&self, user_id: &str) -> BoxFuture<'_, Result<Vec<TokenRecord>>> {
+        let r = self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM tokens WHERE user_id = ?1 ORDER BY created_at"
+            ))?;
+            st.query_map([user_id], row_to_token)?.collect()
+        });
+        Box::pin(async move { r })
+    }
+
+    fn revoked_since(&self, seq: u64) -> BoxFuture<'_, Result<(Vec<[u8; 32]>, u64)>> {
+        let r = self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT hash, revoked_seq FROM tokens WHERE revoked_seq > ?1 ORDER BY revoked_seq",
+            )?;
+            let mut max = seq;
+            let mut out = Vec::new();
+            for row in st.query_map([seq as i64], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)? as u64))
+            })? {
+                let (h, s) = row?;
+                max = max.max(s);
+                if h.len() == 32 {
+                    let mut a = [0u8; 32];
+                    a.copy_from_slice(&h);
+                    out.push(a);
+                }
+            }
+            Ok((out, max))
+        });
+        Box::pin(async move { r })
+    }
+}
