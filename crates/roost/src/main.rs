@@ -1,1 +1,507 @@
-fn main() {}
+//! `roost`: serve the home data service, administer a data dir.
+//!
+//! Settings come from flags, then `ROOST_*` environment variables, then a TOML config file
+//! (`--config`), then defaults; an error names the setting and where it came from.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use clap::{Parser, Subcommand};
+use roost_model::PermissionSet;
+use roost_server::{Config, Server, admin};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "roost",
+    version,
+    about = "Roost: a home data service (the Nest API architecture, and beyond)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service.
+    Serve(ServeArgs),
+    /// Administer a data dir (works while the server runs; the server picks changes up).
+    Admin {
+        /// Data directory.
+        #[arg(long, env = "ROOST_DATA", default_value = "roost-data", global = true)]
+        data: PathBuf,
+        /// Print JSON for scripts.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(clap::Args, Default)]
+struct ServeArgs {
+    /// TOML config file; flags and ROOST_* variables override it.
+    #[arg(long, env = "ROOST_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (database, certificates, demo.json).
+    #[arg(long, env = "ROOST_DATA")]
+    data: Option<PathBuf>,
+    /// Address of the data listener (port 0 picks a free port).
+    #[arg(long, env = "ROOST_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Serve plain HTTP (loopback only).
+    #[arg(long, env = "ROOST_INSECURE_HTTP")]
+    insecure_http: bool,
+    /// Create (once) and print a demo user, home and token.
+    #[arg(long, env = "ROOST_DEMO")]
+    demo: bool,
+    /// Certificate (PEM) instead of the generated one.
+    #[arg(long, env = "ROOST_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, env = "ROOST_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// Front door: answers every request with a 307 to the data listener.
+    #[arg(long, env = "ROOST_FRONT_LISTEN")]
+    front_listen: Option<SocketAddr>,
+    /// Host[:port] (or URL) put in the front door's Location.
+    #[arg(long, env = "ROOST_FRONT_LOCATION")]
+    front_location: Option<String>,
+    /// Keep-alive interval of streams, in seconds.
+    #[arg(long, env = "ROOST_KEEPALIVE_SECS")]
+    keepalive_secs: Option<u64>,
+    /// Largest request body in bytes.
+    #[arg(long, env = "ROOST_BODY_LIMIT")]
+    body_limit: Option<usize>,
+    /// Change log entries kept per structure.
+    #[arg(long, env = "ROOST_CHANGELOG_KEEP")]
+    changelog_keep: Option<u64>,
+}
+
+/// The config file: the same settings as the flags.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data: Option<PathBuf>,
+    listen: Option<String>,
+    insecure_http: Option<bool>,
+    demo: Option<bool>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    hostnames: Option<Vec<String>>,
+    front_listen: Option<String>,
+    front_location: Option<String>,
+    keepalive_secs: Option<u64>,
+    body_limit: Option<usize>,
+    changelog_keep: Option<u64>,
+    min_spread_f: Option<f64>,
+    min_spread_c: Option<f64>,
+    eco_on_away: Option<bool>,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Structures (homes).
+    Structure {
+        #[command(subcommand)]
+        command: StructureCommand,
+    },
+    /// Devices.
+    Device {
+        #[command(subcommand)]
+        command: DeviceCommand,
+    },
+    /// Access tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    Create {
+        #[arg(long)]
+        login: String,
+        /// Password (omit for a user who cannot log in). Prefer ROOST_PASSWORD.
+        #[arg(long, env = "ROOST_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+    },
+    List,
+}
+
+#[derive(Subcommand)]
+enum StructureCommand {
+    Create {
+        /// Owner: user id or login.
+        #[arg(long)]
+        owner: String,
+        #[arg(long, default_value = "Home")]
+        name: String,
+    },
+    List,
+}
+
+#[derive(Subcommand)]
+enum DeviceCommand {
+    Add {
+        #[arg(long)]
+        structure: String,
+        /// thermostat, protect or camera.
+        #[arg(long)]
+        kind: String,
+        #[arg(long = "where", default_value = "Living Room")]
+        where_name: String,
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    List {
+        #[arg(long)]
+        structure: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    Issue {
+        /// User id or login.
+        #[arg(long)]
+        user: String,
+        /// Comma-separated permissions, or `all`.
+        #[arg(long, default_value = "all")]
+        permissions: String,
+        /// Structures the token covers (default: all of the user's).
+        #[arg(long = "structure")]
+        structures: Vec<String>,
+        #[arg(long, default_value = "admin")]
+        label: String,
+    },
+    Revoke {
+        token: String,
+    },
+    List {
+        #[arg(long)]
+        user: String,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("roost: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Admin {
+                data,
+                json,
+                command,
+            } => admin_command(&data, json, command).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("roost: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn parse_addr(value: &str, setting: &str) -> anyhow::Result<SocketAddr> {
+    value
+        .parse()
+        .map_err(|_| anyhow!("{setting}: '{value}' is not an address like 127.0.0.1:8443"))
+}
+
+fn load_config(args: ServeArgs) -> anyhow::Result<Config> {
+    let file: FileConfig = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading config file {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("config file {}", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let data = args
+        .data
+        .or(file.data)
+        .unwrap_or_else(|| PathBuf::from("roost-data"));
+    let mut c = Config::new(data);
+    if let Some(l) = args.listen {
+        c.listen = l;
+    } else if let Some(l) = &file.listen {
+        c.listen = parse_addr(l, "config file setting 'listen'")?;
+    }
+    c.insecure_http = args.insecure_http || file.insecure_http.unwrap_or(false);
+    c.demo = args.demo || file.demo.unwrap_or(false);
+    c.tls_cert = args.tls_cert.or(file.tls_cert);
+    c.tls_key = args.tls_key.or(file.tls_key);
+    c.hostnames = file.hostnames.unwrap_or_default();
+    c.front_listen = match (args.front_listen, &file.front_listen) {
+        (Some(a), _) => Some(a),
+        (None, Some(s)) => Some(parse_addr(s, "config file setting 'front_listen'")?),
+        _ => None,
+    };
+    c.front_location = args.front_location.or(file.front_location);
+    if let Some(s) = args.keepalive_secs.or(file.keepalive_secs) {
+        if s == 0 {
+            anyhow::bail!("keepalive_secs must be at least 1");
+        }
+        c.keepalive = Duration::from_secs(s);
+    }
+    if let Some(b) = args.body_limit.or(file.body_limit) {
+        c.body_limit = b;
+    }
+    if let Some(k) = args.changelog_keep.or(file.changelog_keep) {
+        c.changelog_keep = k.max(1);
+    }
+    if let Some(v) = file.min_spread_f {
+        c.rules.min_spread_f = v;
+    }
+    if let Some(v) = file.min_spread_c {
+        c.rules.min_spread_c = v;
+    }
+    if let Some(v) = file.eco_on_away {
+        c.rules.eco_on_away = v;
+    }
+    Ok(c)
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ROOST_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = load_config(args)?;
+    let shutdown = CancellationToken::new();
+    let server = Server::build(config, shutdown.clone()).await?;
+    println!("roost: listening on {}", server.url());
+    if let Some(ca) = server.ca() {
+        println!(
+            "roost: CA certificate {}  (curl --cacert {})",
+            ca.display(),
+            ca.display()
+        );
+    }
+    if let Some(front) = server.front_addr() {
+        println!("roost: front door on {front} (307 to {})", server.url());
+    }
+    if let Some(demo) = &server.demo {
+        println!(
+            "roost: demo home {}; access token with every permission:",
+            demo.structure_id
+        );
+        println!("roost: {}", demo.access_token);
+        println!(
+            "roost: try  curl {} -H 'Authorization: Bearer {}' {}/devices/thermostats/{}",
+            server
+                .ca()
+                .map(|c| format!("--cacert {}", c.display()))
+                .unwrap_or_default(),
+            demo.access_token,
+            server.url(),
+            demo.devices.heat_pump_thermostat
+        );
+    }
+    println!("roost: ready ({} structures)", server.structures());
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => return,
+            };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        shutdown.cancel();
+    });
+    server.run().await
+}
+
+async fn admin_command(data: &Path, json: bool, command: AdminCommand) -> anyhow::Result<()> {
+    let store = roost_server::open_store(data, 10_000)?;
+    let s = store.as_ref();
+    let out = |human: String, value: serde_json::Value| {
+        if json {
+            println!("{value}");
+        } else {
+            println!("{human}");
+        }
+    };
+    match command {
+        AdminCommand::User {
+            command: UserCommand::Create { login, password },
+        } => {
+            let u = admin::create_user(s, &login, password.as_deref()).await?;
+            out(
+                format!("created user {} ({})", u.login, u.id),
+                serde_json::json!({"user_id": u.id, "login": u.login}),
+            );
+        }
+        AdminCommand::User {
+            command: UserCommand::List,
+        } => {
+            let users = roost_store::Store::users(s).await?;
+            let v: Vec<_> = users
+                .iter()
+                .map(|u| serde_json::json!({"user_id": u.id, "login": u.login}))
+                .collect();
+            out(
+                users
+                    .iter()
+                    .map(|u| format!("{}  {}", u.id, u.login))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                v.into(),
+            );
+        }
+        AdminCommand::Structure {
+            command: StructureCommand::Create { owner, name },
+        } => {
+            let id = admin::create_structure(s, &owner, &name).await?;
+            out(
+                format!("created structure {id}"),
+                serde_json::json!({"structure_id": id}),
+            );
+        }
+        AdminCommand::Structure {
+            command: StructureCommand::List,
+        } => {
+            let all = roost_store::Store::all_structures(s).await?;
+            let v: Vec<_> = all
+                .iter()
+                .map(|st| {
+                    let name = st.doc.pointer(&format!("/structures/{}/name", st.id)).cloned().unwrap_or_default();
+                    serde_json::json!({"structure_id": st.id, "owner": st.owner, "revision": st.revision, "name": name})
+                })
+                .collect();
+            out(
+                v.iter()
+                    .map(|x| {
+                        format!(
+                            "{}  rev {}  {}",
+                            x["structure_id"], x["revision"], x["name"]
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                v.into(),
+            );
+        }
+        AdminCommand::Device {
+            command:
+                DeviceCommand::Add {
+                    structure,
+                    kind,
+                    where_name,
+                    label,
+                },
+        } => {
+            let kind = admin::parse_kind(&kind)?;
+            let id = admin::add_device(s, &structure, kind, &where_name, &label).await?;
+            out(
+                format!("added device {id}"),
+                serde_json::json!({"device_id": id}),
+            );
+        }
+        AdminCommand::Device {
+            command: DeviceCommand::List { structure },
+        } => {
+            let st = roost_store::Store::structure(s, &structure)
+                .await?
+                .ok_or_else(|| anyhow!("no structure '{structure}'"))?;
+            let home = roost_model::Home::from_json(&st.id, st.doc)
+                .ok_or_else(|| anyhow!("structure is damaged"))?;
+            let v: Vec<_> = home
+                .device_ids()
+                .into_iter()
+                .map(|(k, id)| serde_json::json!({"device_id": id, "kind": k.collection()}))
+                .collect();
+            out(
+                v.iter()
+                    .map(|x| format!("{}  {}", x["device_id"], x["kind"]))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                v.into(),
+            );
+        }
+        AdminCommand::Token {
+            command:
+                TokenCommand::Issue {
+                    user,
+                    permissions,
+                    structures,
+                    label,
+                },
+        } => {
+            let perms = PermissionSet::parse_list(&permissions)
+                .map_err(|e| anyhow!("--permissions: {e}"))?;
+            let token = admin::issue_token(s, &user, perms, &structures, &label).await?;
+            out(
+                token.clone(),
+                serde_json::json!({"access_token": token, "permissions": perms.to_list()}),
+            );
+        }
+        AdminCommand::Token {
+            command: TokenCommand::Revoke { token },
+        } => {
+            let was = admin::revoke_token(s, &token).await?;
+            out(
+                if was {
+                    "revoked".into()
+                } else {
+                    "no active token matched".into()
+                },
+                serde_json::json!({"revoked": was}),
+            );
+        }
+        AdminCommand::Token {
+            command: TokenCommand::List { user },
+        } => {
+            let u = admin::find_user(s, &user).await?;
+            let tokens = roost_store::Store::tokens_of(s, &u.id).await?;
+            let v: Vec<_> = tokens
+                .iter()
+                .map(|t| {
+                    serde_json::json!({
+                        "label": t.label, "created_at": t.created_at, "revoked": t.revoked,
+                        "permissions": PermissionSet::from_bits(t.permissions).to_list(), "structures": t.structures,
+                    })
+                })
+                .collect();
+            out(
+                v.iter()
+                    .map(|x| {
+                        format!(
+                            "{}  {}  revoked={}",
+                            x["created_at"], x["label"], x["revoked"]
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                v.into(),
+            );
+        }
+    }
+    store.close();
+    Ok(())
+}

@@ -1,1 +1,379 @@
-//! placeholder
+//! # roost-server: the HTTPS service
+//!
+//! [`Server::build`] opens the store, loads every structure, binds the listeners (port 0 works:
+//! the bound addresses are in [`Server::url`]) and prepares TLS; [`Server::run`] serves until
+//! the shutdown token is cancelled, then closes streams, finishes in-flight requests and lets
+//! the store finish every queued write.
+//!
+//! Only this crate knows HTTP.
+
+pub mod admin;
+pub mod api;
+pub mod auth;
+pub mod hub;
+pub mod ids;
+pub mod stream;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+use roost_model::RuleConfig;
+use roost_store::{SqliteStore, Store, StoreOptions};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+/// Everything `roost serve` can be told.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// Plain HTTP (loopback only).
+    pub insecure_http: bool,
+    /// Certificate and key files; generated into the data dir when absent.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Extra names for the generated server certificate.
+    pub hostnames: Vec<String>,
+    /// The optional front door that answers every request with a 307 to the data listener.
+    pub front_listen: Option<SocketAddr>,
+    /// Host (and port) put in the front door's `Location`; the data listener's by default.
+    pub front_location: Option<String>,
+    pub body_limit: usize,
+    pub keepalive: Duration,
+    pub changelog_keep: u64,
+    pub h2_max_streams: u32,
+    pub rules: RuleConfig,
+    pub demo: bool,
+}
+
+impl Config {
+    pub fn new(data_dir: PathBuf) -> Config {
+        Config {
+            data_dir,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            insecure_http: false,
+            tls_cert: None,
+            tls_key: None,
+            hostnames: Vec::new(),
+            front_listen: None,
+            front_location: None,
+            body_limit: 64 * 1024,
+            keepalive: api::KEEPALIVE_DEFAULT,
+            changelog_keep: 10_000,
+            h2_max_streams: 10_000,
+            rules: RuleConfig::default(),
+            demo: false,
+        }
+    }
+}
+
+pub struct AppInner {
+    pub store: Arc<dyn Store>,
+    pub hub: hub::Hub,
+    pub grants: auth::Grants,
+    pub config: Config,
+    pub shutdown: CancellationToken,
+    metrics: Option<PrometheusHandle>,
+}
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct App(Arc<AppInner>);
+
+impl std::ops::Deref for App {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+/// Opens the data dir's store (creating the dir).
+pub fn open_store(dir: &std::path::Path, changelog_keep: u64) -> anyhow::Result<Arc<SqliteStore>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating data dir {}", dir.display()))?;
+    Ok(SqliteStore::open(
+        &dir.join("roost.db"),
+        StoreOptions {
+            changelog_keep,
+            ..StoreOptions::default()
+        },
+    )?)
+}
+
+pub struct Server {
+    app: App,
+    store: Arc<SqliteStore>,
+    data: std::net::TcpListener,
+    front: Option<std::net::TcpListener>,
+    tls: Option<tls::TlsFiles>,
+    url: String,
+    pub demo: Option<admin::DemoInfo>,
+}
+
+impl Server {
+    pub async fn build(config: Config, shutdown: CancellationToken) -> anyhow::Result<Server> {
+        if config.insecure_http && !config.listen.ip().is_loopback() {
+            bail!(
+                "--insecure-http is allowed only on a loopback address (listen = {})",
+                config.listen
+            );
+        }
+        let store = open_store(&config.data_dir, config.changelog_keep)?;
+        let tls = if config.insecure_http {
+            None
+        } else {
+            match (&config.tls_cert, &config.tls_key) {
+                (Some(cert), Some(key)) => Some(tls::TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    ca: None,
+                }),
+                (None, None) => Some(tls::ensure_local_ca(&config.data_dir, &config.hostnames)?),
+                _ => bail!("tls_cert and tls_key must be set together"),
+            }
+        };
+        let data = std::net::TcpListener::bind(config.listen)
+            .with_context(|| format!("binding {}", config.listen))?;
+        data.set_nonblocking(true)?;
+        let addr = data.local_addr()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let host = if addr.ip().is_loopback() && tls.is_some() {
+            format!("localhost:{}", addr.port())
+        } else {
+            addr.to_string()
+        };
+        let url = format!("{scheme}://{host}");
+        let front = match config.front_listen {
+            Some(a) => {
+                let l = std::net::TcpListener::bind(a)
+                    .with_context(|| format!("binding front door {a}"))?;
+                l.set_nonblocking(true)?;
+                Some(l)
+            }
+            None => None,
+        };
+        let demo = if config.demo {
+            Some(
+                admin::ensure_demo(
+                    store.as_ref(),
+                    &config.data_dir,
+                    &url,
+                    tls.as_ref().and_then(|t| t.ca.as_deref()),
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
+        let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .ok();
+        let app = App(Arc::new(AppInner {
+            store: store.clone(),
+            hub: hub::Hub::default(),
+            grants: auth::Grants::default(),
+            config,
+            shutdown,
+            metrics,
+        }));
+        app.hub.load_all(app.store.as_ref()).await?;
+        Ok(Server {
+            app,
+            store,
+            data,
+            front,
+            tls,
+            url,
+            demo,
+        })
+    }
+
+    /// The data listener's base URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn front_addr(&self) -> Option<SocketAddr> {
+        self.front.as_ref().and_then(|f| f.local_addr().ok())
+    }
+
+    pub fn ca(&self) -> Option<&std::path::Path> {
+        self.tls.as_ref().and_then(|t| t.ca.as_deref())
+    }
+
+    pub fn structures(&self) -> usize {
+        self.app.hub.len()
+    }
+
+    pub fn router(app: App) -> Router {
+        Router::new()
+            .route("/healthz", get(healthz))
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics_page))
+            .fallback(api::data)
+            .layer(axum::middleware::from_fn(api::observe))
+            .with_state(app)
+    }
+
+    /// Serves until shutdown; then drains.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let Server {
+            app,
+            store,
+            data,
+            front,
+            tls,
+            url,
+            ..
+        } = self;
+        let handle = axum_server::Handle::<SocketAddr>::new();
+        let poller = tokio::spawn(poll_other_writers(app.clone()));
+        let router = Server::router(app.clone());
+        let rustls = match &tls {
+            Some(files) => {
+                let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+                Some(
+                    axum_server::tls_rustls::RustlsConfig::from_pem_file(&files.cert, &files.key)
+                        .await
+                        .context("loading the TLS certificate")?,
+                )
+            }
+            None => None,
+        };
+        let mut tasks = Vec::new();
+        let h2 = app.config.h2_max_streams;
+        if let Some(front) = front {
+            let target = app.config.front_location.clone().map(|h| {
+                let scheme = if tls.is_some() { "https" } else { "http" };
+                if h.contains("://") {
+                    h
+                } else {
+                    format!("{scheme}://{h}")
+                }
+            });
+            let target = target.unwrap_or_else(|| url.clone());
+            let redirect = Router::new().fallback(move |uri: Uri| {
+                let target = target.clone();
+                async move { redirect(&target, &uri) }
+            });
+            let svc = redirect.into_make_service();
+            let handle = handle.clone();
+            let rustls = rustls.clone();
+            tasks.push(tokio::spawn(async move {
+                match rustls {
+                    Some(cfg) => {
+                        axum_server::from_tcp_rustls(front, cfg)?
+                            .handle(handle)
+                            .serve(svc)
+                            .await
+                    }
+                    None => {
+                        axum_server::from_tcp(front)?
+                            .handle(handle)
+                            .serve(svc)
+                            .await
+                    }
+                }
+            }));
+        }
+        let svc = router.into_make_service();
+        let data_handle = handle.clone();
+        tasks.push(tokio::spawn(async move {
+            match rustls {
+                Some(cfg) => {
+                    let mut s = axum_server::from_tcp_rustls(data, cfg)?.handle(data_handle);
+                    s.http_builder().http2().max_concurrent_streams(h2);
+                    s.serve(svc).await
+                }
+                None => {
+                    let mut s = axum_server::from_tcp(data)?.handle(data_handle);
+                    s.http_builder().http2().max_concurrent_streams(h2);
+                    s.serve(svc).await
+                }
+            }
+        }));
+        app.shutdown.cancelled().await;
+        tracing::info!("shutting down: closing streams, finishing requests");
+        handle.graceful_shutdown(Some(Duration::from_secs(10)));
+        for t in tasks {
+            let _ = t.await;
+        }
+        poller.abort();
+        store.close();
+        tracing::info!("stopped; every acknowledged write is on disk");
+        Ok(())
+    }
+}
+
+fn redirect(target: &str, uri: &Uri) -> Response {
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let location = format!("{}{}", target.trim_end_matches('/'), path);
+    let mut r = StatusCode::TEMPORARY_REDIRECT.into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+/// Learns of commits and revocations made by other processes (admin commands, other nodes).
+async fn poll_other_writers(app: App) {
+    let mut seq = app
+        .store
+        .changed_since(0)
+        .await
+        .map(|(_, s)| s)
+        .unwrap_or(0);
+    let mut revoked_seq = app
+        .store
+        .revoked_since(0)
+        .await
+        .map(|(_, s)| s)
+        .unwrap_or(0);
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        match app.hub.refresh(app.store.as_ref(), seq).await {
+            Ok(s) => seq = s,
+            Err(e) => tracing::warn!(error = %e, "refresh from store failed"),
+        }
+        if let Ok((hashes, s)) = app.store.revoked_since(revoked_seq).await {
+            revoked_seq = s;
+            for h in hashes {
+                app.grants.revoked(&h);
+            }
+        }
+    }
+}
+
+async fn healthz() -> Response {
+    api::json_response(StatusCode::OK, &json!({"status": "ok"}))
+}
+
+async fn readyz(State(app): State<App>) -> Response {
+    match app.store.changed_since(u64::MAX >> 1).await {
+        Ok(_) => api::json_response(
+            StatusCode::OK,
+            &json!({"status": "ready", "structures": app.hub.len()}),
+        ),
+        Err(_) => api::error_response(&roost_model::ApiError::service_unavailable()),
+    }
+}
+
+async fn metrics_page(State(app): State<App>) -> Response {
+    let body = app.metrics.as_ref().map(|m| m.render()).unwrap_or_default();
+    let mut r = (StatusCode::OK, body).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    r
+}

@@ -1,0 +1,310 @@
+//! Administration on the store: users, structures, devices, tokens, and the demo home. Used
+//! by the `roost admin` commands (on the data dir) and by `serve --demo`. No HTTP here.
+
+use std::path::Path;
+
+use anyhow::{Context, anyhow, bail};
+use roost_model::demo::{DemoIds, demo_home};
+use roost_model::write::{Actor, RuleConfig, WriteContext};
+use roost_model::{Entity, Home, PermissionSet};
+use roost_store::{Change, Commit, Store, TokenRecord, User};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::auth::hash_token;
+use crate::ids;
+
+fn now() -> String {
+    roost_model::units::format_time(chrono::Utc::now())
+}
+
+pub async fn create_user(
+    store: &dyn Store,
+    login: &str,
+    password: Option<&str>,
+) -> anyhow::Result<User> {
+    if login.trim().is_empty() || login.len() > 254 {
+        bail!("login must be 1 to 254 characters");
+    }
+    let password_hash = match password {
+        Some(p) => Some(hash_password(p)?),
+        None => None,
+    };
+    let user = User {
+        id: ids::user_id(),
+        login: login.to_string(),
+        password_hash,
+        created_at: now(),
+    };
+    store
+        .create_user(user.clone())
+        .await
+        .with_context(|| format!("creating user {login}"))?;
+    Ok(user)
+}
+
+pub fn hash_password(password: &str) -> anyhow::Result<String> {
+    use argon2::password_hash::PasswordHasher;
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| anyhow!("random source: {e}"))?;
+    Ok(argon2::Argon2::default()
+        .hash_password_with_salt(password.as_bytes(), &salt)
+        .map_err(|e| anyhow!("hashing: {e}"))?
+        .to_string())
+}
+
+/// Finds a user by id or login.
+pub async fn find_user(store: &dyn Store, who: &str) -> anyhow::Result<User> {
+    if let Some(u) = store.user(who).await? {
+        return Ok(u);
+    }
+    store
+        .user_by_login(who)
+        .await?
+        .ok_or_else(|| anyhow!("no user with id or login '{who}'"))
+}
+
+pub async fn create_structure(
+    store: &dyn Store,
+    owner: &str,
+    name: &str,
+) -> anyhow::Result<String> {
+    let user = find_user(store, owner).await?;
+    let id = ids::element_id();
+    let mut fields = Map::new();
+    fields.insert("name".into(), Value::from(name));
+    let mut home = Home::new_structure(&id, fields);
+    settle(&mut home);
+    store
+        .create_structure(&user.id, &id, home.into_json(), &now())
+        .await?;
+    Ok(id)
+}
+
+fn settle(home: &mut Home) {
+    let before = home.clone();
+    let config = RuleConfig::default();
+    let ctx = WriteContext {
+        actor: &Actor::Service,
+        now: chrono::Utc::now(),
+        config: &config,
+    };
+    roost_model::logic::settle(&before, home, &ctx);
+}
+
+/// Commits a service change to a structure (retrying on a concurrent commit).
+pub async fn update_structure(
+    store: &dyn Store,
+    structure_id: &str,
+    actor: &str,
+    mut change: impl FnMut(&mut Home) -> anyhow::Result<()>,
+) -> anyhow::Result<u64> {
+    for _ in 0..5 {
+        let s = store
+            .structure(structure_id)
+            .await?
+            .ok_or_else(|| anyhow!("no structure '{structure_id}'"))?;
+        let old = Home::from_json(&s.id, s.doc)
+            .ok_or_else(|| anyhow!("structure '{structure_id}' is damaged"))?;
+        let mut home = old.clone();
+        change(&mut home)?;
+        settle(&mut home);
+        let (paths, patch) = roost_model::diff::diff(old.as_json(), home.as_json());
+        let commit = Commit {
+            structure_id: s.id.clone(),
+            base_revision: s.revision,
+            doc: home.into_json(),
+            change: Change {
+                structure_id: s.id.clone(),
+                revision: s.revision + 1,
+                at: now(),
+                actor: actor.into(),
+                paths,
+                patch,
+            },
+        };
+        match store.commit(commit).await {
+            Ok(rev) => return Ok(rev),
+            Err(roost_store::StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    bail!("structure '{structure_id}' kept changing; try again")
+}
+
+pub fn parse_kind(kind: &str) -> anyhow::Result<Entity> {
+    match kind {
+        "thermostat" | "thermostats" => Ok(Entity::Thermostat),
+        "smoke_co_alarm" | "protect" | "smoke_co_alarms" => Ok(Entity::SmokeCoAlarm),
+        "camera" | "cameras" => Ok(Entity::Camera),
+        _ => bail!("unknown device kind '{kind}'; use thermostat, protect or camera"),
+    }
+}
+
+/// Adds a device with sensible defaults in a where (created when new).
+pub async fn add_device(
+    store: &dyn Store,
+    structure_id: &str,
+    kind: Entity,
+    where_name: &str,
+    label: &str,
+) -> anyhow::Result<String> {
+    let id = ids::element_id();
+    let where_id = roost_model::rules::where_id_for(where_name);
+    let t = now();
+    let fields = match kind {
+        Entity::Thermostat => json!({
+            "locale": "en-US", "software_version": "5.9.3", "can_heat": true, "can_cool": true, "has_fan": true,
+            "is_using_emergency_heat": false, "fan_timer_active": false, "fan_timer_duration": 15,
+            "has_leaf": false, "temperature_scale": "F", "target_temperature_f": 68,
+            "target_temperature_low_f": 66, "target_temperature_high_f": 76,
+            "eco_temperature_low_f": 62, "eco_temperature_high_f": 80, "ambient_temperature_f": 68, "humidity": 40,
+            "hvac_mode": "heat", "hvac_state": "off", "is_locked": false, "locked_temp_min_f": 65, "locked_temp_max_f": 75,
+            "sunlight_correction_enabled": true, "sunlight_correction_active": false,
+            "time_to_target": "~0", "time_to_target_training": "ready",
+        }),
+        Entity::SmokeCoAlarm => json!({
+            "locale": "en-US", "software_version": "3.1.4", "battery_health": "ok", "co_alarm_state": "ok",
+            "smoke_alarm_state": "ok", "is_manual_test_active": false, "last_manual_test_time": "1970-01-01T00:00:00.000Z",
+        }),
+        Entity::Camera => json!({
+            "software_version": "205-600052", "is_streaming": true, "is_audio_input_enabled": true,
+            "last_is_online_change": t, "is_video_history_enabled": false, "web_url": "", "app_url": "",
+            "is_public_share_enabled": false, "public_share_url": "", "snapshot_url": "", "activity_zones": [],
+        }),
+        _ => bail!("not a device kind"),
+    };
+    let Value::Object(mut fields) = fields else {
+        bail!("device defaults are not an object")
+    };
+    fields.insert("where_id".into(), Value::from(where_id.as_str()));
+    fields.insert("label".into(), Value::from(label));
+    fields.insert("is_online".into(), Value::from(true));
+    if kind != Entity::Camera {
+        fields.insert("last_connection".into(), Value::from(t.as_str()));
+    }
+    let new_id = id.clone();
+    update_structure(store, structure_id, "admin", move |home| {
+        let wheres = home
+            .structure_mut()
+            .entry("wheres")
+            .or_insert_with(|| json!({}));
+        if let Value::Object(w) = wheres
+            && !w.contains_key(&where_id)
+        {
+            w.insert(
+                where_id.clone(),
+                json!({"where_id": where_id, "name": where_name}),
+            );
+        }
+        home.insert_device(kind, &new_id, fields.clone());
+        Ok(())
+    })
+    .await?;
+    Ok(id)
+}
+
+/// Issues a token for a user over the given structures (all of theirs when empty). Returns the
+/// token; only its hash is stored.
+pub async fn issue_token(
+    store: &dyn Store,
+    user: &str,
+    permissions: PermissionSet,
+    structures: &[String],
+    label: &str,
+) -> anyhow::Result<String> {
+    let user = find_user(store, user).await?;
+    let owned = store.structures_of(&user.id).await?;
+    let structures = if structures.is_empty() {
+        owned.clone()
+    } else {
+        structures.to_vec()
+    };
+    if let Some(s) = structures.iter().find(|s| !owned.contains(s)) {
+        bail!("structure '{s}' is not one of {}'s", user.login);
+    }
+    let token = ids::access_token();
+    store
+        .insert_token(TokenRecord {
+            hash: hash_token(&token),
+            user_id: user.id,
+            product_id: None,
+            permissions: permissions.bits(),
+            structures,
+            client_version: 1,
+            created_at: now(),
+            label: label.to_string(),
+            revoked: false,
+        })
+        .await?;
+    Ok(token)
+}
+
+pub async fn revoke_token(store: &dyn Store, token: &str) -> anyhow::Result<bool> {
+    Ok(store.revoke_token(&hash_token(token)).await?)
+}
+
+/// What `serve --demo` writes to `DIR/demo.json` for scripts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DemoInfo {
+    pub url: String,
+    pub ca: Option<String>,
+    pub access_token: String,
+    pub user_id: String,
+    pub login: String,
+    pub structure_id: String,
+    pub devices: DemoIds,
+}
+
+/// Creates the demo user, home and token once; later starts reuse them (the URL and CA are
+/// refreshed).
+pub async fn ensure_demo(
+    store: &dyn Store,
+    dir: &Path,
+    url: &str,
+    ca: Option<&Path>,
+) -> anyhow::Result<DemoInfo> {
+    let path = dir.join("demo.json");
+    let ca = ca.map(|p| p.display().to_string());
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let mut info: DemoInfo = serde_json::from_str(&text).context("reading demo.json")?;
+        info.url = url.to_string();
+        info.ca = ca;
+        write_demo(&path, &info)?;
+        return Ok(info);
+    }
+    let login = "demo@roost.local";
+    let user = match store.user_by_login(login).await? {
+        Some(u) => u,
+        None => create_user(store, login, None).await?,
+    };
+    let devices = DemoIds {
+        structure_id: ids::element_id(),
+        heat_pump_thermostat: ids::element_id(),
+        heat_only_thermostat: ids::element_id(),
+        kitchen_protect: ids::element_id(),
+        hallway_protect: ids::element_id(),
+        camera: ids::element_id(),
+    };
+    let home = demo_home(&devices, chrono::Utc::now());
+    store
+        .create_structure(&user.id, &devices.structure_id, home.into_json(), &now())
+        .await?;
+    let token = issue_token(store, &user.id, PermissionSet::all(), &[], "demo").await?;
+    let info = DemoInfo {
+        url: url.to_string(),
+        ca,
+        access_token: token,
+        user_id: user.id,
+        login: login.to_string(),
+        structure_id: devices.structure_id.clone(),
+        devices,
+    };
+    write_demo(&path, &info)?;
+    Ok(info)
+}
+
+fn write_demo(path: &Path, info: &DemoInfo) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(info)?;
+    std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))
+}

@@ -1,0 +1,401 @@
+//! The data API (nest-api.md §3, §4): `GET` any data location as JSON or as a stream,
+//! `PUT`/`PATCH` a merge write; everything else is 405. Thin: parsing and the HTTP shape live
+//! here, every decision about the document is `roost_model`'s.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use roost_model::diff::diff;
+use roost_model::home::{filter_device, filter_structure};
+use roost_model::{
+    Actor, ApiError, Entity, Home, Location, Metadata, WriteContext, apply_write, assemble_view,
+    plan_write,
+};
+use roost_store::{Change, Commit, StoreError};
+use serde_json::Value;
+
+use crate::App;
+use crate::auth::Grant;
+use crate::hub::Snapshot;
+
+/// An error answer in the API's JSON shape, with a fresh `instance`.
+pub fn error_response(e: &ApiError) -> Response {
+    let instance = uuid::Uuid::new_v4().to_string();
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = json_response(status, &e.to_json(&instance));
+    if e.status == 401 {
+        resp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    resp
+}
+
+pub fn json_response(status: StatusCode, v: &Value) -> Response {
+    let mut resp = (status, v.to_string()).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=UTF-8"),
+    );
+    resp
+}
+
+/// The token of a request: `Authorization: Bearer …` or `?auth=…`.
+pub fn token_of(headers: &HeaderMap, uri: &Uri) -> Option<String> {
+    if let Some(v) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let v = v.trim();
+        if let Some(t) = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+        {
+            return Some(t.trim().to_string());
+        }
+    }
+    query_param(uri, "auth")
+}
+
+pub fn query_param(uri: &Uri, name: &str) -> Option<String> {
+    uri.query()?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| {
+            percent_encoding::percent_decode_str(&v.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    })
+}
+
+/// The single entry point of the data API.
+pub async fn data(
+    State(app): State<App>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match handle(&app, &method, &uri, &headers, body).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn handle(
+    app: &App,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    if !matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::PUT | Method::PATCH
+    ) {
+        let mut r = error_response(&ApiError::method_not_allowed(method.as_str()));
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, PUT, PATCH"));
+        return Ok(r);
+    }
+    let token = token_of(headers, uri).ok_or_else(ApiError::unauthorized)?;
+    let grant = app
+        .grants
+        .resolve(app.store.as_ref(), &token)
+        .await
+        .map_err(|e| store_failure(&e))?
+        .ok_or_else(ApiError::unauthorized)?;
+    let location = Location::parse(uri.path())?;
+    let metadata = Metadata {
+        access_token: token,
+        client_version: grant.client_version,
+        user_id: grant.user_id.clone(),
+    };
+    match *method {
+        Method::GET | Method::HEAD => {
+            let wants_stream = headers
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|a| a.contains("text/event-stream"));
+            if wants_stream {
+                Ok(crate::stream::open(app, grant, location, metadata))
+            } else {
+                read(app, &grant, &location, &metadata)
+            }
+        }
+        _ => write(app, &grant, &location, headers, body).await,
+    }
+}
+
+pub fn store_failure(e: &StoreError) -> ApiError {
+    tracing::error!(error = %e, "store failure");
+    ApiError::service_unavailable()
+}
+
+/// The current snapshots of a grant's structures.
+pub fn snapshots(app: &App, grant: &Grant) -> Vec<Arc<Snapshot>> {
+    grant
+        .structures
+        .iter()
+        .filter_map(|s| app.hub.slot(s))
+        .map(|s| s.current())
+        .collect()
+}
+
+fn read(
+    app: &App,
+    grant: &Grant,
+    location: &Location,
+    metadata: &Metadata,
+) -> Result<Response, ApiError> {
+    let snaps = snapshots(app, grant);
+    let value = read_location(&snaps, grant, metadata, location)
+        .ok_or_else(|| ApiError::not_found(&location.to_string()))?;
+    let mut resp = json_response(StatusCode::OK, &value);
+    resp.headers_mut()
+        .insert(header::ETAG, etag(&covered(location, &snaps)));
+    Ok(resp)
+}
+
+/// The value at a location in the grant's view, computing only the part it needs.
+pub fn read_location(
+    snaps: &[Arc<Snapshot>],
+    grant: &Grant,
+    metadata: &Metadata,
+    location: &Location,
+) -> Option<Value> {
+    let seg = location.segments();
+    let perms = grant.permissions;
+    match (seg.first().map(String::as_str), seg.len()) {
+        (Some("devices"), n) if n >= 3 => {
+            if let Some(kind) = Entity::from_collection(&seg[1]) {
+                let home = snaps
+                    .iter()
+                    .find_map(|s| s.home.device(kind, &seg[2]).map(|d| (s, d)))?;
+                let filtered = Value::Object(filter_device(kind, home.1, perms)?);
+                return Location::from_segments(seg[3..].iter().cloned())
+                    .resolve(&filtered)
+                    .cloned();
+            }
+        }
+        (Some("structures"), n) if n >= 2 => {
+            let snap = snaps.iter().find(|s| s.home.id() == seg[1])?;
+            let filtered = Value::Object(filter_structure(snap.home.structure(), perms)?);
+            return Location::from_segments(seg[2..].iter().cloned())
+                .resolve(&filtered)
+                .cloned();
+        }
+        (Some("metadata"), _) => {
+            return Location::from_segments(seg[1..].iter().cloned())
+                .resolve(&metadata.to_json())
+                .cloned();
+        }
+        _ => {}
+    }
+    let view = assemble_view(snaps.iter().map(|s| &s.home), perms, metadata);
+    location.resolve(&view).cloned()
+}
+
+/// The structures a location reads from: one when it names an element, else all.
+pub fn covered<'s>(location: &Location, snaps: &'s [Arc<Snapshot>]) -> Vec<&'s Arc<Snapshot>> {
+    let seg = location.segments();
+    let one = match (seg.first().map(String::as_str), seg.len()) {
+        (Some("devices"), n) if n >= 3 => match Entity::from_collection(&seg[1]) {
+            Some(kind) => snaps
+                .iter()
+                .find(|s| s.home.device(kind, &seg[2]).is_some()),
+            None => snaps.iter().find(|s| {
+                s.home
+                    .product_data()
+                    .iter()
+                    .any(|(c, t, i, _)| *c == seg[1] && *t == seg[2] && seg.get(3) == Some(i))
+            }),
+        },
+        (Some("structures"), n) if n >= 2 => snaps.iter().find(|s| s.home.id() == seg[1]),
+        _ => None,
+    };
+    match one {
+        Some(s) => vec![s],
+        None => snaps.iter().collect(),
+    }
+}
+
+/// The ETag of what a location covers: the structure's revision, or a list for several.
+pub fn etag(covered: &[&Arc<Snapshot>]) -> HeaderValue {
+    let tag = match covered {
+        [one] => format!("\"{}\"", one.revision),
+        many => format!(
+            "\"{}\"",
+            many.iter()
+                .map(|s| format!("{}.{}", s.home.id(), s.revision))
+                .collect::<Vec<_>>()
+                .join("-")
+        ),
+    };
+    HeaderValue::from_str(&tag).unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
+}
+
+fn if_match_ok(headers: &HeaderMap, current: &HeaderValue) -> bool {
+    let Some(v) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    v.split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t.trim_start_matches("W/") == current.to_str().unwrap_or(""))
+}
+
+/// Reads and parses a body: size limit (413), UTF-8 and JSON (400).
+async fn json_body(body: Body, limit: usize) -> Result<(Value, Bytes), ApiError> {
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::payload_too_large(limit))?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| ApiError::invalid_content_because("the body is not UTF-8"))?;
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        ApiError::invalid_content_because(format!("the body is not JSON ({})", e.classify_name()))
+    })?;
+    Ok((value, bytes))
+}
+
+trait ClassifyName {
+    fn classify_name(&self) -> &'static str;
+}
+
+impl ClassifyName for serde_json::Error {
+    fn classify_name(&self) -> &'static str {
+        match self.classify() {
+            serde_json::error::Category::Io => "read error",
+            serde_json::error::Category::Syntax => "syntax error",
+            serde_json::error::Category::Data => "bad data",
+            serde_json::error::Category::Eof => "unexpected end",
+        }
+    }
+}
+
+async fn write(
+    app: &App,
+    grant: &Grant,
+    location: &Location,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (value, _) = json_body(body, app.config.body_limit).await?;
+    let snaps = snapshots(app, grant);
+    let plan = plan_write(location, &value, snaps.iter().map(|s| &s.home))?;
+    let slot = app
+        .hub
+        .slot(&plan.structure_id)
+        .ok_or_else(|| ApiError::not_found(&location.to_string()))?;
+    let actor = Actor::Product {
+        permissions: grant.permissions,
+    };
+    let actor_name = match &grant.product_id {
+        Some(p) => format!("product:{p}"),
+        None => format!("token:{}", hex8(&grant.hash)),
+    };
+    let _writer = slot.writer.lock().await;
+    for _attempt in 0..3 {
+        let current = slot.current();
+        // If-Match is judged against what this location covers, as GET reported it.
+        let mut snaps = snapshots(app, grant);
+        for s in snaps.iter_mut() {
+            if s.home.id() == current.home.id() {
+                *s = current.clone();
+            }
+        }
+        let tag = etag(&covered(location, &snaps));
+        if !if_match_ok(headers, &tag) {
+            return Err(ApiError::precondition_failed(current.revision));
+        }
+        let now = chrono::Utc::now();
+        let ctx = WriteContext {
+            actor: &actor,
+            now,
+            config: &app.config.rules,
+        };
+        let next: Home = apply_write(&current.home, &plan, &ctx)?;
+        if next == current.home {
+            return Ok(echo(&value, &tag));
+        }
+        let (paths, patch) = diff(current.home.as_json(), next.as_json());
+        let commit = Commit {
+            structure_id: plan.structure_id.clone(),
+            base_revision: current.revision,
+            doc: next.as_json().clone(),
+            change: Change {
+                structure_id: plan.structure_id.clone(),
+                revision: current.revision + 1,
+                at: roost_model::units::format_time(now),
+                actor: actor_name.clone(),
+                paths,
+                patch,
+            },
+        };
+        match app.store.commit(commit).await {
+            Ok(revision) => {
+                let snap = Arc::new(Snapshot {
+                    revision,
+                    home: next,
+                });
+                slot.install(snap.clone());
+                metrics::counter!("roost_writes_total").increment(1);
+                return Ok(echo(&value, &etag(&[&snap])));
+            }
+            Err(StoreError::Conflict { .. }) => {
+                // Another node committed first: load its revision and judge the write again.
+                if let Some(s) = app
+                    .store
+                    .structure(&plan.structure_id)
+                    .await
+                    .map_err(|e| store_failure(&e))?
+                {
+                    app.hub.load(&s.id, s.revision, s.doc);
+                }
+            }
+            Err(e) => return Err(store_failure(&e)),
+        }
+    }
+    Err(ApiError::service_unavailable())
+}
+
+fn echo(value: &Value, tag: &HeaderValue) -> Response {
+    let mut resp = json_response(StatusCode::OK, value);
+    resp.headers_mut().insert(header::ETAG, tag.clone());
+    resp
+}
+
+fn hex8(hash: &[u8; 32]) -> String {
+    hash[..4].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Metrics and an access log line per request (path only: query strings can hold tokens).
+pub async fn observe(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    let elapsed = started.elapsed();
+    metrics::counter!("roost_http_requests_total", "method" => method.to_string(), "status" => status.to_string())
+        .increment(1);
+    metrics::histogram!("roost_http_request_seconds", "method" => method.to_string())
+        .record(elapsed.as_secs_f64());
+    tracing::debug!(%method, path = %truncate(&path, 200), status, micros = elapsed.as_micros() as u64, "request");
+    resp
+}
+
+fn truncate(s: &str, n: usize) -> &str {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// For Body::from_stream users.
+pub type ByteStream = futures_util::stream::BoxStream<'static, Result<Bytes, Infallible>>;
+
+pub const KEEPALIVE_DEFAULT: Duration = Duration::from_secs(30);

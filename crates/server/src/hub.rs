@@ -1,0 +1,116 @@
+//! The hub: the current revision of every structure in memory, one writer per structure, and
+//! a change feed per structure for streams.
+//!
+//! The store is the truth; the hub is a cache of it that is always either current or about to
+//! be corrected: every local commit updates it, and [`Hub::refresh`] (run by a poller) loads
+//! structures that other processes or nodes committed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use roost_model::Home;
+use roost_store::{Store, StoreError};
+use tokio::sync::{Mutex, broadcast};
+
+/// One committed revision of a structure.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub revision: u64,
+    pub home: Home,
+}
+
+pub struct Slot {
+    /// Held while a write is checked and committed: one writer per structure.
+    pub writer: Mutex<()>,
+    current: RwLock<Arc<Snapshot>>,
+    pub changes: broadcast::Sender<Arc<Snapshot>>,
+}
+
+impl Slot {
+    pub fn current(&self) -> Arc<Snapshot> {
+        match self.current.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Installs a newer revision and tells subscribers. Older or equal revisions are ignored,
+    /// so a late refresh never rolls a structure back.
+    pub fn install(&self, snapshot: Arc<Snapshot>) {
+        let mut g = match self.current.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if snapshot.revision > g.revision {
+            *g = snapshot.clone();
+            drop(g);
+            let _ = self.changes.send(snapshot);
+        }
+    }
+}
+
+/// Capacity of each structure's change feed; a subscriber further behind resyncs.
+const FEED_CAPACITY: usize = 256;
+
+#[derive(Default)]
+pub struct Hub {
+    slots: RwLock<HashMap<String, Arc<Slot>>>,
+}
+
+impl Hub {
+    pub fn slot(&self, id: &str) -> Option<Arc<Slot>> {
+        self.slots.read().ok()?.get(id).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.read().map(|s| s.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds or updates a structure from the store.
+    pub fn load(&self, id: &str, revision: u64, doc: serde_json::Value) {
+        let Some(home) = Home::from_json(id, doc) else {
+            tracing::error!(structure = id, "stored document is not a home; skipped");
+            return;
+        };
+        let snapshot = Arc::new(Snapshot { revision, home });
+        if let Some(slot) = self.slot(id) {
+            slot.install(snapshot);
+            return;
+        }
+        let (tx, _) = broadcast::channel(FEED_CAPACITY);
+        let slot = Arc::new(Slot {
+            writer: Mutex::new(()),
+            current: RwLock::new(snapshot),
+            changes: tx,
+        });
+        if let Ok(mut slots) = self.slots.write() {
+            slots.entry(id.to_string()).or_insert(slot);
+        }
+    }
+
+    /// Loads every structure (cold start).
+    pub async fn load_all(&self, store: &dyn Store) -> Result<(), StoreError> {
+        for s in store.all_structures().await? {
+            self.load(&s.id, s.revision, s.doc);
+        }
+        Ok(())
+    }
+
+    /// Reloads structures committed elsewhere since `seq`; returns the new sequence.
+    pub async fn refresh(&self, store: &dyn Store, seq: u64) -> Result<u64, StoreError> {
+        let (changed, next) = store.changed_since(seq).await?;
+        for (id, revision) in changed {
+            let stale = self
+                .slot(&id)
+                .is_none_or(|s| s.current().revision < revision);
+            if stale && let Some(s) = store.structure(&id).await? {
+                self.load(&s.id, s.revision, s.doc);
+            }
+        }
+        Ok(next)
+    }
+}
