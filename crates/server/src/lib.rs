@@ -291,12 +291,12 @@ impl Server {
             match rustls {
                 Some(cfg) => {
                     let mut s = axum_server::from_tcp_rustls(data, cfg)?.handle(data_handle);
-                    s.http_builder().http2().max_concurrent_streams(h2);
+                    tune(s.http_builder(), h2);
                     s.serve(svc).await
                 }
                 None => {
                     let mut s = axum_server::from_tcp(data)?.handle(data_handle);
-                    s.http_builder().http2().max_concurrent_streams(h2);
+                    tune(s.http_builder(), h2);
                     s.serve(svc).await
                 }
             }
@@ -313,6 +313,23 @@ impl Server {
         Ok(())
     }
 }
+
+/// Connection settings: many streams per HTTP/2 connection (one load balancer connection can
+/// carry thousands of subscriptions), and header limits large enough that oversized headers
+/// reach the handler, which answers in the API's error shape.
+fn tune(
+    b: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    h2_streams: u32,
+) {
+    b.http1().max_buf_size(MAX_HEADER_BYTES);
+    b.http2()
+        .max_concurrent_streams(h2_streams)
+        .max_header_list_size(MAX_HEADER_BYTES as u32);
+}
+
+/// Largest request head accepted; beyond it the HTTP layer refuses the request (431 on
+/// HTTP/1.1, a stream reset on HTTP/2) before any handler runs.
+pub const MAX_HEADER_BYTES: usize = 256 * 1024;
 
 fn redirect(target: &str, uri: &Uri) -> Response {
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");

@@ -1,0 +1,165 @@
+//! `TestApp`: a running `roost serve --demo` and a client that trusts its CA.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub struct TestApp {
+    pub child: Child,
+    pub dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    pub url: String,
+    pub token: String,
+    pub demo: Value,
+    pub client: reqwest::Client,
+    pub front: Option<String>,
+}
+
+pub fn roost() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_roost"))
+}
+
+#[derive(Default, Clone)]
+pub struct Options {
+    pub insecure_http: bool,
+    pub keepalive_secs: Option<u64>,
+    pub front: bool,
+    pub body_limit: Option<usize>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        TestApp::spawn_with(Options::default()).await
+    }
+
+    pub async fn spawn_with(opts: Options) -> TestApp {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        TestApp::start(dir, Some(tmp), opts).await
+    }
+
+    /// Starts (or restarts) a server on an existing data dir.
+    pub async fn start(dir: PathBuf, tmp: Option<tempfile::TempDir>, opts: Options) -> TestApp {
+        let mut cmd = roost();
+        cmd.args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data"])
+            .arg(&dir);
+        if opts.insecure_http {
+            cmd.arg("--insecure-http");
+        }
+        if let Some(k) = opts.keepalive_secs {
+            cmd.args(["--keepalive-secs", &k.to_string()]);
+        }
+        if opts.front {
+            cmd.args(["--front-listen", "127.0.0.1:0"]);
+        }
+        if let Some(b) = opts.body_limit {
+            cmd.args(["--body-limit", &b.to_string()]);
+        }
+        cmd.env("ROOST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut url = None;
+        let mut front = None;
+        loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("server did not start");
+            if let Some(u) = line.strip_prefix("roost: listening on ") {
+                url = Some(u.to_string());
+            }
+            if let Some(f) = line.strip_prefix("roost: front door on ") {
+                front = Some(f.split(' ').next().unwrap().to_string());
+            }
+            if line.starts_with("roost: ready") {
+                break;
+            }
+        }
+        let demo: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("demo.json")).unwrap()).unwrap();
+        let client = client_for(&dir, false);
+        TestApp {
+            child,
+            _tmp: tmp,
+            url: url.unwrap(),
+            token: demo["access_token"].as_str().unwrap().to_string(),
+            demo,
+            client,
+            dir,
+            front,
+        }
+    }
+
+    pub fn id(&self, name: &str) -> String {
+        self.demo["devices"][name].as_str().unwrap().to_string()
+    }
+
+    pub fn thermostat_path(&self) -> String {
+        format!("/devices/thermostats/{}", self.id("heat_pump_thermostat"))
+    }
+
+    pub fn structure_path(&self) -> String {
+        format!("/structures/{}", self.id("structure_id"))
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+    }
+
+    pub fn put(&self, path: &str, body: Value) -> reqwest::RequestBuilder {
+        self.client
+            .put(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .body(body.to_string())
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let r = self.get(path).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap())
+    }
+
+    pub async fn put_json(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self.put(path, body).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap())
+    }
+
+    /// `kill -9`.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A client that trusts the data dir's CA (and nothing else); `http1` forces HTTP/1.1.
+pub fn client_for(dir: &Path, http1: bool) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30));
+    if let Ok(pem) = std::fs::read(dir.join("ca.pem")) {
+        b = b.tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()]);
+    }
+    if http1 {
+        b = b.http1_only();
+    }
+    b.build().unwrap()
+}

@@ -1,0 +1,10 @@
+//! The one integration-test binary: every test starts the real `roost` binary (TLS with the
+//! generated CA, a temp data dir, port 0) and talks HTTPS to it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod cli;
+mod crash;
+mod data;
+mod errors;
+mod helpers;
+mod streams;
