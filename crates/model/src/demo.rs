@@ -74,11 +74,7 @@ pub fn demo_home(ids: &DemoIds, now: DateTime<Utc>) -> Home {
         &ids.heat_pump_thermostat,
         thermostat("living-room", "Heat pump", true),
     );
-    home.insert_device(
-        Entity::Thermostat,
-        &ids.heat_only_thermostat,
-        thermostat("bedroom", "", false),
-    );
+    home.insert_device(Entity::Thermostat, &ids.heat_only_thermostat, thermostat("bedroom", "", false));
     let protect = |where_id: &str, label: &str| {
         obj(json!({
             "locale": "en-US", "software_version": "3.1.4", "where_id": where_id, "label": label,
@@ -87,16 +83,8 @@ pub fn demo_home(ids: &DemoIds, now: DateTime<Utc>) -> Home {
             "is_manual_test_active": false, "last_manual_test_time": "2026-10-01T18:30:00.000Z",
         }))
     };
-    home.insert_device(
-        Entity::SmokeCoAlarm,
-        &ids.kitchen_protect,
-        protect("kitchen", "0305"),
-    );
-    home.insert_device(
-        Entity::SmokeCoAlarm,
-        &ids.hallway_protect,
-        protect("hallway", ""),
-    );
+    home.insert_device(Entity::SmokeCoAlarm, &ids.kitchen_protect, protect("kitchen", "0305"));
+    home.insert_device(Entity::SmokeCoAlarm, &ids.hallway_protect, protect("hallway", ""));
     let cam = &ids.camera;
     home.insert_device(
         Entity::Camera,
@@ -123,11 +111,7 @@ pub fn demo_home(ids: &DemoIds, now: DateTime<Utc>) -> Home {
         })),
     );
     let before = home.clone();
-    let ctx = WriteContext {
-        actor: &Actor::Service,
-        now,
-        config: &RuleConfig::default(),
-    };
+    let ctx = WriteContext { actor: &Actor::Service, now, config: &RuleConfig::default() };
     logic::settle(&before, &mut home, &ctx);
     home
 }

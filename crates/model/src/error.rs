@@ -26,13 +26,7 @@ impl ApiError {
     /// error the original API sent).
     pub fn new(status: u16, anchor: &'static str, text: impl Into<String>) -> ApiError {
         let text = text.into();
-        ApiError {
-            status,
-            error: text.clone(),
-            anchor,
-            message: text,
-            details: BTreeMap::new(),
-        }
+        ApiError { status, error: text.clone(), anchor, message: text, details: BTreeMap::new() }
     }
 
     pub fn with(mut self, key: &str, value: impl Into<String>) -> ApiError {
@@ -68,12 +62,8 @@ impl ApiError {
 
     pub fn no_write_permission(fields: &[String]) -> ApiError {
         let list = fields.join(",");
-        ApiError::new(
-            400,
-            "no-write-permission",
-            format!("No write permission(s) for field(s): {list}"),
-        )
-        .with("fields", list)
+        ApiError::new(400, "no-write-permission", format!("No write permission(s) for field(s): {list}"))
+            .with("fields", list)
     }
 
     pub fn unauthorized() -> ApiError {
@@ -106,9 +96,8 @@ impl ApiError {
 
     pub fn precondition_failed(current: u64) -> ApiError {
         let mut e = ApiError::new(412, "precondition-failed", "precondition failed");
-        e.message = format!(
-            "The data changed since the revision in If-Match; the current revision is {current}"
-        );
+        e.message =
+            format!("The data changed since the revision in If-Match; the current revision is {current}");
         e.with("revision", current.to_string())
     }
 
@@ -125,21 +114,13 @@ impl ApiError {
     }
 
     pub fn invalid_value(field: &str, expected: &str) -> ApiError {
-        ApiError::new(
-            400,
-            "invalid-value",
-            format!("Invalid value for {field}: expected {expected}"),
-        )
-        .with("field_name", field)
+        ApiError::new(400, "invalid-value", format!("Invalid value for {field}: expected {expected}"))
+            .with("field_name", field)
     }
 
     pub fn temperature_format(field: &str) -> ApiError {
-        ApiError::new(
-            400,
-            "format-error",
-            format!("Temperature '{field}' is in wrong format"),
-        )
-        .with("field_name", field)
+        ApiError::new(400, "format-error", format!("Temperature '{field}' is in wrong format"))
+            .with("field_name", field)
     }
 }
 
@@ -174,12 +155,7 @@ mod tests {
                 "details": {"fields": "target_temperature_f"}
             })
         );
-        assert!(
-            ApiError::unauthorized()
-                .to_json("x")
-                .get("details")
-                .is_none()
-        );
+        assert!(ApiError::unauthorized().to_json("x").get("details").is_none());
     }
 
     #[test]

@@ -7,20 +7,41 @@
 //! `metadata`. Filtering is an allow-list driven by the schema table: a field without a row,
 //! or whose row does not name one of the grant's permissions, is never shown.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
 use crate::permission::PermissionSet;
 use crate::schema::{self, Entity, FieldType, PRODUCT_DATA};
 
+/// Fields of one element (a device or the structure), shared between revisions.
+pub type Fields = Arc<Map<String, Value>>;
+
 /// The document of one structure.
+///
+/// Elements are held behind `Arc`s, so a new revision shares every element the write did not
+/// touch with the previous one: cloning a home, comparing two revisions and dropping an old
+/// one cost little more than the elements that changed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Home {
     id: String,
-    doc: Value,
+    structure: Fields,
+    /// Thermostats, Protects and cameras (in `Entity::DEVICE_KINDS` order), by id.
+    devices: [BTreeMap<String, Fields>; 3],
+    /// Product data: `{"$company": {"$product_type": {id: {...}}}}`.
+    products: Fields,
 }
+
+/// One element in two revisions: `(path prefix, old, new)`; `None` where it is absent.
+pub type ElementPair<'a> = (String, Option<&'a Map<String, Value>>, Option<&'a Map<String, Value>>);
 
 /// Device kinds that are not product data.
 const DEVICE_COLLECTIONS: [&str; 3] = ["thermostats", "smoke_co_alarms", "cameras"];
+
+fn kind_index(kind: Entity) -> Option<usize> {
+    Entity::DEVICE_KINDS.iter().position(|k| *k == kind)
+}
 
 impl Home {
     /// An empty structure with its defaults (`name` "Home", `away` "home", states "ok").
@@ -39,120 +60,122 @@ impl Home {
         for (k, v) in fields {
             s.insert(k, v);
         }
-        let mut structures = Map::new();
-        structures.insert(id.to_string(), Value::Object(s));
-        let mut doc = Map::new();
-        doc.insert("devices".into(), Value::Object(Map::new()));
-        doc.insert("structures".into(), Value::Object(structures));
         Home {
             id: id.to_string(),
-            doc: Value::Object(doc),
+            structure: Arc::new(s),
+            devices: Default::default(),
+            products: Arc::new(Map::new()),
         }
     }
 
-    /// Rebuilds a home from its stored JSON; `None` if the shape is not a home's.
+    /// Rebuilds a home from its stored JSON (the Nest shape); `None` if the shape is not a
+    /// home's.
     pub fn from_json(id: &str, doc: Value) -> Option<Home> {
-        let ok = doc.get("devices").is_some_and(Value::is_object)
-            && doc
-                .get("structures")
-                .and_then(|s| s.get(id))
-                .is_some_and(Value::is_object);
-        ok.then(|| Home {
+        let Value::Object(mut root) = doc else { return None };
+        let Some(Value::Object(mut structures)) = root.remove("structures") else { return None };
+        let Some(Value::Object(structure)) = structures.remove(id) else { return None };
+        let Some(Value::Object(devices)) = root.remove("devices") else { return None };
+        let mut home = Home {
             id: id.to_string(),
-            doc,
-        })
+            structure: Arc::new(structure),
+            devices: Default::default(),
+            products: Arc::new(Map::new()),
+        };
+        let mut products = Map::new();
+        for (coll, items) in devices {
+            match Entity::from_collection(&coll).and_then(kind_index) {
+                Some(i) => {
+                    let Value::Object(items) = items else { return None };
+                    for (did, d) in items {
+                        let Value::Object(d) = d else { return None };
+                        home.devices[i].insert(did, Arc::new(d));
+                    }
+                }
+                None => {
+                    products.insert(coll, items);
+                }
+            }
+        }
+        home.products = Arc::new(products);
+        Some(home)
+    }
+
+    /// The document in the Nest shape (what the store keeps).
+    pub fn to_json(&self) -> Value {
+        let mut devices = Map::new();
+        for (i, kind) in Entity::DEVICE_KINDS.iter().enumerate() {
+            if self.devices[i].is_empty() {
+                continue;
+            }
+            let coll: Map<String, Value> =
+                self.devices[i].iter().map(|(id, d)| (id.clone(), Value::Object((**d).clone()))).collect();
+            devices.insert(kind.collection().unwrap_or_default().to_string(), Value::Object(coll));
+        }
+        for (k, v) in self.products.iter() {
+            devices.insert(k.clone(), v.clone());
+        }
+        let mut structures = Map::new();
+        structures.insert(self.id.clone(), Value::Object((*self.structure).clone()));
+        let mut root = Map::new();
+        root.insert("devices".into(), Value::Object(devices));
+        root.insert("structures".into(), Value::Object(structures));
+        Value::Object(root)
+    }
+
+    pub fn into_json(self) -> Value {
+        self.to_json()
     }
 
     pub fn id(&self) -> &str {
         &self.id
     }
 
-    pub fn as_json(&self) -> &Value {
-        &self.doc
-    }
-
-    pub fn into_json(self) -> Value {
-        self.doc
-    }
-
     pub fn structure(&self) -> &Map<String, Value> {
-        static EMPTY: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
-        self.doc
-            .get("structures")
-            .and_then(|s| s.get(&self.id))
-            .and_then(Value::as_object)
-            .unwrap_or(&EMPTY)
+        &self.structure
+    }
+
+    /// The structure's fields, shared: home logic changes them only when a value differs.
+    pub fn structure_fields_mut(&mut self) -> &mut Fields {
+        &mut self.structure
     }
 
     pub fn structure_mut(&mut self) -> &mut Map<String, Value> {
-        let id = self.id.clone();
-        let structures = object_entry(root_mut(&mut self.doc), "structures");
-        object_entry(structures, &id)
-    }
-
-    fn devices_root(&self) -> Option<&Map<String, Value>> {
-        self.doc.get("devices").and_then(Value::as_object)
+        Arc::make_mut(&mut self.structure)
     }
 
     /// The devices of one kind, by id.
     pub fn devices(&self, kind: Entity) -> impl Iterator<Item = (&String, &Map<String, Value>)> {
-        kind.collection()
-            .and_then(|c| self.devices_root()?.get(c))
-            .and_then(Value::as_object)
-            .into_iter()
-            .flat_map(|m| m.iter().filter_map(|(k, v)| Some((k, v.as_object()?))))
+        kind_index(kind).into_iter().flat_map(move |i| self.devices[i].iter().map(|(k, v)| (k, &**v)))
     }
 
     pub fn device(&self, kind: Entity, id: &str) -> Option<&Map<String, Value>> {
-        self.devices_root()?
-            .get(kind.collection()?)?
-            .get(id)?
-            .as_object()
+        self.devices[kind_index(kind)?].get(id).map(|d| &**d)
+    }
+
+    /// A device's shared fields, for changes that should copy it only when a value differs.
+    pub fn device_fields_mut(&mut self, kind: Entity, id: &str) -> Option<&mut Fields> {
+        self.devices[kind_index(kind)?].get_mut(id)
     }
 
     pub fn device_mut(&mut self, kind: Entity, id: &str) -> Option<&mut Map<String, Value>> {
-        let c = kind.collection()?;
-        self.doc
-            .get_mut("devices")?
-            .get_mut(c)?
-            .get_mut(id)?
-            .as_object_mut()
+        self.device_fields_mut(kind, id).map(Arc::make_mut)
     }
 
     /// Adds or replaces a device.
     pub fn insert_device(&mut self, kind: Entity, id: &str, fields: Map<String, Value>) {
-        let Some(c) = kind.collection() else { return };
-        let devices = object_entry(root_mut(&mut self.doc), "devices");
-        object_entry(devices, c).insert(id.to_string(), Value::Object(fields));
+        if let Some(i) = kind_index(kind) {
+            self.devices[i].insert(id.to_string(), Arc::new(fields));
+        }
     }
 
-    /// Removes a device; drops its collection when it becomes empty.
+    /// Removes a device.
     pub fn remove_device(&mut self, kind: Entity, id: &str) -> bool {
-        let Some(c) = kind.collection() else {
-            return false;
-        };
-        let Some(devices) = self.doc.get_mut("devices").and_then(Value::as_object_mut) else {
-            return false;
-        };
-        let removed = devices
-            .get_mut(c)
-            .and_then(Value::as_object_mut)
-            .is_some_and(|m| m.remove(id).is_some());
-        if devices
-            .get(c)
-            .and_then(Value::as_object)
-            .is_some_and(Map::is_empty)
-        {
-            devices.remove(c);
-        }
-        removed
+        kind_index(kind).is_some_and(|i| self.devices[i].remove(id).is_some())
     }
 
     /// Which kind of device `id` is, if it is in this home.
     pub fn device_kind(&self, id: &str) -> Option<Entity> {
-        Entity::DEVICE_KINDS
-            .into_iter()
-            .find(|k| self.device(*k, id).is_some())
+        Entity::DEVICE_KINDS.into_iter().find(|k| self.device(*k, id).is_some())
     }
 
     /// Every device id in this home, with its kind.
@@ -166,7 +189,7 @@ impl Home {
     /// Product data: `(company, product_type, id, value)` for every entry.
     pub fn product_data(&self) -> Vec<(String, String, String, &Value)> {
         let mut out = Vec::new();
-        for (company, types) in self.devices_root().into_iter().flatten() {
+        for (company, types) in self.products.iter() {
             if DEVICE_COLLECTIONS.contains(&company.as_str()) {
                 continue;
             }
@@ -179,9 +202,14 @@ impl Home {
         out
     }
 
+    /// The product data tree, shared like the other elements.
+    pub fn products(&self) -> &Map<String, Value> {
+        &self.products
+    }
+
     pub fn product_data_mut(&mut self, company: &str, ty: &str) -> &mut Map<String, Value> {
-        let devices = object_entry(root_mut(&mut self.doc), "devices");
-        object_entry(object_entry(devices, company), ty)
+        let products = Arc::make_mut(&mut self.products);
+        object_entry(object_entry(products, company), ty)
     }
 
     /// True when any Protect in the home reports a smoke or CO emergency: the HVAC is in
@@ -192,26 +220,46 @@ impl Home {
                 || p.get("smoke_alarm_state").and_then(Value::as_str) == Some("emergency")
         })
     }
+
+    /// The elements of two revisions side by side, for diffs: `(path prefix, old, new)` per
+    /// element present in either, skipping elements that are shared (unchanged).
+    pub fn changed_elements<'a>(
+        &'a self,
+        newer: &'a Home,
+    ) -> Vec<ElementPair<'a>> {
+        let mut out = Vec::new();
+        if !Arc::ptr_eq(&self.structure, &newer.structure) {
+            out.push((format!("/structures/{}", self.id), Some(&*self.structure), Some(&*newer.structure)));
+        }
+        for (i, kind) in Entity::DEVICE_KINDS.iter().enumerate() {
+            let coll = kind.collection().unwrap_or_default();
+            let (a, b) = (&self.devices[i], &newer.devices[i]);
+            for (id, old) in a {
+                match b.get(id) {
+                    Some(new) if Arc::ptr_eq(old, new) => {}
+                    new => out.push((format!("/devices/{coll}/{id}"), Some(&**old), new.map(|n| &**n))),
+                }
+            }
+            for (id, new) in b.iter().filter(|(id, _)| !a.contains_key(*id)) {
+                out.push((format!("/devices/{coll}/{id}"), None, Some(&**new)));
+            }
+        }
+        if !Arc::ptr_eq(&self.products, &newer.products) {
+            out.push(("/devices".to_string(), Some(&*self.products), Some(&*newer.products)));
+        }
+        out
+    }
 }
 
-fn root_mut(doc: &mut Value) -> &mut Map<String, Value> {
-    if !doc.is_object() {
-        *doc = Value::Object(Map::new());
-    }
-    match doc {
-        Value::Object(m) => m,
-        _ => unreachable!("made an object just above"),
+impl serde::Serialize for Home {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_json().serialize(serializer)
     }
 }
 
 /// The object at `key`, created (or replacing a non-object) when missing.
-pub(crate) fn object_entry<'m>(
-    m: &'m mut Map<String, Value>,
-    key: &str,
-) -> &'m mut Map<String, Value> {
-    let slot = m
-        .entry(key.to_string())
-        .or_insert_with(|| Value::Object(Map::new()));
+pub(crate) fn object_entry<'m>(m: &'m mut Map<String, Value>, key: &str) -> &'m mut Map<String, Value> {
+    let slot = m.entry(key.to_string()).or_insert_with(|| Value::Object(Map::new()));
     if !slot.is_object() {
         *slot = Value::Object(Map::new());
     }
@@ -250,10 +298,7 @@ pub fn filter_device(
 }
 
 /// Filters the structure object by a permission set. `None` when the set shows nothing of it.
-pub fn filter_structure(
-    structure: &Map<String, Value>,
-    perms: PermissionSet,
-) -> Option<Map<String, Value>> {
+pub fn filter_structure(structure: &Map<String, Value>, perms: PermissionSet) -> Option<Map<String, Value>> {
     let out = filter_fields(Entity::Structure, "", structure, perms);
     (!out.is_empty()).then_some(out)
 }
@@ -279,15 +324,9 @@ fn filter_fields(
         if !spec.read.intersects(perms) {
             continue;
         }
-        match (
-            spec.ty == FieldType::Object && schema::has_members(entity, key),
-            v,
-        ) {
+        match (spec.ty == FieldType::Object && schema::has_members(entity, key), v) {
             (true, Value::Object(inner)) => {
-                out.insert(
-                    k.clone(),
-                    Value::Object(filter_fields(entity, key, inner, perms)),
-                );
+                out.insert(k.clone(), Value::Object(filter_fields(entity, key, inner, perms)));
             }
             _ => {
                 out.insert(k.clone(), v.clone());
@@ -309,10 +348,7 @@ pub fn filter_home(home: &Home, perms: PermissionSet) -> Map<String, Value> {
             }
         }
         if !coll.is_empty() {
-            devices.insert(
-                kind.collection().unwrap_or_default().to_string(),
-                Value::Object(coll),
-            );
+            devices.insert(kind.collection().unwrap_or_default().to_string(), Value::Object(coll));
         }
     }
     if perms.intersects(PRODUCT_DATA) {
@@ -381,10 +417,7 @@ mod tests {
         assert!(devices.contains_key("thermostats"));
         assert!(!devices.contains_key("cameras"));
         assert!(!devices.contains_key("smoke_co_alarms"));
-        assert_eq!(
-            v["devices"]["thermostats"]["t1"],
-            json!({"device_id": "t1", "hvac_mode": "heat"})
-        );
+        assert_eq!(v["devices"]["thermostats"]["t1"], json!({"device_id": "t1", "hvac_mode": "heat"}));
     }
 
     #[test]
@@ -395,32 +428,32 @@ mod tests {
             json!({"device_id": "c1", "last_event": {"has_person": true}})
         );
         let img = filter_home(&home(), PermissionSet::of(&[P::CameraReadImages]));
-        assert_eq!(
-            img["devices"]["cameras"]["c1"]["last_event"]["image_url"],
-            json!("i")
-        );
+        assert_eq!(img["devices"]["cameras"]["c1"]["last_event"]["image_url"], json!("i"));
         assert_eq!(img["devices"]["cameras"]["c1"]["snapshot_url"], json!("u"));
     }
 
     #[test]
     fn no_permission_sees_only_metadata() {
-        let md = Metadata {
-            access_token: "c.x".into(),
-            client_version: 1,
-            user_id: "z.1".into(),
-        };
+        let md = Metadata { access_token: "c.x".into(), client_version: 1, user_id: "z.1".into() };
         let v = assemble_view([&home()], PermissionSet::EMPTY, &md);
-        assert_eq!(
-            v,
-            json!({"metadata": {"access_token": "c.x", "client_version": 1, "user_id": "z.1"}})
-        );
+        assert_eq!(v, json!({"metadata": {"access_token": "c.x", "client_version": 1, "user_id": "z.1"}}));
     }
 
     #[test]
     fn removing_the_last_device_drops_the_collection() {
         let mut h = home();
         assert!(h.remove_device(Entity::Thermostat, "t1"));
-        assert!(h.as_json()["devices"].get("thermostats").is_none());
+        assert!(h.to_json()["devices"].get("thermostats").is_none());
         assert!(!h.remove_device(Entity::Thermostat, "t1"));
+    }
+
+    #[test]
+    fn json_round_trips() {
+        let mut h = home();
+        h.product_data_mut("acme", "meter").insert("m1".into(), serde_json::json!({"v": 1}));
+        let again = Home::from_json("s1", h.to_json()).unwrap();
+        assert_eq!(again, h);
+        assert!(Home::from_json("other", h.to_json()).is_none());
+        assert!(Home::from_json("s1", serde_json::json!([1])).is_none());
     }
 }

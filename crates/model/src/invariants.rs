@@ -50,10 +50,7 @@ pub fn violations(home: &Home, config: &RuleConfig) -> Vec<String> {
                 out.push(format!("{id}: {c}={cv} out of range"));
             }
         }
-        if let (Some(lo), Some(hi)) = (
-            num("target_temperature_low_c"),
-            num("target_temperature_high_c"),
-        ) {
+        if let (Some(lo), Some(hi)) = (num("target_temperature_low_c"), num("target_temperature_high_c")) {
             // Whichever scale was written, the spread holds in at least that scale.
             let (lf, hf) = (
                 num("target_temperature_low_f").unwrap_or(lo),
@@ -63,18 +60,10 @@ pub fn violations(home: &Home, config: &RuleConfig) -> Vec<String> {
                 out.push(format!("{id}: heat-cool spread too small ({lo}..{hi} C)"));
             }
         }
-        let active = t
-            .get("fan_timer_active")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        let timeout = t
-            .get("fan_timer_timeout")
-            .and_then(Value::as_str)
-            .unwrap_or(units::EPOCH);
+        let active = t.get("fan_timer_active").and_then(Value::as_bool).unwrap_or(false);
+        let timeout = t.get("fan_timer_timeout").and_then(Value::as_str).unwrap_or(units::EPOCH);
         if active != (timeout != units::EPOCH) {
-            out.push(format!(
-                "{id}: fan_timer_active={active} but fan_timer_timeout={timeout}"
-            ));
+            out.push(format!("{id}: fan_timer_active={active} but fan_timer_timeout={timeout}"));
         }
         if active && !can("has_fan") {
             out.push(format!("{id}: fan running without a fan"));
@@ -103,11 +92,7 @@ pub fn violations(home: &Home, config: &RuleConfig) -> Vec<String> {
             out.push(format!("structure: field {k} has no schema row"));
         }
     }
-    if !s
-        .get("away")
-        .and_then(Value::as_str)
-        .is_some_and(|a| schema::AWAY_STATES.contains(&a))
-    {
+    if !s.get("away").and_then(Value::as_str).is_some_and(|a| schema::AWAY_STATES.contains(&a)) {
         out.push("structure: away is not home, away or unknown".into());
     }
     out

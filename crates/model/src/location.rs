@@ -49,17 +49,13 @@ impl Location {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        Location {
-            segments: segments.into_iter().map(Into::into).collect(),
-        }
+        Location { segments: segments.into_iter().map(Into::into).collect() }
     }
 
     /// Parses the path part of a URL (no query string).
     pub fn parse(path: &str) -> Result<Location, ApiError> {
         if path.len() > MAX_PATH_BYTES {
-            return Err(ApiError::bad_location(format!(
-                "the path is longer than {MAX_PATH_BYTES} bytes"
-            )));
+            return Err(ApiError::bad_location(format!("the path is longer than {MAX_PATH_BYTES} bytes")));
         }
         let mut segments = Vec::new();
         for raw in path.split('/') {
@@ -70,23 +66,17 @@ impl Location {
                 .decode_utf8()
                 .map_err(|_| ApiError::bad_location("a segment is not valid UTF-8"))?;
             if decoded == "." || decoded == ".." {
-                return Err(ApiError::bad_location(
-                    "'.' and '..' segments are not allowed",
-                ));
+                return Err(ApiError::bad_location("'.' and '..' segments are not allowed"));
             }
             if decoded.is_empty() {
                 continue;
             }
             if decoded.chars().any(char::is_control) {
-                return Err(ApiError::bad_location(
-                    "a segment contains a control character",
-                ));
+                return Err(ApiError::bad_location("a segment contains a control character"));
             }
             segments.push(decoded.into_owned());
             if segments.len() > MAX_DEPTH {
-                return Err(ApiError::bad_location(format!(
-                    "the path is deeper than {MAX_DEPTH} segments"
-                )));
+                return Err(ApiError::bad_location(format!("the path is deeper than {MAX_DEPTH} segments")));
             }
         }
         Ok(Location { segments })
@@ -121,11 +111,7 @@ impl Location {
     /// True when `self` is `other` or lies beneath it.
     pub fn starts_with(&self, other: &Location) -> bool {
         self.segments.len() >= other.segments.len()
-            && self
-                .segments
-                .iter()
-                .zip(&other.segments)
-                .all(|(a, b)| a == b)
+            && self.segments.iter().zip(&other.segments).all(|(a, b)| a == b)
     }
 
     /// Reads the value at this location in a JSON tree.
@@ -171,33 +157,19 @@ mod tests {
     #[test]
     fn parses_plain_and_odd_paths() {
         let l = Location::parse("/devices/thermostats/abc/target_temperature_f").unwrap();
+        assert_eq!(l.segments(), ["devices", "thermostats", "abc", "target_temperature_f"]);
         assert_eq!(
-            l.segments(),
-            ["devices", "thermostats", "abc", "target_temperature_f"]
-        );
-        assert_eq!(
-            Location::parse("//devices///thermostats/")
-                .unwrap()
-                .segments(),
+            Location::parse("//devices///thermostats/").unwrap().segments(),
             ["devices", "thermostats"]
         );
         assert!(Location::parse("/").unwrap().is_root());
         assert!(Location::parse("").unwrap().is_root());
-        assert_eq!(
-            Location::parse("/a%20b/c%2Fd").unwrap().segments(),
-            ["a b", "c/d"]
-        );
+        assert_eq!(Location::parse("/a%20b/c%2Fd").unwrap().segments(), ["a b", "c/d"]);
     }
 
     #[test]
     fn refuses_what_cannot_be_a_key() {
-        for bad in [
-            "/devices/../metadata",
-            "/./devices",
-            "/%2e%2e",
-            "/a%ff",
-            "/a%0a",
-        ] {
+        for bad in ["/devices/../metadata", "/./devices", "/%2e%2e", "/a%ff", "/a%0a"] {
             let e = Location::parse(bad).unwrap_err();
             assert_eq!(e.status, 400, "{bad}");
             assert_eq!(e.error, "Invalid data location", "{bad}");
@@ -212,14 +184,8 @@ mod tests {
     #[test]
     fn resolves_objects_arrays_and_misses() {
         let doc = json!({"a": {"b": [10, {"c": true}]}});
-        assert_eq!(
-            Location::parse("/a/b/0").unwrap().resolve(&doc),
-            Some(&json!(10))
-        );
-        assert_eq!(
-            Location::parse("/a/b/1/c").unwrap().resolve(&doc),
-            Some(&json!(true))
-        );
+        assert_eq!(Location::parse("/a/b/0").unwrap().resolve(&doc), Some(&json!(10)));
+        assert_eq!(Location::parse("/a/b/1/c").unwrap().resolve(&doc), Some(&json!(true)));
         assert_eq!(Location::parse("/a/x").unwrap().resolve(&doc), None);
         assert_eq!(Location::parse("/a/b/c").unwrap().resolve(&doc), None);
         assert_eq!(Location::root().resolve(&doc), Some(&doc));
@@ -228,10 +194,7 @@ mod tests {
     #[test]
     fn wrap_places_a_value() {
         let l = Location::parse("/structures/s1/away").unwrap();
-        assert_eq!(
-            l.wrap(json!("away")),
-            json!({"structures": {"s1": {"away": "away"}}})
-        );
+        assert_eq!(l.wrap(json!("away")), json!({"structures": {"s1": {"away": "away"}}}));
     }
 
     proptest! {

@@ -19,9 +19,11 @@
 //! - security: `wwn_security_state` is `deter` when the structure is away and an online,
 //!   streaming camera reports a new person event; `home` makes it `ok`.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
-use crate::home::Home;
+use crate::home::{Fields, Home};
 use crate::rules::TWINS;
 use crate::schema::Entity;
 use crate::units::{self, EPOCH};
@@ -32,34 +34,36 @@ pub const MAX_PASSES: usize = 8;
 /// Brings `next` (the home after a write to `prev`) to a consistent state.
 pub fn settle(prev: &Home, next: &mut Home, ctx: &WriteContext<'_>) {
     for _ in 0..MAX_PASSES {
-        let before = next.clone();
-        pass(prev, next, ctx);
-        if *next == before {
+        let mut p = Pass::default();
+        pass(&mut p, prev, next, ctx);
+        if !p.changed {
             return;
         }
     }
 }
 
-fn pass(prev: &Home, next: &mut Home, ctx: &WriteContext<'_>) {
+/// One pass's record of whether it changed anything (cheaper than comparing homes).
+#[derive(Default)]
+struct Pass {
+    changed: bool,
+}
+
+impl Pass {
+    /// Sets a field, copying a shared element only when the value really changes.
+    fn set(&mut self, m: &mut Fields, k: &str, v: Value) {
+        if m.get(k) != Some(&v) {
+            Arc::make_mut(m).insert(k.to_string(), v);
+            self.changed = true;
+        }
+    }
+}
+
+fn pass(p: &mut Pass, prev: &Home, next: &mut Home, ctx: &WriteContext<'_>) {
     let sid = next.id().to_string();
-    let wheres: Map<String, Value> = next
-        .structure()
-        .get("wheres")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    let away_now = next
-        .structure()
-        .get("away")
-        .and_then(Value::as_str)
-        .unwrap_or("home")
-        .to_string();
-    let away_before = prev
-        .structure()
-        .get("away")
-        .and_then(Value::as_str)
-        .unwrap_or("home")
-        .to_string();
+    let wheres: Map<String, Value> =
+        next.structure().get("wheres").and_then(Value::as_object).cloned().unwrap_or_default();
+    let away_now = next.structure().get("away").and_then(Value::as_str).unwrap_or("home").to_string();
+    let away_before = prev.structure().get("away").and_then(Value::as_str).unwrap_or("home").to_string();
     let away_changed = away_now != away_before;
     let now = units::format_time(ctx.now);
 
@@ -67,11 +71,11 @@ fn pass(prev: &Home, next: &mut Home, ctx: &WriteContext<'_>) {
         let ids: Vec<String> = next.devices(kind).map(|(id, _)| id.clone()).collect();
         for id in ids {
             let before = prev.device(kind, &id).cloned();
-            let Some(d) = next.device_mut(kind, &id) else {
+            let Some(d) = next.device_fields_mut(kind, &id) else {
                 continue;
             };
-            set(d, "device_id", Value::from(id.as_str()));
-            set(d, "structure_id", Value::from(sid.as_str()));
+            p.set(d, "device_id", Value::from(id.as_str()));
+            p.set(d, "structure_id", Value::from(sid.as_str()));
             if let Some(name) = d
                 .get("where_id")
                 .and_then(Value::as_str)
@@ -79,64 +83,37 @@ fn pass(prev: &Home, next: &mut Home, ctx: &WriteContext<'_>) {
                 .and_then(|w| w.get("name"))
                 .cloned()
             {
-                set(d, "where_name", name);
+                p.set(d, "where_name", name);
             }
-            derive_names(kind, d);
+            derive_names(p, kind, d);
             match kind {
-                Entity::Thermostat => thermostat(
-                    d,
-                    before.as_ref(),
-                    away_changed,
-                    &away_now,
-                    ctx.config.eco_on_away,
-                    &now,
-                ),
-                Entity::SmokeCoAlarm => protect_color(d),
+                Entity::Thermostat => {
+                    thermostat(p, d, before.as_ref(), away_changed, &away_now, ctx.config.eco_on_away, &now)
+                }
+                Entity::SmokeCoAlarm => protect_color(p, d),
                 _ => {}
             }
         }
     }
 
-    roll_up(next);
-    eta_begin(next);
-    security(prev, next, away_changed, &away_now);
+    roll_up(p, next);
+    eta_begin(p, next);
+    security(p, prev, next, away_changed, &away_now);
 }
 
-fn set(m: &mut Map<String, Value>, k: &str, v: Value) {
-    if m.get(k) != Some(&v) {
-        m.insert(k.to_string(), v);
-    }
-}
-
-fn derive_names(kind: Entity, d: &mut Map<String, Value>) {
-    let Some(where_name) = d
-        .get("where_name")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-    else {
+fn derive_names(p: &mut Pass, kind: Entity, d: &mut Fields) {
+    let Some(where_name) = d.get("where_name").and_then(Value::as_str).map(str::to_string) else {
         return;
     };
-    let label = d
-        .get("label")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .trim()
-        .to_string();
-    let suffix = if label.is_empty() {
-        String::new()
-    } else {
-        format!(" ({label})")
-    };
-    set(d, "name", Value::from(format!("{where_name}{suffix}")));
-    set(
-        d,
-        "name_long",
-        Value::from(format!("{where_name} {}{suffix}", kind.long_name_word())),
-    );
+    let label = d.get("label").and_then(Value::as_str).unwrap_or("").trim().to_string();
+    let suffix = if label.is_empty() { String::new() } else { format!(" ({label})") };
+    p.set(d, "name", Value::from(format!("{where_name}{suffix}")));
+    p.set(d, "name_long", Value::from(format!("{where_name} {}{suffix}", kind.long_name_word())));
 }
 
 fn thermostat(
-    d: &mut Map<String, Value>,
+    p: &mut Pass,
+    d: &mut Fields,
     before: Option<&Map<String, Value>>,
     away_changed: bool,
     away_now: &str,
@@ -145,12 +122,9 @@ fn thermostat(
 ) {
     // Both scales present.
     for (f, c) in TWINS {
-        match (
-            d.get(*f).and_then(Value::as_f64),
-            d.get(*c).and_then(Value::as_f64),
-        ) {
-            (Some(fv), None) => set(d, c, units::c_json(units::f_to_c(fv))),
-            (None, Some(cv)) => set(d, f, units::f_json(units::c_to_f(cv))),
+        match (d.get(*f).and_then(Value::as_f64), d.get(*c).and_then(Value::as_f64)) {
+            (Some(fv), None) => p.set(d, c, units::c_json(units::f_to_c(fv))),
+            (None, Some(cv)) => p.set(d, f, units::f_json(units::c_to_f(cv))),
             _ => {}
         }
     }
@@ -161,70 +135,48 @@ fn thermostat(
         ("eco_temperature_low_c", "away_temperature_low_c"),
     ] {
         if let Some(v) = d.get(eco).cloned() {
-            set(d, away, v);
+            p.set(d, away, v);
         }
     }
 
     // Away puts heating/cooling thermostats in eco; home restores them.
-    let mode = d
-        .get("hvac_mode")
-        .and_then(Value::as_str)
-        .unwrap_or("off")
-        .to_string();
+    let mode = d.get("hvac_mode").and_then(Value::as_str).unwrap_or("off").to_string();
     if away_changed && eco_on_away {
         if away_now == "away" && !matches!(mode.as_str(), "eco" | "off") {
-            set(d, "hvac_mode", Value::from("eco"));
+            p.set(d, "hvac_mode", Value::from("eco"));
         } else if away_now == "home" && mode == "eco" {
-            let prev_mode = d
-                .get("previous_hvac_mode")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
+            let prev_mode = d.get("previous_hvac_mode").and_then(Value::as_str).unwrap_or("").to_string();
             if !prev_mode.is_empty() && prev_mode != "eco" {
-                set(d, "hvac_mode", Value::from(prev_mode));
+                p.set(d, "hvac_mode", Value::from(prev_mode));
             }
         }
     }
 
     // Entering eco remembers the mode left.
-    let mode = d
-        .get("hvac_mode")
-        .and_then(Value::as_str)
-        .unwrap_or("off")
-        .to_string();
-    let old_mode = before
-        .and_then(|b| b.get("hvac_mode"))
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let mode = d.get("hvac_mode").and_then(Value::as_str).unwrap_or("off").to_string();
+    let old_mode = before.and_then(|b| b.get("hvac_mode")).and_then(Value::as_str).unwrap_or("");
     if mode == "eco" && !old_mode.is_empty() && old_mode != "eco" {
-        set(d, "previous_hvac_mode", Value::from(old_mode));
+        p.set(d, "previous_hvac_mode", Value::from(old_mode));
     }
     if !d.contains_key("previous_hvac_mode") {
-        set(d, "previous_hvac_mode", Value::from(""));
+        p.set(d, "previous_hvac_mode", Value::from(""));
     }
 
     // An expired fan timer turns off.
     if d.get("fan_timer_active").and_then(Value::as_bool) == Some(true) {
-        let timeout = d
-            .get("fan_timer_timeout")
-            .and_then(Value::as_str)
-            .unwrap_or(EPOCH);
+        let timeout = d.get("fan_timer_timeout").and_then(Value::as_str).unwrap_or(EPOCH);
         if timeout != EPOCH && timeout <= now {
-            set(d, "fan_timer_active", Value::from(false));
-            set(d, "fan_timer_timeout", Value::from(EPOCH));
+            p.set(d, "fan_timer_active", Value::from(false));
+            p.set(d, "fan_timer_timeout", Value::from(EPOCH));
         }
     } else if d.contains_key("fan_timer_active") {
-        set(d, "fan_timer_timeout", Value::from(EPOCH));
+        p.set(d, "fan_timer_timeout", Value::from(EPOCH));
     }
 }
 
-fn protect_color(d: &mut Map<String, Value>) {
+fn protect_color(p: &mut Pass, d: &mut Fields) {
     let state = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or("ok").to_string();
-    let (co, smoke, battery) = (
-        state("co_alarm_state"),
-        state("smoke_alarm_state"),
-        state("battery_health"),
-    );
+    let (co, smoke, battery) = (state("co_alarm_state"), state("smoke_alarm_state"), state("battery_health"));
     let online = d.get("is_online").and_then(Value::as_bool).unwrap_or(true);
     let color = if co == "emergency" || smoke == "emergency" {
         "red"
@@ -235,7 +187,7 @@ fn protect_color(d: &mut Map<String, Value>) {
     } else {
         "green"
     };
-    set(d, "ui_color_state", Value::from(color));
+    p.set(d, "ui_color_state", Value::from(color));
 }
 
 fn severity(s: &str) -> u8 {
@@ -246,23 +198,15 @@ fn severity(s: &str) -> u8 {
     }
 }
 
-fn roll_up(home: &mut Home) {
+fn roll_up(p: &mut Pass, home: &mut Home) {
     let mut lists = Vec::new();
     for kind in Entity::DEVICE_KINDS {
-        let ids: Vec<Value> = home
-            .devices(kind)
-            .map(|(id, _)| Value::from(id.as_str()))
-            .collect();
+        let ids: Vec<Value> = home.devices(kind).map(|(id, _)| Value::from(id.as_str())).collect();
         lists.push((kind.collection().unwrap_or_default(), ids));
     }
     let worst = |key: &str| {
         home.devices(Entity::SmokeCoAlarm)
-            .map(|(_, p)| {
-                p.get(key)
-                    .and_then(Value::as_str)
-                    .unwrap_or("ok")
-                    .to_string()
-            })
+            .map(|(_, p)| p.get(key).and_then(Value::as_str).unwrap_or("ok").to_string())
             .max_by_key(|s| severity(s))
             .unwrap_or_else(|| "ok".to_string())
     };
@@ -276,66 +220,47 @@ fn roll_up(home: &mut Home) {
             a.push(Value::from(id));
         }
     }
-    let s = home.structure_mut();
+    let s = home.structure_fields_mut();
     for (key, ids) in lists {
         if ids.is_empty() {
             if s.contains_key(key) {
-                s.remove(key);
+                Arc::make_mut(s).remove(key);
+                p.changed = true;
             }
         } else {
-            set(s, key, Value::Array(ids));
+            p.set(s, key, Value::Array(ids));
         }
     }
-    set(s, "devices", Value::Object(products));
-    set(s, "co_alarm_state", Value::from(co));
-    set(s, "smoke_alarm_state", Value::from(smoke));
+    p.set(s, "devices", Value::Object(products));
+    p.set(s, "co_alarm_state", Value::from(co));
+    p.set(s, "smoke_alarm_state", Value::from(smoke));
 }
 
-fn eta_begin(home: &mut Home) {
-    let s = home.structure_mut();
+fn eta_begin(p: &mut Pass, home: &mut Home) {
+    let s = home.structure_fields_mut();
     let begin = s
         .get("eta")
         .and_then(|e| e.get("estimated_arrival_window_begin"))
         .cloned()
         .unwrap_or_else(|| Value::from(EPOCH));
-    set(s, "eta_begin", begin);
+    p.set(s, "eta_begin", begin);
 }
 
-fn security(prev: &Home, next: &mut Home, away_changed: bool, away_now: &str) {
-    let current = next
-        .structure()
-        .get("wwn_security_state")
-        .and_then(Value::as_str)
-        .unwrap_or("ok")
-        .to_string();
+fn security(p: &mut Pass, prev: &Home, next: &mut Home, away_changed: bool, away_now: &str) {
+    let current =
+        next.structure().get("wwn_security_state").and_then(Value::as_str).unwrap_or("ok").to_string();
     let state = if away_now != "away" {
         "ok".to_string()
     } else {
         let new_person = next.devices(Entity::Camera).any(|(id, c)| {
             let online = c.get("is_online").and_then(Value::as_bool).unwrap_or(false);
-            let streaming = c
-                .get("is_streaming")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
+            let streaming = c.get("is_streaming").and_then(Value::as_bool).unwrap_or(false);
             let event = c.get("last_event");
-            let person = event
-                .and_then(|e| e.get("has_person"))
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
-            let was = prev
-                .device(Entity::Camera, id)
-                .and_then(|p| p.get("last_event"));
+            let person = event.and_then(|e| e.get("has_person")).and_then(Value::as_bool).unwrap_or(false);
+            let was = prev.device(Entity::Camera, id).and_then(|p| p.get("last_event"));
             online && streaming && person && (event != was || away_changed)
         });
-        if new_person {
-            "deter".to_string()
-        } else {
-            current
-        }
+        if new_person { "deter".to_string() } else { current }
     };
-    set(
-        next.structure_mut(),
-        "wwn_security_state",
-        Value::from(state),
-    );
+    p.set(next.structure_fields_mut(), "wwn_security_state", Value::from(state));
 }

@@ -91,9 +91,7 @@ impl Permission {
     /// Plain words for the consent page: what the user lets the product do.
     pub fn plain_words(self) -> &'static str {
         match self {
-            Permission::ThermostatRead => {
-                "See your thermostats: temperatures, humidity, mode and settings"
-            }
+            Permission::ThermostatRead => "See your thermostats: temperatures, humidity, mode and settings",
             Permission::ThermostatReadWrite => {
                 "See and change your thermostats: target temperatures, mode, fan timer, scale and label"
             }
@@ -103,9 +101,7 @@ impl Permission {
             Permission::CameraReadImages => {
                 "See your cameras, including snapshots, event images and activity zones"
             }
-            Permission::CameraReadWriteImages => {
-                "See your cameras including images, and turn them on or off"
-            }
+            Permission::CameraReadWriteImages => "See your cameras including images, and turn them on or off",
             Permission::AwayRead => "See whether your home is set to Home or Away",
             Permission::AwayReadWrite => "See and set whether your home is Home or Away",
             Permission::EtaWrite => "Tell your home when you expect to arrive",
@@ -183,9 +179,7 @@ impl PermissionSet {
     }
 
     pub fn iter(self) -> impl Iterator<Item = Permission> {
-        Permission::ALL
-            .into_iter()
-            .filter(move |p| self.contains(*p))
+        Permission::ALL.into_iter().filter(move |p| self.contains(*p))
     }
 
     /// Parses a comma- or space-separated list of permission ids; `all` means every permission.

@@ -25,16 +25,10 @@ struct Target {
     c: &'static str,
 }
 
-const SINGLE: Target = Target {
-    base: "target_temperature",
-    f: "target_temperature_f",
-    c: "target_temperature_c",
-};
-const LOW: Target = Target {
-    base: "target_temperature_low",
-    f: "target_temperature_low_f",
-    c: "target_temperature_low_c",
-};
+const SINGLE: Target =
+    Target { base: "target_temperature", f: "target_temperature_f", c: "target_temperature_c" };
+const LOW: Target =
+    Target { base: "target_temperature_low", f: "target_temperature_low_f", c: "target_temperature_low_c" };
 const HIGH: Target = Target {
     base: "target_temperature_high",
     f: "target_temperature_high_f",
@@ -75,10 +69,7 @@ pub fn thermostat(
     ctx: &WriteContext<'_>,
 ) -> Result<Map<String, Value>, ApiError> {
     let old_mode = text(current, "hvac_mode");
-    let new_mode = w
-        .get("hvac_mode")
-        .and_then(Value::as_str)
-        .unwrap_or(old_mode);
+    let new_mode = w.get("hvac_mode").and_then(Value::as_str).unwrap_or(old_mode);
     let mode_written = w.contains_key("hvac_mode") && new_mode != old_mode;
 
     // hvac_mode vs can_heat / can_cool.
@@ -174,19 +165,12 @@ pub fn thermostat(
     for (t, is_f) in &written {
         let key = if *is_f { t.f } else { t.c };
         let v = num(w, key).unwrap_or_default();
-        let (lo, hi, scale, detail) = if *is_f {
-            (50.0, 90.0, "F", "tempF")
-        } else {
-            (9.0, 32.0, "C", "tempC")
-        };
+        let (lo, hi, scale, detail) =
+            if *is_f { (50.0, 90.0, "F", "tempF") } else { (9.0, 32.0, "C", "tempC") };
         if v > hi {
             return Err(ApiError::new(
                 400,
-                if *is_f {
-                    "high-f-value"
-                } else {
-                    "high-c-value"
-                },
+                if *is_f { "high-f-value" } else { "high-c-value" },
                 format!("Temperature {scale} value is too high: {}", one_decimal(v)),
             )
             .with(detail, one_decimal(v)));
@@ -207,10 +191,7 @@ pub fn thermostat(
             && units::f_to_c(f) != c
             && units::c_to_f(c) != f
         {
-            return Err(ApiError::invalid_value(
-                t.c,
-                &format!("the same temperature as {}", t.f),
-            ));
+            return Err(ApiError::invalid_value(t.c, &format!("the same temperature as {}", t.f)));
         }
     }
 
@@ -226,11 +207,7 @@ pub fn thermostat(
             if let Some(max) = num(current, max_k).filter(|max| v > *max) {
                 return Err(ApiError::new(
                     400,
-                    if *is_f {
-                        "high-f-value-4-lock"
-                    } else {
-                        "high-c-value-4-lock"
-                    },
+                    if *is_f { "high-f-value-4-lock" } else { "high-c-value-4-lock" },
                     format!(
                         "Temperature {scale} '{}' is too high for lock temperature '{}'",
                         one_decimal(v),
@@ -243,11 +220,7 @@ pub fn thermostat(
             if let Some(min) = num(current, min_k).filter(|min| v < *min) {
                 return Err(ApiError::new(
                     400,
-                    if *is_f {
-                        "low-f-value-4-lock"
-                    } else {
-                        "low-c-value-4-lock"
-                    },
+                    if *is_f { "low-f-value-4-lock" } else { "low-c-value-4-lock" },
                     format!(
                         "Temperature {scale} '{}' is too low for lock temperature '{}'",
                         one_decimal(v),
@@ -304,11 +277,7 @@ pub fn thermostat(
 
     // Fan timer.
     if w.get("fan_timer_active") == Some(&Value::Bool(true)) && !flag(current, "has_fan") {
-        return Err(ApiError::new(
-            400,
-            "no-fan",
-            "Cannot activate fan: the HVAC system has no fan",
-        ));
+        return Err(ApiError::new(400, "no-fan", "Cannot activate fan: the HVAC system has no fan"));
     }
     if let Some(d) = w.get("fan_timer_duration").and_then(Value::as_i64)
         && !FAN_DURATIONS.contains(&d)
@@ -318,11 +287,7 @@ pub fn thermostat(
             "fan-duration",
             format!(
                 "Fan timer duration {d} is not allowed; allowed minutes: {}",
-                FAN_DURATIONS
-                    .iter()
-                    .map(i64::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                FAN_DURATIONS.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
             ),
         )
         .with("fan_timer_duration", d.to_string()));
@@ -385,10 +350,7 @@ fn apply_eta(structure: &mut Map<String, Value>, v: &Value) -> Result<(), ApiErr
         return Err(ApiError::invalid_value("eta", "an object"));
     };
     if let Some(k) = eta.keys().find(|k| {
-        !matches!(
-            k.as_str(),
-            "trip_id" | "estimated_arrival_window_begin" | "estimated_arrival_window_end"
-        )
+        !matches!(k.as_str(), "trip_id" | "estimated_arrival_window_begin" | "estimated_arrival_window_end")
     }) {
         return Err(ApiError::invalid_value(
             &format!("eta.{k}"),
@@ -407,39 +369,24 @@ fn apply_eta(structure: &mut Map<String, Value>, v: &Value) -> Result<(), ApiErr
     let begin = eta.get("estimated_arrival_window_begin");
     if begin.and_then(Value::as_f64) == Some(0.0) {
         // Cancel: only the active trip with this id.
-        let active = structure
-            .get("eta")
-            .and_then(|e| e.get("trip_id"))
-            .and_then(Value::as_str);
+        let active = structure.get("eta").and_then(|e| e.get("trip_id")).and_then(Value::as_str);
         if active == Some(trip) {
             structure.remove("eta");
         }
         return Ok(());
     }
-    let begin = begin
-        .and_then(Value::as_str)
-        .and_then(units::parse_time)
-        .ok_or_else(|| {
-            ApiError::invalid_value(
-                "eta.estimated_arrival_window_begin",
-                "an ISO 8601 time, or 0 to cancel",
-            )
-        })?;
+    let begin = begin.and_then(Value::as_str).and_then(units::parse_time).ok_or_else(|| {
+        ApiError::invalid_value("eta.estimated_arrival_window_begin", "an ISO 8601 time, or 0 to cancel")
+    })?;
     let end = eta
         .get("estimated_arrival_window_end")
         .and_then(Value::as_str)
         .and_then(units::parse_time)
-        .ok_or_else(|| {
-            ApiError::invalid_value("eta.estimated_arrival_window_end", "an ISO 8601 time")
-        })?;
+        .ok_or_else(|| ApiError::invalid_value("eta.estimated_arrival_window_end", "an ISO 8601 time"))?;
     if begin > end {
-        return Err(ApiError::new(
-            400,
-            "eta-window",
-            "ETA window begin must not be later than its end",
-        )
-        .with("estimated_arrival_window_begin", units::format_time(begin))
-        .with("estimated_arrival_window_end", units::format_time(end)));
+        return Err(ApiError::new(400, "eta-window", "ETA window begin must not be later than its end")
+            .with("estimated_arrival_window_begin", units::format_time(begin))
+            .with("estimated_arrival_window_end", units::format_time(end)));
     }
     structure.insert(
         "eta".into(),
@@ -460,23 +407,14 @@ fn create_where(structure: &mut Map<String, Value>, v: &Value) -> Result<(), Api
         _ => None,
     };
     let Some(name) = name.filter(|n| !n.trim().is_empty() && n.chars().count() <= 64) else {
-        return Err(ApiError::invalid_value(
-            "wheres",
-            "{\"name\": \"<new room name>\"}",
-        ));
+        return Err(ApiError::invalid_value("wheres", "{\"name\": \"<new room name>\"}"));
     };
     let wheres = crate::home::object_entry(structure, "wheres");
-    if wheres
-        .values()
-        .any(|w| w.get("name").and_then(Value::as_str) == Some(name))
-    {
+    if wheres.values().any(|w| w.get("name").and_then(Value::as_str) == Some(name)) {
         return Ok(());
     }
     let id = where_id_for(name);
-    wheres.insert(
-        id.clone(),
-        serde_json::json!({"where_id": id, "name": name}),
-    );
+    wheres.insert(id.clone(), serde_json::json!({"where_id": id, "name": name}));
     Ok(())
 }
 
@@ -508,9 +446,7 @@ pub fn product_data(fields: &Map<String, Value>, structure_id: &str) -> Result<(
         }
     }
     if fields.values().map(depth).max().unwrap_or(0) > 6 {
-        return Err(ApiError::invalid_content_because(
-            "product data is nested too deeply",
-        ));
+        return Err(ApiError::invalid_content_because("product data is nested too deeply"));
     }
     Ok(())
 }

@@ -42,8 +42,7 @@ impl Entity {
         }
     }
 
-    pub const DEVICE_KINDS: [Entity; 3] =
-        [Entity::Thermostat, Entity::SmokeCoAlarm, Entity::Camera];
+    pub const DEVICE_KINDS: [Entity; 3] = [Entity::Thermostat, Entity::SmokeCoAlarm, Entity::Camera];
 
     /// The word used in `name_long` ("Hallway Thermostat (upstairs)").
     pub fn long_name_word(self) -> &'static str {
@@ -145,16 +144,10 @@ pub const FAN_DURATIONS: &[i64] = &[15, 30, 45, 60, 120, 240, 480, 720];
 
 const THERMOSTAT: PermissionSet = PermissionSet::of(&[P::ThermostatRead, P::ThermostatReadWrite]);
 const SMOKE: PermissionSet = PermissionSet::of(&[P::SmokeCoRead]);
-const CAMERA: PermissionSet = PermissionSet::of(&[
-    P::CameraRead,
-    P::CameraReadWrite,
-    P::CameraReadImages,
-    P::CameraReadWriteImages,
-]);
-const CAMERA_IMAGES: PermissionSet =
-    PermissionSet::of(&[P::CameraReadImages, P::CameraReadWriteImages]);
-const CAMERA_WRITE: PermissionSet =
-    PermissionSet::of(&[P::CameraReadWrite, P::CameraReadWriteImages]);
+const CAMERA: PermissionSet =
+    PermissionSet::of(&[P::CameraRead, P::CameraReadWrite, P::CameraReadImages, P::CameraReadWriteImages]);
+const CAMERA_IMAGES: PermissionSet = PermissionSet::of(&[P::CameraReadImages, P::CameraReadWriteImages]);
+const CAMERA_WRITE: PermissionSet = PermissionSet::of(&[P::CameraReadWrite, P::CameraReadWriteImages]);
 /// Any permission that shows a structure at all: its id, name, country and time zone.
 const STRUCTURE_ANY: PermissionSet = PermissionSet::of(&[
     P::ThermostatRead,
@@ -209,28 +202,16 @@ const NOBODY: PermissionSet = PermissionSet::EMPTY;
 const EVERYONE: PermissionSet = STRUCTURE_ANY;
 
 const fn ro() -> WriteAccess {
-    WriteAccess {
-        products: NOBODY,
-        device: false,
-    }
+    WriteAccess { products: NOBODY, device: false }
 }
 const fn dev() -> WriteAccess {
-    WriteAccess {
-        products: NOBODY,
-        device: true,
-    }
+    WriteAccess { products: NOBODY, device: true }
 }
 const fn prod_dev(p: PermissionSet) -> WriteAccess {
-    WriteAccess {
-        products: p,
-        device: true,
-    }
+    WriteAccess { products: p, device: true }
 }
 const fn prod(p: PermissionSet) -> WriteAccess {
-    WriteAccess {
-        products: p,
-        device: false,
-    }
+    WriteAccess { products: p, device: false }
 }
 const T_RW: PermissionSet = PermissionSet::of(&[P::ThermostatReadWrite]);
 
@@ -243,15 +224,7 @@ const fn f(
     write: WriteAccess,
     doc: &'static str,
 ) -> FieldSpec {
-    FieldSpec {
-        entity,
-        path,
-        ty,
-        unit,
-        read,
-        write,
-        doc,
-    }
+    FieldSpec { entity, path, ty, unit, read, write, doc }
 }
 
 use Entity::{Camera as C, Metadata as M, SmokeCoAlarm as S, Structure as St, Thermostat as T};
@@ -265,123 +238,19 @@ const URL: FieldType = Ty::Text { max: 2048 };
 /// The table. Order is the documentation order (and the order of `roost schema`).
 pub static FIELDS: &[FieldSpec] = &[
     // ---- Thermostat (nest-api.md §1.2, §1.3) ----
-    f(
-        T,
-        "device_id",
-        ID,
-        U::None,
-        THERMOSTAT,
-        ro(),
-        "Same as the object key.",
-    ),
-    f(
-        T,
-        "locale",
-        Ty::Text { max: 16 },
-        U::None,
-        THERMOSTAT,
-        dev(),
-        "Language and region, e.g. en-US.",
-    ),
-    f(
-        T,
-        "software_version",
-        Ty::Text { max: 32 },
-        U::None,
-        THERMOSTAT,
-        dev(),
-        "Firmware version.",
-    ),
-    f(
-        T,
-        "structure_id",
-        ID,
-        U::None,
-        THERMOSTAT,
-        ro(),
-        "Parent structure.",
-    ),
-    f(
-        T,
-        "name",
-        NAME,
-        U::None,
-        THERMOSTAT,
-        ro(),
-        "Where name, plus the label in parentheses (derived).",
-    ),
-    f(
-        T,
-        "name_long",
-        NAME,
-        U::None,
-        THERMOSTAT,
-        ro(),
-        "Where name, 'Thermostat', label (derived).",
-    ),
-    f(
-        T,
-        "last_connection",
-        Ty::Timestamp,
-        U::None,
-        THERMOSTAT,
-        ro(),
-        "Last contact with the service.",
-    ),
-    f(
-        T,
-        "is_online",
-        Ty::Bool,
-        U::None,
-        THERMOSTAT,
-        ro(),
-        "Connected to the service.",
-    ),
-    f(
-        T,
-        "where_id",
-        ID,
-        U::None,
-        THERMOSTAT,
-        ro(),
-        "Key into the structure's wheres.",
-    ),
-    f(
-        T,
-        "where_name",
-        NAME,
-        U::None,
-        THERMOSTAT,
-        ro(),
-        "Name of the where (derived).",
-    ),
-    f(
-        T,
-        "label",
-        Ty::Text { max: 64 },
-        U::None,
-        THERMOSTAT,
-        prod_dev(T_RW),
-        "User's custom label.",
-    ),
-    f(
-        T,
-        "can_cool",
-        Ty::Bool,
-        U::None,
-        THERMOSTAT,
-        ro(),
-        "The HVAC system can cool.",
-    ),
-    f(
-        T,
-        "can_heat",
-        Ty::Bool,
-        U::None,
-        THERMOSTAT,
-        ro(),
-        "The HVAC system can heat.",
-    ),
+    f(T, "device_id", ID, U::None, THERMOSTAT, ro(), "Same as the object key."),
+    f(T, "locale", Ty::Text { max: 16 }, U::None, THERMOSTAT, dev(), "Language and region, e.g. en-US."),
+    f(T, "software_version", Ty::Text { max: 32 }, U::None, THERMOSTAT, dev(), "Firmware version."),
+    f(T, "structure_id", ID, U::None, THERMOSTAT, ro(), "Parent structure."),
+    f(T, "name", NAME, U::None, THERMOSTAT, ro(), "Where name, plus the label in parentheses (derived)."),
+    f(T, "name_long", NAME, U::None, THERMOSTAT, ro(), "Where name, 'Thermostat', label (derived)."),
+    f(T, "last_connection", Ty::Timestamp, U::None, THERMOSTAT, ro(), "Last contact with the service."),
+    f(T, "is_online", Ty::Bool, U::None, THERMOSTAT, ro(), "Connected to the service."),
+    f(T, "where_id", ID, U::None, THERMOSTAT, ro(), "Key into the structure's wheres."),
+    f(T, "where_name", NAME, U::None, THERMOSTAT, ro(), "Name of the where (derived)."),
+    f(T, "label", Ty::Text { max: 64 }, U::None, THERMOSTAT, prod_dev(T_RW), "User's custom label."),
+    f(T, "can_cool", Ty::Bool, U::None, THERMOSTAT, ro(), "The HVAC system can cool."),
+    f(T, "can_heat", Ty::Bool, U::None, THERMOSTAT, ro(), "The HVAC system can heat."),
     f(
         T,
         "is_using_emergency_heat",
@@ -391,15 +260,7 @@ pub static FIELDS: &[FieldSpec] = &[
         dev(),
         "Heat pump emergency heat is on; no cooling modes meanwhile.",
     ),
-    f(
-        T,
-        "has_fan",
-        Ty::Bool,
-        U::None,
-        THERMOSTAT,
-        ro(),
-        "The fan can run on its own.",
-    ),
+    f(T, "has_fan", Ty::Bool, U::None, THERMOSTAT, ro(), "The fan can run on its own."),
     f(
         T,
         "fan_timer_active",
@@ -427,15 +288,7 @@ pub static FIELDS: &[FieldSpec] = &[
         prod_dev(T_RW),
         "Fan timer length.",
     ),
-    f(
-        T,
-        "has_leaf",
-        Ty::Bool,
-        U::None,
-        THERMOSTAT,
-        dev(),
-        "An energy-saving temperature is set.",
-    ),
+    f(T, "has_leaf", Ty::Bool, U::None, THERMOSTAT, dev(), "An energy-saving temperature is set."),
     f(
         T,
         "temperature_scale",
@@ -499,42 +352,10 @@ pub static FIELDS: &[FieldSpec] = &[
         prod_dev(T_RW),
         "Heat-to target in heat-cool mode.",
     ),
-    f(
-        T,
-        "eco_temperature_high_f",
-        Ty::TempF,
-        U::Fahrenheit,
-        THERMOSTAT,
-        dev(),
-        "Eco cool-to limit.",
-    ),
-    f(
-        T,
-        "eco_temperature_high_c",
-        Ty::TempC,
-        U::Celsius,
-        THERMOSTAT,
-        dev(),
-        "Eco cool-to limit.",
-    ),
-    f(
-        T,
-        "eco_temperature_low_f",
-        Ty::TempF,
-        U::Fahrenheit,
-        THERMOSTAT,
-        dev(),
-        "Eco heat-to limit.",
-    ),
-    f(
-        T,
-        "eco_temperature_low_c",
-        Ty::TempC,
-        U::Celsius,
-        THERMOSTAT,
-        dev(),
-        "Eco heat-to limit.",
-    ),
+    f(T, "eco_temperature_high_f", Ty::TempF, U::Fahrenheit, THERMOSTAT, dev(), "Eco cool-to limit."),
+    f(T, "eco_temperature_high_c", Ty::TempC, U::Celsius, THERMOSTAT, dev(), "Eco cool-to limit."),
+    f(T, "eco_temperature_low_f", Ty::TempF, U::Fahrenheit, THERMOSTAT, dev(), "Eco heat-to limit."),
+    f(T, "eco_temperature_low_c", Ty::TempC, U::Celsius, THERMOSTAT, dev(), "Eco heat-to limit."),
     f(
         T,
         "away_temperature_high_f",
@@ -634,60 +455,12 @@ pub static FIELDS: &[FieldSpec] = &[
         dev(),
         "Thermostat Lock: targets limited to locked_temp_*.",
     ),
-    f(
-        T,
-        "locked_temp_min_f",
-        Ty::TempF,
-        U::Fahrenheit,
-        THERMOSTAT,
-        dev(),
-        "Lock range low end.",
-    ),
-    f(
-        T,
-        "locked_temp_max_f",
-        Ty::TempF,
-        U::Fahrenheit,
-        THERMOSTAT,
-        dev(),
-        "Lock range high end.",
-    ),
-    f(
-        T,
-        "locked_temp_min_c",
-        Ty::TempC,
-        U::Celsius,
-        THERMOSTAT,
-        dev(),
-        "Lock range low end.",
-    ),
-    f(
-        T,
-        "locked_temp_max_c",
-        Ty::TempC,
-        U::Celsius,
-        THERMOSTAT,
-        dev(),
-        "Lock range high end.",
-    ),
-    f(
-        T,
-        "sunlight_correction_enabled",
-        Ty::Bool,
-        U::None,
-        THERMOSTAT,
-        dev(),
-        "Sunblock enabled.",
-    ),
-    f(
-        T,
-        "sunlight_correction_active",
-        Ty::Bool,
-        U::None,
-        THERMOSTAT,
-        dev(),
-        "In direct sun now.",
-    ),
+    f(T, "locked_temp_min_f", Ty::TempF, U::Fahrenheit, THERMOSTAT, dev(), "Lock range low end."),
+    f(T, "locked_temp_max_f", Ty::TempF, U::Fahrenheit, THERMOSTAT, dev(), "Lock range high end."),
+    f(T, "locked_temp_min_c", Ty::TempC, U::Celsius, THERMOSTAT, dev(), "Lock range low end."),
+    f(T, "locked_temp_max_c", Ty::TempC, U::Celsius, THERMOSTAT, dev(), "Lock range high end."),
+    f(T, "sunlight_correction_enabled", Ty::Bool, U::None, THERMOSTAT, dev(), "Sunblock enabled."),
+    f(T, "sunlight_correction_active", Ty::Bool, U::None, THERMOSTAT, dev(), "In direct sun now."),
     f(
         T,
         "time_to_target",
@@ -697,106 +470,18 @@ pub static FIELDS: &[FieldSpec] = &[
         dev(),
         "Minutes to reach target: ~N, <N or >N.",
     ),
-    f(
-        T,
-        "time_to_target_training",
-        Ty::Enum(TRAINING),
-        U::None,
-        THERMOSTAT,
-        dev(),
-        "training or ready.",
-    ),
+    f(T, "time_to_target_training", Ty::Enum(TRAINING), U::None, THERMOSTAT, dev(), "training or ready."),
     // ---- Smoke + CO alarm (§1.4) ----
-    f(
-        S,
-        "device_id",
-        ID,
-        U::None,
-        SMOKE,
-        ro(),
-        "Same as the object key.",
-    ),
-    f(
-        S,
-        "locale",
-        Ty::Text { max: 16 },
-        U::None,
-        SMOKE,
-        dev(),
-        "Language and region.",
-    ),
-    f(
-        S,
-        "software_version",
-        Ty::Text { max: 32 },
-        U::None,
-        SMOKE,
-        dev(),
-        "Firmware version.",
-    ),
-    f(
-        S,
-        "structure_id",
-        ID,
-        U::None,
-        SMOKE,
-        ro(),
-        "Parent structure.",
-    ),
-    f(
-        S,
-        "name",
-        NAME,
-        U::None,
-        SMOKE,
-        ro(),
-        "Where name and label (derived).",
-    ),
-    f(
-        S,
-        "name_long",
-        NAME,
-        U::None,
-        SMOKE,
-        ro(),
-        "Where name, 'Nest Protect', label (derived).",
-    ),
-    f(
-        S,
-        "last_connection",
-        Ty::Timestamp,
-        U::None,
-        SMOKE,
-        ro(),
-        "Last contact with the service.",
-    ),
-    f(
-        S,
-        "is_online",
-        Ty::Bool,
-        U::None,
-        SMOKE,
-        ro(),
-        "Connected to the service.",
-    ),
-    f(
-        S,
-        "where_id",
-        ID,
-        U::None,
-        SMOKE,
-        ro(),
-        "Key into the structure's wheres.",
-    ),
-    f(
-        S,
-        "where_name",
-        NAME,
-        U::None,
-        SMOKE,
-        ro(),
-        "Name of the where (derived).",
-    ),
+    f(S, "device_id", ID, U::None, SMOKE, ro(), "Same as the object key."),
+    f(S, "locale", Ty::Text { max: 16 }, U::None, SMOKE, dev(), "Language and region."),
+    f(S, "software_version", Ty::Text { max: 32 }, U::None, SMOKE, dev(), "Firmware version."),
+    f(S, "structure_id", ID, U::None, SMOKE, ro(), "Parent structure."),
+    f(S, "name", NAME, U::None, SMOKE, ro(), "Where name and label (derived)."),
+    f(S, "name_long", NAME, U::None, SMOKE, ro(), "Where name, 'Nest Protect', label (derived)."),
+    f(S, "last_connection", Ty::Timestamp, U::None, SMOKE, ro(), "Last contact with the service."),
+    f(S, "is_online", Ty::Bool, U::None, SMOKE, ro(), "Connected to the service."),
+    f(S, "where_id", ID, U::None, SMOKE, ro(), "Key into the structure's wheres."),
+    f(S, "where_name", NAME, U::None, SMOKE, ro(), "Name of the where (derived)."),
     f(
         S,
         "label",
@@ -806,51 +491,11 @@ pub static FIELDS: &[FieldSpec] = &[
         ro(),
         "Label set in the app; shown only inside name and name_long.",
     ),
-    f(
-        S,
-        "battery_health",
-        Ty::Enum(BATTERY_HEALTH),
-        U::None,
-        SMOKE,
-        dev(),
-        "ok or replace.",
-    ),
-    f(
-        S,
-        "co_alarm_state",
-        Ty::Enum(ALARM_STATES),
-        U::None,
-        SMOKE,
-        dev(),
-        "ok, warning or emergency.",
-    ),
-    f(
-        S,
-        "smoke_alarm_state",
-        Ty::Enum(ALARM_STATES),
-        U::None,
-        SMOKE,
-        dev(),
-        "ok, warning or emergency.",
-    ),
-    f(
-        S,
-        "is_manual_test_active",
-        Ty::Bool,
-        U::None,
-        SMOKE,
-        dev(),
-        "Manual test in progress.",
-    ),
-    f(
-        S,
-        "last_manual_test_time",
-        Ty::Timestamp,
-        U::None,
-        SMOKE,
-        dev(),
-        "Last successful manual test.",
-    ),
+    f(S, "battery_health", Ty::Enum(BATTERY_HEALTH), U::None, SMOKE, dev(), "ok or replace."),
+    f(S, "co_alarm_state", Ty::Enum(ALARM_STATES), U::None, SMOKE, dev(), "ok, warning or emergency."),
+    f(S, "smoke_alarm_state", Ty::Enum(ALARM_STATES), U::None, SMOKE, dev(), "ok, warning or emergency."),
+    f(S, "is_manual_test_active", Ty::Bool, U::None, SMOKE, dev(), "Manual test in progress."),
+    f(S, "last_manual_test_time", Ty::Timestamp, U::None, SMOKE, dev(), "Last successful manual test."),
     f(
         S,
         "ui_color_state",
@@ -861,69 +506,13 @@ pub static FIELDS: &[FieldSpec] = &[
         "gray, green, yellow or red (derived).",
     ),
     // ---- Camera (§1.5) ----
-    f(
-        C,
-        "device_id",
-        ID,
-        U::None,
-        CAMERA,
-        ro(),
-        "Same as the object key.",
-    ),
-    f(
-        C,
-        "software_version",
-        Ty::Text { max: 32 },
-        U::None,
-        CAMERA,
-        dev(),
-        "Firmware version.",
-    ),
-    f(
-        C,
-        "structure_id",
-        ID,
-        U::None,
-        CAMERA,
-        ro(),
-        "Parent structure.",
-    ),
-    f(
-        C,
-        "where_id",
-        ID,
-        U::None,
-        CAMERA,
-        ro(),
-        "Key into the structure's wheres.",
-    ),
-    f(
-        C,
-        "where_name",
-        NAME,
-        U::None,
-        CAMERA,
-        ro(),
-        "Name of the where (derived).",
-    ),
-    f(
-        C,
-        "name",
-        NAME,
-        U::None,
-        CAMERA,
-        ro(),
-        "Where name and label (derived).",
-    ),
-    f(
-        C,
-        "name_long",
-        NAME,
-        U::None,
-        CAMERA,
-        ro(),
-        "Where name, 'Camera', label (derived).",
-    ),
+    f(C, "device_id", ID, U::None, CAMERA, ro(), "Same as the object key."),
+    f(C, "software_version", Ty::Text { max: 32 }, U::None, CAMERA, dev(), "Firmware version."),
+    f(C, "structure_id", ID, U::None, CAMERA, ro(), "Parent structure."),
+    f(C, "where_id", ID, U::None, CAMERA, ro(), "Key into the structure's wheres."),
+    f(C, "where_name", NAME, U::None, CAMERA, ro(), "Name of the where (derived)."),
+    f(C, "name", NAME, U::None, CAMERA, ro(), "Where name and label (derived)."),
+    f(C, "name_long", NAME, U::None, CAMERA, ro(), "Where name, 'Camera', label (derived)."),
     f(
         C,
         "label",
@@ -933,243 +522,35 @@ pub static FIELDS: &[FieldSpec] = &[
         ro(),
         "Label set in the app; shown only inside name and name_long.",
     ),
-    f(
-        C,
-        "is_online",
-        Ty::Bool,
-        U::None,
-        CAMERA,
-        ro(),
-        "Connected to the service.",
-    ),
-    f(
-        C,
-        "is_streaming",
-        Ty::Bool,
-        U::None,
-        CAMERA,
-        prod_dev(CAMERA_WRITE),
-        "Camera on or off.",
-    ),
-    f(
-        C,
-        "is_audio_input_enabled",
-        Ty::Bool,
-        U::None,
-        CAMERA,
-        dev(),
-        "Microphone on.",
-    ),
-    f(
-        C,
-        "last_is_online_change",
-        Ty::Timestamp,
-        U::None,
-        CAMERA,
-        ro(),
-        "When is_online last changed.",
-    ),
-    f(
-        C,
-        "is_video_history_enabled",
-        Ty::Bool,
-        U::None,
-        CAMERA,
-        ro(),
-        "Video history subscription active.",
-    ),
+    f(C, "is_online", Ty::Bool, U::None, CAMERA, ro(), "Connected to the service."),
+    f(C, "is_streaming", Ty::Bool, U::None, CAMERA, prod_dev(CAMERA_WRITE), "Camera on or off."),
+    f(C, "is_audio_input_enabled", Ty::Bool, U::None, CAMERA, dev(), "Microphone on."),
+    f(C, "last_is_online_change", Ty::Timestamp, U::None, CAMERA, ro(), "When is_online last changed."),
+    f(C, "is_video_history_enabled", Ty::Bool, U::None, CAMERA, ro(), "Video history subscription active."),
     f(C, "web_url", URL, U::None, CAMERA, ro(), "Live view link."),
     f(C, "app_url", URL, U::None, CAMERA, ro(), "App deep link."),
-    f(
-        C,
-        "is_public_share_enabled",
-        Ty::Bool,
-        U::None,
-        CAMERA_IMAGES,
-        ro(),
-        "Public sharing on.",
-    ),
-    f(
-        C,
-        "public_share_url",
-        URL,
-        U::None,
-        CAMERA_IMAGES,
-        ro(),
-        "Public share link.",
-    ),
-    f(
-        C,
-        "snapshot_url",
-        URL,
-        U::None,
-        CAMERA_IMAGES,
-        ro(),
-        "Still image link.",
-    ),
-    f(
-        C,
-        "activity_zones",
-        Ty::Array,
-        U::None,
-        CAMERA_IMAGES,
-        ro(),
-        "Array of {name, id}.",
-    ),
-    f(
-        C,
-        "last_event",
-        Ty::Object,
-        U::None,
-        CAMERA,
-        dev(),
-        "Last motion, sound or person event.",
-    ),
-    f(
-        C,
-        "last_event/has_sound",
-        Ty::Bool,
-        U::None,
-        CAMERA,
-        dev(),
-        "Sound detected.",
-    ),
-    f(
-        C,
-        "last_event/has_motion",
-        Ty::Bool,
-        U::None,
-        CAMERA,
-        dev(),
-        "Motion detected.",
-    ),
-    f(
-        C,
-        "last_event/has_person",
-        Ty::Bool,
-        U::None,
-        CAMERA,
-        dev(),
-        "Person detected.",
-    ),
-    f(
-        C,
-        "last_event/start_time",
-        Ty::Timestamp,
-        U::None,
-        CAMERA,
-        dev(),
-        "Event start.",
-    ),
-    f(
-        C,
-        "last_event/end_time",
-        Ty::Timestamp,
-        U::None,
-        CAMERA,
-        dev(),
-        "Event end; absent while ongoing.",
-    ),
-    f(
-        C,
-        "last_event/urls_expire_time",
-        Ty::Timestamp,
-        U::None,
-        CAMERA,
-        dev(),
-        "Expiry of the event links.",
-    ),
-    f(
-        C,
-        "last_event/web_url",
-        URL,
-        U::None,
-        CAMERA,
-        dev(),
-        "Event link.",
-    ),
-    f(
-        C,
-        "last_event/app_url",
-        URL,
-        U::None,
-        CAMERA,
-        dev(),
-        "Event app link.",
-    ),
-    f(
-        C,
-        "last_event/image_url",
-        URL,
-        U::None,
-        CAMERA_IMAGES,
-        dev(),
-        "Event image.",
-    ),
-    f(
-        C,
-        "last_event/animated_image_url",
-        URL,
-        U::None,
-        CAMERA_IMAGES,
-        dev(),
-        "Event GIF.",
-    ),
-    f(
-        C,
-        "last_event/activity_zone_ids",
-        Ty::Array,
-        U::None,
-        CAMERA_IMAGES,
-        dev(),
-        "Zone ids as strings.",
-    ),
+    f(C, "is_public_share_enabled", Ty::Bool, U::None, CAMERA_IMAGES, ro(), "Public sharing on."),
+    f(C, "public_share_url", URL, U::None, CAMERA_IMAGES, ro(), "Public share link."),
+    f(C, "snapshot_url", URL, U::None, CAMERA_IMAGES, ro(), "Still image link."),
+    f(C, "activity_zones", Ty::Array, U::None, CAMERA_IMAGES, ro(), "Array of {name, id}."),
+    f(C, "last_event", Ty::Object, U::None, CAMERA, dev(), "Last motion, sound or person event."),
+    f(C, "last_event/has_sound", Ty::Bool, U::None, CAMERA, dev(), "Sound detected."),
+    f(C, "last_event/has_motion", Ty::Bool, U::None, CAMERA, dev(), "Motion detected."),
+    f(C, "last_event/has_person", Ty::Bool, U::None, CAMERA, dev(), "Person detected."),
+    f(C, "last_event/start_time", Ty::Timestamp, U::None, CAMERA, dev(), "Event start."),
+    f(C, "last_event/end_time", Ty::Timestamp, U::None, CAMERA, dev(), "Event end; absent while ongoing."),
+    f(C, "last_event/urls_expire_time", Ty::Timestamp, U::None, CAMERA, dev(), "Expiry of the event links."),
+    f(C, "last_event/web_url", URL, U::None, CAMERA, dev(), "Event link."),
+    f(C, "last_event/app_url", URL, U::None, CAMERA, dev(), "Event app link."),
+    f(C, "last_event/image_url", URL, U::None, CAMERA_IMAGES, dev(), "Event image."),
+    f(C, "last_event/animated_image_url", URL, U::None, CAMERA_IMAGES, dev(), "Event GIF."),
+    f(C, "last_event/activity_zone_ids", Ty::Array, U::None, CAMERA_IMAGES, dev(), "Zone ids as strings."),
     // ---- Structure (§1.6, §1.7) ----
-    f(
-        St,
-        "structure_id",
-        ID,
-        U::None,
-        STRUCTURE_ANY,
-        ro(),
-        "Same as the object key.",
-    ),
-    f(
-        St,
-        "name",
-        NAME,
-        U::None,
-        EVERYONE,
-        prod(PermissionSet::of(&[P::StructureReadWrite])),
-        "Home name.",
-    ),
-    f(
-        St,
-        "thermostats",
-        Ty::IdList,
-        U::None,
-        DEVICE_LISTS,
-        ro(),
-        "Thermostat ids (derived).",
-    ),
-    f(
-        St,
-        "smoke_co_alarms",
-        Ty::IdList,
-        U::None,
-        DEVICE_LISTS,
-        ro(),
-        "Protect ids (derived).",
-    ),
-    f(
-        St,
-        "cameras",
-        Ty::IdList,
-        U::None,
-        DEVICE_LISTS,
-        ro(),
-        "Camera ids (derived).",
-    ),
+    f(St, "structure_id", ID, U::None, STRUCTURE_ANY, ro(), "Same as the object key."),
+    f(St, "name", NAME, U::None, EVERYONE, prod(PermissionSet::of(&[P::StructureReadWrite])), "Home name."),
+    f(St, "thermostats", Ty::IdList, U::None, DEVICE_LISTS, ro(), "Thermostat ids (derived)."),
+    f(St, "smoke_co_alarms", Ty::IdList, U::None, DEVICE_LISTS, ro(), "Protect ids (derived)."),
+    f(St, "cameras", Ty::IdList, U::None, DEVICE_LISTS, ro(), "Camera ids (derived)."),
     f(
         St,
         "devices",
@@ -1188,15 +569,7 @@ pub static FIELDS: &[FieldSpec] = &[
         prod(PermissionSet::of(&[P::AwayReadWrite])),
         "home or away (unknown is read-only).",
     ),
-    f(
-        St,
-        "country_code",
-        Ty::Text { max: 2 },
-        U::None,
-        STRUCTURE_ANY,
-        ro(),
-        "ISO 3166-1 alpha-2.",
-    ),
+    f(St, "country_code", Ty::Text { max: 2 }, U::None, STRUCTURE_ANY, ro(), "ISO 3166-1 alpha-2."),
     f(
         St,
         "postal_code",
@@ -1206,15 +579,7 @@ pub static FIELDS: &[FieldSpec] = &[
         ro(),
         "Postal code.",
     ),
-    f(
-        St,
-        "time_zone",
-        Ty::Text { max: 64 },
-        U::None,
-        STRUCTURE_ANY,
-        ro(),
-        "IANA time zone.",
-    ),
+    f(St, "time_zone", Ty::Text { max: 64 }, U::None, STRUCTURE_ANY, ro(), "IANA time zone."),
     f(
         St,
         "peak_period_start_time",
@@ -1297,36 +662,17 @@ pub static FIELDS: &[FieldSpec] = &[
         "Rooms by where_id; a write of {\"name\"} creates one.",
     ),
     // ---- Metadata (§1.9) ----
-    f(
-        M,
-        "access_token",
-        Ty::Text { max: 128 },
-        U::None,
-        EVERYONE,
-        ro(),
-        "The token of this session.",
-    ),
+    f(M, "access_token", Ty::Text { max: 128 }, U::None, EVERYONE, ro(), "The token of this session."),
     f(
         M,
         "client_version",
-        Ty::Int {
-            min: 1,
-            max: i64::MAX,
-        },
+        Ty::Int { min: 1, max: i64::MAX },
         U::None,
         EVERYONE,
         ro(),
         "Product version the user authorized.",
     ),
-    f(
-        M,
-        "user_id",
-        ID,
-        U::None,
-        EVERYONE,
-        ro(),
-        "Obfuscated user id.",
-    ),
+    f(M, "user_id", ID, U::None, EVERYONE, ro(), "Obfuscated user id."),
 ];
 
 /// Permissions that show and write product data (`devices/$company/$product_type/<id>`, §1.10).
@@ -1341,12 +687,8 @@ pub fn field(entity: Entity, path: &str) -> Option<&'static FieldSpec> {
     INDEX.get(&(entity, path)).copied()
 }
 
-static PARENTS: LazyLock<std::collections::HashSet<(Entity, &'static str)>> = LazyLock::new(|| {
-    FIELDS
-        .iter()
-        .filter_map(|s| Some((s.entity, s.path.split_once('/')?.0)))
-        .collect()
-});
+static PARENTS: LazyLock<std::collections::HashSet<(Entity, &'static str)>> =
+    LazyLock::new(|| FIELDS.iter().filter_map(|s| Some((s.entity, s.path.split_once('/')?.0))).collect());
 
 /// True when an object field has member rows of its own (`last_event`), so filtering goes
 /// inside it.
@@ -1356,17 +698,12 @@ pub fn has_members(entity: Entity, path: &str) -> bool {
 
 /// All rows of one entity, top-level fields only.
 pub fn top_fields(entity: Entity) -> impl Iterator<Item = &'static FieldSpec> {
-    FIELDS
-        .iter()
-        .filter(move |s| s.entity == entity && !s.path.contains('/'))
+    FIELDS.iter().filter(move |s| s.entity == entity && !s.path.contains('/'))
 }
 
 /// Every field name a permission set may write, per entity: the write set of a grant.
 pub fn write_set(perms: PermissionSet) -> Vec<&'static FieldSpec> {
-    FIELDS
-        .iter()
-        .filter(|s| s.write.products.intersects(perms))
-        .collect()
+    FIELDS.iter().filter(|s| s.write.products.intersects(perms)).collect()
 }
 
 /// Every field a permission set shows.
@@ -1394,10 +731,8 @@ mod tests {
 
     #[test]
     fn products_write_only_what_the_catalogue_grants() {
-        let thermostat_rw: Vec<_> = write_set(PermissionSet::of(&[P::ThermostatReadWrite]))
-            .iter()
-            .map(|s| s.path)
-            .collect();
+        let thermostat_rw: Vec<_> =
+            write_set(PermissionSet::of(&[P::ThermostatReadWrite])).iter().map(|s| s.path).collect();
         assert_eq!(
             thermostat_rw,
             [
@@ -1415,27 +750,17 @@ mod tests {
             ]
         );
         assert!(write_set(PermissionSet::of(&[P::SmokeCoRead])).is_empty());
-        let camera: Vec<_> = write_set(PermissionSet::of(&[P::CameraReadWrite]))
-            .iter()
-            .map(|s| s.path)
-            .collect();
+        let camera: Vec<_> =
+            write_set(PermissionSet::of(&[P::CameraReadWrite])).iter().map(|s| s.path).collect();
         assert_eq!(camera, ["is_streaming"]);
     }
 
     #[test]
     fn image_fields_need_images() {
         let plain = read_set(PermissionSet::of(&[P::CameraRead]));
-        assert!(
-            !plain
-                .iter()
-                .any(|s| s.path == "snapshot_url" || s.path == "last_event/image_url")
-        );
+        assert!(!plain.iter().any(|s| s.path == "snapshot_url" || s.path == "last_event/image_url"));
         let images = read_set(PermissionSet::of(&[P::CameraReadImages]));
         assert!(images.iter().any(|s| s.path == "snapshot_url"));
-        assert!(
-            images
-                .iter()
-                .any(|s| s.path == "last_event/activity_zone_ids")
-        );
+        assert!(images.iter().any(|s| s.path == "last_event/activity_zone_ids"));
     }
 }

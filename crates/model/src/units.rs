@@ -50,9 +50,7 @@ pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.with_timezone(&Utc));
     }
-    NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
-        .ok()
-        .map(|n| n.and_utc())
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").ok().map(|n| n.and_utc())
 }
 
 #[cfg(test)]
@@ -63,13 +61,7 @@ mod tests {
     fn conversions_match_the_sample_document() {
         // nest-api.md §1.11 pairs. The sample's values were set in one scale or the other
         // (55 F / 12.5 C came from 12.5 C), so a pair agrees when either side derives the other.
-        for (f, c) in [
-            (68.0, 20.0),
-            (79.0, 26.0),
-            (66.0, 19.0),
-            (55.0, 12.5),
-            (70.0, 21.0),
-        ] {
+        for (f, c) in [(68.0, 20.0), (79.0, 26.0), (66.0, 19.0), (55.0, 12.5), (70.0, 21.0)] {
             assert!(f_to_c(f) == c || c_to_f(c) == f, "{f} F / {c} C");
         }
         assert_eq!(f_to_c(68.0), 20.0);

@@ -68,11 +68,7 @@ pub struct WriteContext<'a> {
 pub enum Target {
     Device(Entity, String),
     Structure,
-    ProductData {
-        company: String,
-        product_type: String,
-        id: String,
-    },
+    ProductData { company: String, product_type: String, id: String },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -113,16 +109,11 @@ pub fn plan_write<'h>(
                                     .clone()
                                     .into_iter()
                                     .find(|h| h.device(kind, &id).is_some())
-                                    .ok_or_else(|| {
-                                        ApiError::not_found(&format!("/devices/{coll}/{id}"))
-                                    })?;
+                                    .ok_or_else(|| ApiError::not_found(&format!("/devices/{coll}/{id}")))?;
                                 let fields = as_object(fields, &id)?;
                                 placed.push((
                                     home.id().to_string(),
-                                    EntityWrite {
-                                        target: Target::Device(kind, id),
-                                        fields,
-                                    },
+                                    EntityWrite { target: Target::Device(kind, id), fields },
                                 ));
                             }
                         }
@@ -130,13 +121,7 @@ pub fn plan_write<'h>(
                             for (product_type, ids) in as_object(items, &coll)? {
                                 for (id, fields) in as_object(ids, &product_type)? {
                                     let fields = as_object(fields, &id)?;
-                                    let sid = product_data_home(
-                                        &homes,
-                                        &coll,
-                                        &product_type,
-                                        &id,
-                                        &fields,
-                                    )?;
+                                    let sid = product_data_home(&homes, &coll, &product_type, &id, &fields)?;
                                     let target = Target::ProductData {
                                         company: coll.clone(),
                                         product_type: product_type.clone(),
@@ -155,13 +140,7 @@ pub fn plan_write<'h>(
                         return Err(ApiError::not_found(&format!("/structures/{sid}")));
                     }
                     let fields = as_object(fields, &sid)?;
-                    placed.push((
-                        sid,
-                        EntityWrite {
-                            target: Target::Structure,
-                            fields,
-                        },
-                    ));
+                    placed.push((sid, EntityWrite { target: Target::Structure, fields }));
                 }
             }
             "metadata" => {
@@ -199,18 +178,13 @@ pub fn plan_write<'h>(
             .map(|h| h.id().to_string())
             .ok_or_else(|| ApiError::not_found(&location.to_string()))?,
     };
-    Ok(WritePlan {
-        structure_id,
-        writes: placed.into_iter().map(|(_, w)| w).collect(),
-    })
+    Ok(WritePlan { structure_id, writes: placed.into_iter().map(|(_, w)| w).collect() })
 }
 
 fn as_object(v: Value, what: &str) -> Result<Map<String, Value>, ApiError> {
     match v {
         Value::Object(m) => Ok(m),
-        _ => Err(ApiError::invalid_content_because(format!(
-            "expected an object at '{what}'"
-        ))),
+        _ => Err(ApiError::invalid_content_because(format!("expected an object at '{what}'"))),
     }
 }
 
@@ -224,22 +198,17 @@ fn product_data_home<'h>(
     fields: &Map<String, Value>,
 ) -> Result<String, ApiError> {
     for h in homes.clone() {
-        if h.product_data()
-            .iter()
-            .any(|(c, t, i, _)| c == company && t == ty && i == id)
-        {
+        if h.product_data().iter().any(|(c, t, i, _)| c == company && t == ty && i == id) {
             return Ok(h.id().to_string());
         }
     }
-    let sid = fields
-        .get("location")
-        .and_then(|l| l.get("structure_id"))
-        .and_then(Value::as_str)
-        .ok_or_else(|| {
+    let sid = fields.get("location").and_then(|l| l.get("structure_id")).and_then(Value::as_str).ok_or_else(
+        || {
             ApiError::invalid_content_because(
                 "new product data needs location.structure_id naming one of your structures",
             )
-        })?;
+        },
+    )?;
     if homes.clone().into_iter().any(|h| h.id() == sid) {
         Ok(sid.to_string())
     } else {
@@ -248,28 +217,19 @@ fn product_data_home<'h>(
 }
 
 /// Checks and applies a plan to `home`, returning the new home (after home logic).
-pub fn apply_write(
-    home: &Home,
-    plan: &WritePlan,
-    ctx: &WriteContext<'_>,
-) -> Result<Home, ApiError> {
+pub fn apply_write(home: &Home, plan: &WritePlan, ctx: &WriteContext<'_>) -> Result<Home, ApiError> {
     check_permissions(plan, ctx.actor)?;
     let mut normalized = Vec::with_capacity(plan.writes.len());
     for w in &plan.writes {
-        normalized.push(EntityWrite {
-            target: w.target.clone(),
-            fields: normalize_fields(&w.target, &w.fields)?,
-        });
+        normalized
+            .push(EntityWrite { target: w.target.clone(), fields: normalize_fields(&w.target, &w.fields)? });
     }
     let mut next = home.clone();
     for w in &normalized {
         match &w.target {
             Target::Device(kind, id) => {
                 let current = home.device(*kind, id).ok_or_else(|| {
-                    ApiError::not_found(&format!(
-                        "/devices/{}/{id}",
-                        kind.collection().unwrap_or_default()
-                    ))
+                    ApiError::not_found(&format!("/devices/{}/{id}", kind.collection().unwrap_or_default()))
                 })?;
                 let updated = match kind {
                     Entity::Thermostat => rules::thermostat(current, &w.fields, home, ctx)?,
@@ -283,16 +243,10 @@ pub fn apply_write(
                 let updated = rules::structure(home.structure(), &w.fields, home, ctx)?;
                 *next.structure_mut() = updated;
             }
-            Target::ProductData {
-                company,
-                product_type,
-                id,
-            } => {
+            Target::ProductData { company, product_type, id } => {
                 rules::product_data(&w.fields, home.id())?;
                 let coll = next.product_data_mut(company, product_type);
-                let entry = coll
-                    .entry(id.clone())
-                    .or_insert_with(|| Value::Object(Map::new()));
+                let entry = coll.entry(id.clone()).or_insert_with(|| Value::Object(Map::new()));
                 json_merge(entry, &Value::Object(w.fields.clone()));
             }
         }
@@ -354,10 +308,7 @@ pub fn may_write(entity: Entity, field: &str, actor: &Actor, device_id: Option<&
 
 /// Step 3: value types and enum values, with values normalized (°C rounded to 0.5,
 /// timestamps in the API's format).
-fn normalize_fields(
-    target: &Target,
-    fields: &Map<String, Value>,
-) -> Result<Map<String, Value>, ApiError> {
+fn normalize_fields(target: &Target, fields: &Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
     let entity = match target {
         Target::Device(kind, _) => *kind,
         Target::Structure => Entity::Structure,
@@ -374,12 +325,7 @@ fn normalize_fields(
     Ok(out)
 }
 
-fn normalize_value(
-    entity: Entity,
-    name: &str,
-    ty: FieldType,
-    v: &Value,
-) -> Result<Value, ApiError> {
+fn normalize_value(entity: Entity, name: &str, ty: FieldType, v: &Value) -> Result<Value, ApiError> {
     let bad = |expected: &str| Err(ApiError::invalid_value(name, expected));
     match ty {
         FieldType::Bool => match v {
@@ -387,34 +333,23 @@ fn normalize_value(
             _ => bad("true or false"),
         },
         FieldType::Text { max } => match v.as_str() {
-            Some(s) if s.chars().count() <= max && !s.chars().any(char::is_control) => {
-                Ok(v.clone())
-            }
+            Some(s) if s.chars().count() <= max && !s.chars().any(char::is_control) => Ok(v.clone()),
             Some(_) => bad(&format!("a string of at most {max} characters")),
             None => bad("a string"),
         },
         FieldType::Enum(allowed) => {
-            let allowed: &[&str] = if entity == Entity::Structure && name == "away" {
-                schema::AWAY_WRITABLE
-            } else {
-                allowed
-            };
+            let allowed: &[&str] =
+                if entity == Entity::Structure && name == "away" { schema::AWAY_WRITABLE } else { allowed };
             match v.as_str() {
                 Some(s) if allowed.contains(&s) => Ok(v.clone()),
                 _ => bad(&format!(
                     "one of {}",
-                    allowed
-                        .iter()
-                        .map(|a| format!("'{a}'"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    allowed.iter().map(|a| format!("'{a}'")).collect::<Vec<_>>().join(", ")
                 )),
             }
         }
         FieldType::TempF => match v.as_f64() {
-            Some(x) if x.is_finite() && x.fract() == 0.0 && x.abs() < 1000.0 => {
-                Ok(units::f_json(x))
-            }
+            Some(x) if x.is_finite() && x.fract() == 0.0 && x.abs() < 1000.0 => Ok(units::f_json(x)),
             _ => Err(ApiError::temperature_format(name)),
         },
         FieldType::TempC => match v.as_f64() {
@@ -422,9 +357,7 @@ fn normalize_value(
             _ => Err(ApiError::temperature_format(name)),
         },
         FieldType::Int { min, max } => match v.as_f64() {
-            Some(x) if x.fract() == 0.0 && x >= min as f64 && x <= max as f64 => {
-                Ok(Value::from(x as i64))
-            }
+            Some(x) if x.fract() == 0.0 && x >= min as f64 && x <= max as f64 => Ok(Value::from(x as i64)),
             _ => bad(&format!("an integer from {min} to {max}")),
         },
         FieldType::IntChoice(_) => match v.as_f64() {
@@ -444,13 +377,25 @@ fn normalize_value(
             _ => bad("an array of ids"),
         },
         FieldType::Object => match v {
-            Value::Object(_) => Ok(v.clone()),
+            // Nulls are dropped: a stored document never holds null (a merge patch uses null
+            // to mean "removed").
+            Value::Object(_) => Ok(without_nulls(v)),
             _ => bad("an object"),
         },
         FieldType::Array => match v {
             Value::Array(_) => Ok(v.clone()),
             _ => bad("an array"),
         },
+    }
+}
+
+fn without_nulls(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), without_nulls(v))).collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(without_nulls).collect()),
+        other => other.clone(),
     }
 }
 
@@ -464,10 +409,7 @@ fn is_time_to_target(s: &str) -> bool {
 
 /// Merge of named fields into an element: named fields replace, others stay. Object-valued
 /// fields (a camera's `last_event`) are replaced whole: an event is one unit.
-pub fn merge_fields(
-    current: &Map<String, Value>,
-    fields: &Map<String, Value>,
-) -> Map<String, Value> {
+pub fn merge_fields(current: &Map<String, Value>, fields: &Map<String, Value>) -> Map<String, Value> {
     let mut out = current.clone();
     for (k, v) in fields {
         out.insert(k.clone(), v.clone());

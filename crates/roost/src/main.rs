@@ -14,6 +14,13 @@ use roost_server::{Config, Server, admin};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
+mod bench;
+
+/// The service allocates and frees many small JSON nodes per request; mimalloc does that
+/// faster than the system allocator under threads.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "roost",
@@ -29,6 +36,24 @@ struct Cli {
 enum Command {
     /// Run the service.
     Serve(ServeArgs),
+    /// Measure: seeds a fresh data dir, starts a server on it and drives each scenario.
+    Bench {
+        /// Scenarios: get-leaf, get-view, put (default: all).
+        #[arg(long = "scenario")]
+        scenarios: Vec<String>,
+        /// Concurrent clients (one keep-alive connection and one home each).
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// Measured seconds per scenario (after a 1 s warm-up).
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Speak TLS to the server (default: plain HTTP on loopback).
+        #[arg(long)]
+        tls: bool,
+        /// Write the results as JSON to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Administer a data dir (works while the server runs; the server picks changes up).
     Admin {
         /// Data directory.
@@ -206,11 +231,15 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve(args).await,
-            Command::Admin {
-                data,
-                json,
-                command,
-            } => admin_command(&data, json, command).await,
+            Command::Admin { data, json, command } => admin_command(&data, json, command).await,
+            Command::Bench { scenarios, clients, seconds, tls, out } => {
+                let scenarios = if scenarios.is_empty() {
+                    vec!["get-leaf".to_string(), "get-view".to_string(), "put".to_string()]
+                } else {
+                    scenarios
+                };
+                bench::run(&scenarios, clients.max(1), seconds.max(1), tls, out.as_deref()).await
+            }
         }
     });
     match result {
@@ -223,9 +252,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn parse_addr(value: &str, setting: &str) -> anyhow::Result<SocketAddr> {
-    value
-        .parse()
-        .map_err(|_| anyhow!("{setting}: '{value}' is not an address like 127.0.0.1:8443"))
+    value.parse().map_err(|_| anyhow!("{setting}: '{value}' is not an address like 127.0.0.1:8443"))
 }
 
 fn load_config(args: ServeArgs) -> anyhow::Result<Config> {
@@ -237,10 +264,7 @@ fn load_config(args: ServeArgs) -> anyhow::Result<Config> {
         }
         None => FileConfig::default(),
     };
-    let data = args
-        .data
-        .or(file.data)
-        .unwrap_or_else(|| PathBuf::from("roost-data"));
+    let data = args.data.or(file.data).unwrap_or_else(|| PathBuf::from("roost-data"));
     let mut c = Config::new(data);
     if let Some(l) = args.listen {
         c.listen = l;
@@ -295,27 +319,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let server = Server::build(config, shutdown.clone()).await?;
     println!("roost: listening on {}", server.url());
     if let Some(ca) = server.ca() {
-        println!(
-            "roost: CA certificate {}  (curl --cacert {})",
-            ca.display(),
-            ca.display()
-        );
+        println!("roost: CA certificate {}  (curl --cacert {})", ca.display(), ca.display());
     }
     if let Some(front) = server.front_addr() {
         println!("roost: front door on {front} (307 to {})", server.url());
     }
     if let Some(demo) = &server.demo {
-        println!(
-            "roost: demo home {}; access token with every permission:",
-            demo.structure_id
-        );
+        println!("roost: demo home {}; access token with every permission:", demo.structure_id);
         println!("roost: {}", demo.access_token);
         println!(
             "roost: try  curl {} -H 'Authorization: Bearer {}' {}/devices/thermostats/{}",
-            server
-                .ca()
-                .map(|c| format!("--cacert {}", c.display()))
-                .unwrap_or_default(),
+            server.ca().map(|c| format!("--cacert {}", c.display())).unwrap_or_default(),
             demo.access_token,
             server.url(),
             demo.devices.heat_pump_thermostat
@@ -323,11 +337,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     println!("roost: ready ({} structures)", server.structures());
     tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => return,
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(t) => t,
+            Err(_) => return,
+        };
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
@@ -348,44 +361,27 @@ async fn admin_command(data: &Path, json: bool, command: AdminCommand) -> anyhow
         }
     };
     match command {
-        AdminCommand::User {
-            command: UserCommand::Create { login, password },
-        } => {
+        AdminCommand::User { command: UserCommand::Create { login, password } } => {
             let u = admin::create_user(s, &login, password.as_deref()).await?;
             out(
                 format!("created user {} ({})", u.login, u.id),
                 serde_json::json!({"user_id": u.id, "login": u.login}),
             );
         }
-        AdminCommand::User {
-            command: UserCommand::List,
-        } => {
+        AdminCommand::User { command: UserCommand::List } => {
             let users = roost_store::Store::users(s).await?;
-            let v: Vec<_> = users
-                .iter()
-                .map(|u| serde_json::json!({"user_id": u.id, "login": u.login}))
-                .collect();
+            let v: Vec<_> =
+                users.iter().map(|u| serde_json::json!({"user_id": u.id, "login": u.login})).collect();
             out(
-                users
-                    .iter()
-                    .map(|u| format!("{}  {}", u.id, u.login))
-                    .collect::<Vec<_>>()
-                    .join("\n"),
+                users.iter().map(|u| format!("{}  {}", u.id, u.login)).collect::<Vec<_>>().join("\n"),
                 v.into(),
             );
         }
-        AdminCommand::Structure {
-            command: StructureCommand::Create { owner, name },
-        } => {
+        AdminCommand::Structure { command: StructureCommand::Create { owner, name } } => {
             let id = admin::create_structure(s, &owner, &name).await?;
-            out(
-                format!("created structure {id}"),
-                serde_json::json!({"structure_id": id}),
-            );
+            out(format!("created structure {id}"), serde_json::json!({"structure_id": id}));
         }
-        AdminCommand::Structure {
-            command: StructureCommand::List,
-        } => {
+        AdminCommand::Structure { command: StructureCommand::List } => {
             let all = roost_store::Store::all_structures(s).await?;
             let v: Vec<_> = all
                 .iter()
@@ -396,36 +392,18 @@ async fn admin_command(data: &Path, json: bool, command: AdminCommand) -> anyhow
                 .collect();
             out(
                 v.iter()
-                    .map(|x| {
-                        format!(
-                            "{}  rev {}  {}",
-                            x["structure_id"], x["revision"], x["name"]
-                        )
-                    })
+                    .map(|x| format!("{}  rev {}  {}", x["structure_id"], x["revision"], x["name"]))
                     .collect::<Vec<_>>()
                     .join("\n"),
                 v.into(),
             );
         }
-        AdminCommand::Device {
-            command:
-                DeviceCommand::Add {
-                    structure,
-                    kind,
-                    where_name,
-                    label,
-                },
-        } => {
+        AdminCommand::Device { command: DeviceCommand::Add { structure, kind, where_name, label } } => {
             let kind = admin::parse_kind(&kind)?;
             let id = admin::add_device(s, &structure, kind, &where_name, &label).await?;
-            out(
-                format!("added device {id}"),
-                serde_json::json!({"device_id": id}),
-            );
+            out(format!("added device {id}"), serde_json::json!({"device_id": id}));
         }
-        AdminCommand::Device {
-            command: DeviceCommand::List { structure },
-        } => {
+        AdminCommand::Device { command: DeviceCommand::List { structure } } => {
             let st = roost_store::Store::structure(s, &structure)
                 .await?
                 .ok_or_else(|| anyhow!("no structure '{structure}'"))?;
@@ -437,46 +415,23 @@ async fn admin_command(data: &Path, json: bool, command: AdminCommand) -> anyhow
                 .map(|(k, id)| serde_json::json!({"device_id": id, "kind": k.collection()}))
                 .collect();
             out(
-                v.iter()
-                    .map(|x| format!("{}  {}", x["device_id"], x["kind"]))
-                    .collect::<Vec<_>>()
-                    .join("\n"),
+                v.iter().map(|x| format!("{}  {}", x["device_id"], x["kind"])).collect::<Vec<_>>().join("\n"),
                 v.into(),
             );
         }
-        AdminCommand::Token {
-            command:
-                TokenCommand::Issue {
-                    user,
-                    permissions,
-                    structures,
-                    label,
-                },
-        } => {
-            let perms = PermissionSet::parse_list(&permissions)
-                .map_err(|e| anyhow!("--permissions: {e}"))?;
+        AdminCommand::Token { command: TokenCommand::Issue { user, permissions, structures, label } } => {
+            let perms = PermissionSet::parse_list(&permissions).map_err(|e| anyhow!("--permissions: {e}"))?;
             let token = admin::issue_token(s, &user, perms, &structures, &label).await?;
-            out(
-                token.clone(),
-                serde_json::json!({"access_token": token, "permissions": perms.to_list()}),
-            );
+            out(token.clone(), serde_json::json!({"access_token": token, "permissions": perms.to_list()}));
         }
-        AdminCommand::Token {
-            command: TokenCommand::Revoke { token },
-        } => {
+        AdminCommand::Token { command: TokenCommand::Revoke { token } } => {
             let was = admin::revoke_token(s, &token).await?;
             out(
-                if was {
-                    "revoked".into()
-                } else {
-                    "no active token matched".into()
-                },
+                if was { "revoked".into() } else { "no active token matched".into() },
                 serde_json::json!({"revoked": was}),
             );
         }
-        AdminCommand::Token {
-            command: TokenCommand::List { user },
-        } => {
+        AdminCommand::Token { command: TokenCommand::List { user } } => {
             let u = admin::find_user(s, &user).await?;
             let tokens = roost_store::Store::tokens_of(s, &u.id).await?;
             let v: Vec<_> = tokens
@@ -490,12 +445,7 @@ async fn admin_command(data: &Path, json: bool, command: AdminCommand) -> anyhow
                 .collect();
             out(
                 v.iter()
-                    .map(|x| {
-                        format!(
-                            "{}  {}  revoked={}",
-                            x["created_at"], x["label"], x["revoked"]
-                        )
-                    })
+                    .map(|x| format!("{}  {}  revoked={}", x["created_at"], x["label"], x["revoked"]))
                     .collect::<Vec<_>>()
                     .join("\n"),
                 v.into(),

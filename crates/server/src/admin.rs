@@ -18,11 +18,7 @@ fn now() -> String {
     roost_model::units::format_time(chrono::Utc::now())
 }
 
-pub async fn create_user(
-    store: &dyn Store,
-    login: &str,
-    password: Option<&str>,
-) -> anyhow::Result<User> {
+pub async fn create_user(store: &dyn Store, login: &str, password: Option<&str>) -> anyhow::Result<User> {
     if login.trim().is_empty() || login.len() > 254 {
         bail!("login must be 1 to 254 characters");
     }
@@ -30,16 +26,8 @@ pub async fn create_user(
         Some(p) => Some(hash_password(p)?),
         None => None,
     };
-    let user = User {
-        id: ids::user_id(),
-        login: login.to_string(),
-        password_hash,
-        created_at: now(),
-    };
-    store
-        .create_user(user.clone())
-        .await
-        .with_context(|| format!("creating user {login}"))?;
+    let user = User { id: ids::user_id(), login: login.to_string(), password_hash, created_at: now() };
+    store.create_user(user.clone()).await.with_context(|| format!("creating user {login}"))?;
     Ok(user)
 }
 
@@ -58,37 +46,24 @@ pub async fn find_user(store: &dyn Store, who: &str) -> anyhow::Result<User> {
     if let Some(u) = store.user(who).await? {
         return Ok(u);
     }
-    store
-        .user_by_login(who)
-        .await?
-        .ok_or_else(|| anyhow!("no user with id or login '{who}'"))
+    store.user_by_login(who).await?.ok_or_else(|| anyhow!("no user with id or login '{who}'"))
 }
 
-pub async fn create_structure(
-    store: &dyn Store,
-    owner: &str,
-    name: &str,
-) -> anyhow::Result<String> {
+pub async fn create_structure(store: &dyn Store, owner: &str, name: &str) -> anyhow::Result<String> {
     let user = find_user(store, owner).await?;
     let id = ids::element_id();
     let mut fields = Map::new();
     fields.insert("name".into(), Value::from(name));
     let mut home = Home::new_structure(&id, fields);
     settle(&mut home);
-    store
-        .create_structure(&user.id, &id, home.into_json(), &now())
-        .await?;
+    store.create_structure(&user.id, &id, home.into_json(), &now()).await?;
     Ok(id)
 }
 
 fn settle(home: &mut Home) {
     let before = home.clone();
     let config = RuleConfig::default();
-    let ctx = WriteContext {
-        actor: &Actor::Service,
-        now: chrono::Utc::now(),
-        config: &config,
-    };
+    let ctx = WriteContext { actor: &Actor::Service, now: chrono::Utc::now(), config: &config };
     roost_model::logic::settle(&before, home, &ctx);
 }
 
@@ -100,20 +75,18 @@ pub async fn update_structure(
     mut change: impl FnMut(&mut Home) -> anyhow::Result<()>,
 ) -> anyhow::Result<u64> {
     for _ in 0..5 {
-        let s = store
-            .structure(structure_id)
-            .await?
-            .ok_or_else(|| anyhow!("no structure '{structure_id}'"))?;
-        let old = Home::from_json(&s.id, s.doc)
-            .ok_or_else(|| anyhow!("structure '{structure_id}' is damaged"))?;
+        let s =
+            store.structure(structure_id).await?.ok_or_else(|| anyhow!("no structure '{structure_id}'"))?;
+        let old =
+            Home::from_json(&s.id, s.doc).ok_or_else(|| anyhow!("structure '{structure_id}' is damaged"))?;
         let mut home = old.clone();
         change(&mut home)?;
         settle(&mut home);
-        let (paths, patch) = roost_model::diff::diff(old.as_json(), home.as_json());
+        let (paths, patch) = roost_model::diff::diff_homes(&old, &home);
         let commit = Commit {
             structure_id: s.id.clone(),
             base_revision: s.revision,
-            doc: home.into_json(),
+            doc: Box::new(move || home.into_json().to_string()),
             change: Change {
                 structure_id: s.id.clone(),
                 revision: s.revision + 1,
@@ -174,9 +147,7 @@ pub async fn add_device(
         }),
         _ => bail!("not a device kind"),
     };
-    let Value::Object(mut fields) = fields else {
-        bail!("device defaults are not an object")
-    };
+    let Value::Object(mut fields) = fields else { bail!("device defaults are not an object") };
     fields.insert("where_id".into(), Value::from(where_id.as_str()));
     fields.insert("label".into(), Value::from(label));
     fields.insert("is_online".into(), Value::from(true));
@@ -185,17 +156,11 @@ pub async fn add_device(
     }
     let new_id = id.clone();
     update_structure(store, structure_id, "admin", move |home| {
-        let wheres = home
-            .structure_mut()
-            .entry("wheres")
-            .or_insert_with(|| json!({}));
+        let wheres = home.structure_mut().entry("wheres").or_insert_with(|| json!({}));
         if let Value::Object(w) = wheres
             && !w.contains_key(&where_id)
         {
-            w.insert(
-                where_id.clone(),
-                json!({"where_id": where_id, "name": where_name}),
-            );
+            w.insert(where_id.clone(), json!({"where_id": where_id, "name": where_name}));
         }
         home.insert_device(kind, &new_id, fields.clone());
         Ok(())
@@ -215,11 +180,7 @@ pub async fn issue_token(
 ) -> anyhow::Result<String> {
     let user = find_user(store, user).await?;
     let owned = store.structures_of(&user.id).await?;
-    let structures = if structures.is_empty() {
-        owned.clone()
-    } else {
-        structures.to_vec()
-    };
+    let structures = if structures.is_empty() { owned.clone() } else { structures.to_vec() };
     if let Some(s) = structures.iter().find(|s| !owned.contains(s)) {
         bail!("structure '{s}' is not one of {}'s", user.login);
     }
@@ -287,9 +248,7 @@ pub async fn ensure_demo(
         camera: ids::element_id(),
     };
     let home = demo_home(&devices, chrono::Utc::now());
-    store
-        .create_structure(&user.id, &devices.structure_id, home.into_json(), &now())
-        .await?;
+    store.create_structure(&user.id, &devices.structure_id, home.into_json(), &now()).await?;
     let token = issue_token(store, &user.id, PermissionSet::all(), &[], "demo").await?;
     let info = DemoInfo {
         url: url.to_string(),

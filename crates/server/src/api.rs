@@ -10,11 +10,10 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use roost_model::diff::diff;
+use roost_model::diff::diff_homes;
 use roost_model::home::{filter_device, filter_structure};
 use roost_model::{
-    Actor, ApiError, Entity, Home, Location, Metadata, WriteContext, apply_write, assemble_view,
-    plan_write,
+    Actor, ApiError, Entity, Home, Location, Metadata, WriteContext, apply_write, assemble_view, plan_write,
 };
 use roost_store::{Change, Commit, StoreError};
 use serde_json::Value;
@@ -29,32 +28,23 @@ pub fn error_response(e: &ApiError) -> Response {
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = json_response(status, &e.to_json(&instance));
     if e.status == 401 {
-        resp.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
     resp
 }
 
 pub fn json_response(status: StatusCode, v: &Value) -> Response {
     let mut resp = (status, v.to_string()).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json; charset=UTF-8"),
-    );
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=UTF-8"));
     resp
 }
 
 /// The token of a request: `Authorization: Bearer …` or `?auth=…`.
 pub fn token_of(headers: &HeaderMap, uri: &Uri) -> Option<String> {
-    if let Some(v) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
+    if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         let v = v.trim();
-        if let Some(t) = v
-            .strip_prefix("Bearer ")
-            .or_else(|| v.strip_prefix("bearer "))
-        {
+        if let Some(t) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
             return Some(t.trim().to_string());
         }
     }
@@ -65,9 +55,7 @@ pub fn query_param(uri: &Uri, name: &str) -> Option<String> {
     uri.query()?.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         (k == name).then(|| {
-            percent_encoding::percent_decode_str(&v.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned()
+            percent_encoding::percent_decode_str(&v.replace('+', " ")).decode_utf8_lossy().into_owned()
         })
     })
 }
@@ -93,13 +81,9 @@ async fn handle(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    if !matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::PUT | Method::PATCH
-    ) {
+    if !matches!(*method, Method::GET | Method::HEAD | Method::PUT | Method::PATCH) {
         let mut r = error_response(&ApiError::method_not_allowed(method.as_str()));
-        r.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, PUT, PATCH"));
+        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, PUT, PATCH"));
         return Ok(r);
     }
     let token = token_of(headers, uri).ok_or_else(ApiError::unauthorized)?;
@@ -138,26 +122,15 @@ pub fn store_failure(e: &StoreError) -> ApiError {
 
 /// The current snapshots of a grant's structures.
 pub fn snapshots(app: &App, grant: &Grant) -> Vec<Arc<Snapshot>> {
-    grant
-        .structures
-        .iter()
-        .filter_map(|s| app.hub.slot(s))
-        .map(|s| s.current())
-        .collect()
+    grant.structures.iter().filter_map(|s| app.hub.slot(s)).map(|s| s.current()).collect()
 }
 
-fn read(
-    app: &App,
-    grant: &Grant,
-    location: &Location,
-    metadata: &Metadata,
-) -> Result<Response, ApiError> {
+fn read(app: &App, grant: &Grant, location: &Location, metadata: &Metadata) -> Result<Response, ApiError> {
     let snaps = snapshots(app, grant);
     let value = read_location(&snaps, grant, metadata, location)
         .ok_or_else(|| ApiError::not_found(&location.to_string()))?;
     let mut resp = json_response(StatusCode::OK, &value);
-    resp.headers_mut()
-        .insert(header::ETAG, etag(&covered(location, &snaps)));
+    resp.headers_mut().insert(header::ETAG, etag(&covered(location, &snaps)));
     Ok(resp)
 }
 
@@ -173,26 +146,26 @@ pub fn read_location(
     match (seg.first().map(String::as_str), seg.len()) {
         (Some("devices"), n) if n >= 3 => {
             if let Some(kind) = Entity::from_collection(&seg[1]) {
-                let home = snaps
-                    .iter()
-                    .find_map(|s| s.home.device(kind, &seg[2]).map(|d| (s, d)))?;
-                let filtered = Value::Object(filter_device(kind, home.1, perms)?);
-                return Location::from_segments(seg[3..].iter().cloned())
-                    .resolve(&filtered)
-                    .cloned();
+                let device = snaps.iter().find_map(|s| s.home.device(kind, &seg[2]))?;
+                let filtered = match seg.get(3) {
+                    // One field: filter just that one instead of the whole device.
+                    Some(field) => {
+                        let mut one = serde_json::Map::new();
+                        one.insert(field.clone(), device.get(field)?.clone());
+                        Value::Object(filter_device(kind, &one, perms)?)
+                    }
+                    None => Value::Object(filter_device(kind, device, perms)?),
+                };
+                return Location::from_segments(seg[3..].iter().cloned()).resolve(&filtered).cloned();
             }
         }
         (Some("structures"), n) if n >= 2 => {
             let snap = snaps.iter().find(|s| s.home.id() == seg[1])?;
             let filtered = Value::Object(filter_structure(snap.home.structure(), perms)?);
-            return Location::from_segments(seg[2..].iter().cloned())
-                .resolve(&filtered)
-                .cloned();
+            return Location::from_segments(seg[2..].iter().cloned()).resolve(&filtered).cloned();
         }
         (Some("metadata"), _) => {
-            return Location::from_segments(seg[1..].iter().cloned())
-                .resolve(&metadata.to_json())
-                .cloned();
+            return Location::from_segments(seg[1..].iter().cloned()).resolve(&metadata.to_json()).cloned();
         }
         _ => {}
     }
@@ -205,9 +178,7 @@ pub fn covered<'s>(location: &Location, snaps: &'s [Arc<Snapshot>]) -> Vec<&'s A
     let seg = location.segments();
     let one = match (seg.first().map(String::as_str), seg.len()) {
         (Some("devices"), n) if n >= 3 => match Entity::from_collection(&seg[1]) {
-            Some(kind) => snaps
-                .iter()
-                .find(|s| s.home.device(kind, &seg[2]).is_some()),
+            Some(kind) => snaps.iter().find(|s| s.home.device(kind, &seg[2]).is_some()),
             None => snaps.iter().find(|s| {
                 s.home
                     .product_data()
@@ -230,10 +201,7 @@ pub fn etag(covered: &[&Arc<Snapshot>]) -> HeaderValue {
         [one] => format!("\"{}\"", one.revision),
         many => format!(
             "\"{}\"",
-            many.iter()
-                .map(|s| format!("{}.{}", s.home.id(), s.revision))
-                .collect::<Vec<_>>()
-                .join("-")
+            many.iter().map(|s| format!("{}.{}", s.home.id(), s.revision)).collect::<Vec<_>>().join("-")
         ),
     };
     HeaderValue::from_str(&tag).unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
@@ -250,9 +218,7 @@ fn if_match_ok(headers: &HeaderMap, current: &HeaderValue) -> bool {
 
 /// Reads and parses a body: size limit (413), UTF-8 and JSON (400).
 async fn json_body(body: Body, limit: usize) -> Result<(Value, Bytes), ApiError> {
-    let bytes = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| ApiError::payload_too_large(limit))?;
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::payload_too_large(limit))?;
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| ApiError::invalid_content_because("the body is not UTF-8"))?;
     let value: Value = serde_json::from_str(text).map_err(|e| {
@@ -286,13 +252,8 @@ async fn write(
     let (value, _) = json_body(body, app.config.body_limit).await?;
     let snaps = snapshots(app, grant);
     let plan = plan_write(location, &value, snaps.iter().map(|s| &s.home))?;
-    let slot = app
-        .hub
-        .slot(&plan.structure_id)
-        .ok_or_else(|| ApiError::not_found(&location.to_string()))?;
-    let actor = Actor::Product {
-        permissions: grant.permissions,
-    };
+    let slot = app.hub.slot(&plan.structure_id).ok_or_else(|| ApiError::not_found(&location.to_string()))?;
+    let actor = Actor::Product { permissions: grant.permissions };
     let actor_name = match &grant.product_id {
         Some(p) => format!("product:{p}"),
         None => format!("token:{}", hex8(&grant.hash)),
@@ -312,20 +273,18 @@ async fn write(
             return Err(ApiError::precondition_failed(current.revision));
         }
         let now = chrono::Utc::now();
-        let ctx = WriteContext {
-            actor: &actor,
-            now,
-            config: &app.config.rules,
-        };
+        let ctx = WriteContext { actor: &actor, now, config: &app.config.rules };
         let next: Home = apply_write(&current.home, &plan, &ctx)?;
-        if next == current.home {
+        let (paths, patch) = diff_homes(&current.home, &next);
+        if paths.is_empty() {
             return Ok(echo(&value, &tag));
         }
-        let (paths, patch) = diff(current.home.as_json(), next.as_json());
+        let snap = Arc::new(Snapshot { revision: current.revision + 1, home: next });
+        let for_store = snap.clone();
         let commit = Commit {
             structure_id: plan.structure_id.clone(),
             base_revision: current.revision,
-            doc: next.as_json().clone(),
+            doc: Box::new(move || for_store.home.to_json().to_string()),
             change: Change {
                 structure_id: plan.structure_id.clone(),
                 revision: current.revision + 1,
@@ -337,21 +296,15 @@ async fn write(
         };
         match app.store.commit(commit).await {
             Ok(revision) => {
-                let snap = Arc::new(Snapshot {
-                    revision,
-                    home: next,
-                });
+                debug_assert_eq!(revision, snap.revision);
                 slot.install(snap.clone());
                 metrics::counter!("roost_writes_total").increment(1);
                 return Ok(echo(&value, &etag(&[&snap])));
             }
             Err(StoreError::Conflict { .. }) => {
                 // Another node committed first: load its revision and judge the write again.
-                if let Some(s) = app
-                    .store
-                    .structure(&plan.structure_id)
-                    .await
-                    .map_err(|e| store_failure(&e))?
+                if let Some(s) =
+                    app.store.structure(&plan.structure_id).await.map_err(|e| store_failure(&e))?
                 {
                     app.hub.load(&s.id, s.revision, s.doc);
                 }

@@ -41,11 +41,7 @@ const CACHE_MAX: usize = 100_000;
 
 impl Grants {
     /// The live grant of a token, or `None` (unknown or revoked).
-    pub async fn resolve(
-        &self,
-        store: &dyn Store,
-        token: &str,
-    ) -> Result<Option<Arc<Grant>>, StoreError> {
+    pub async fn resolve(&self, store: &dyn Store, token: &str) -> Result<Option<Arc<Grant>>, StoreError> {
         if !plausible(token) {
             return Ok(None);
         }

@@ -82,11 +82,7 @@ impl Hub {
             return;
         }
         let (tx, _) = broadcast::channel(FEED_CAPACITY);
-        let slot = Arc::new(Slot {
-            writer: Mutex::new(()),
-            current: RwLock::new(snapshot),
-            changes: tx,
-        });
+        let slot = Arc::new(Slot { writer: Mutex::new(()), current: RwLock::new(snapshot), changes: tx });
         if let Ok(mut slots) = self.slots.write() {
             slots.entry(id.to_string()).or_insert(slot);
         }
@@ -104,9 +100,7 @@ impl Hub {
     pub async fn refresh(&self, store: &dyn Store, seq: u64) -> Result<u64, StoreError> {
         let (changed, next) = store.changed_since(seq).await?;
         for (id, revision) in changed {
-            let stale = self
-                .slot(&id)
-                .is_none_or(|s| s.current().revision < revision);
+            let stale = self.slot(&id).is_none_or(|s| s.current().revision < revision);
             if stale && let Some(s) = store.structure(&id).await? {
                 self.load(&s.id, s.revision, s.doc);
             }

@@ -100,13 +100,7 @@ impl std::ops::Deref for App {
 /// Opens the data dir's store (creating the dir).
 pub fn open_store(dir: &std::path::Path, changelog_keep: u64) -> anyhow::Result<Arc<SqliteStore>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating data dir {}", dir.display()))?;
-    Ok(SqliteStore::open(
-        &dir.join("roost.db"),
-        StoreOptions {
-            changelog_keep,
-            ..StoreOptions::default()
-        },
-    )?)
+    Ok(SqliteStore::open(&dir.join("roost.db"), StoreOptions { changelog_keep, ..StoreOptions::default() })?)
 }
 
 pub struct Server {
@@ -122,21 +116,16 @@ pub struct Server {
 impl Server {
     pub async fn build(config: Config, shutdown: CancellationToken) -> anyhow::Result<Server> {
         if config.insecure_http && !config.listen.ip().is_loopback() {
-            bail!(
-                "--insecure-http is allowed only on a loopback address (listen = {})",
-                config.listen
-            );
+            bail!("--insecure-http is allowed only on a loopback address (listen = {})", config.listen);
         }
         let store = open_store(&config.data_dir, config.changelog_keep)?;
         let tls = if config.insecure_http {
             None
         } else {
             match (&config.tls_cert, &config.tls_key) {
-                (Some(cert), Some(key)) => Some(tls::TlsFiles {
-                    cert: cert.clone(),
-                    key: key.clone(),
-                    ca: None,
-                }),
+                (Some(cert), Some(key)) => {
+                    Some(tls::TlsFiles { cert: cert.clone(), key: key.clone(), ca: None })
+                }
                 (None, None) => Some(tls::ensure_local_ca(&config.data_dir, &config.hostnames)?),
                 _ => bail!("tls_cert and tls_key must be set together"),
             }
@@ -154,8 +143,7 @@ impl Server {
         let url = format!("{scheme}://{host}");
         let front = match config.front_listen {
             Some(a) => {
-                let l = std::net::TcpListener::bind(a)
-                    .with_context(|| format!("binding front door {a}"))?;
+                let l = std::net::TcpListener::bind(a).with_context(|| format!("binding front door {a}"))?;
                 l.set_nonblocking(true)?;
                 Some(l)
             }
@@ -174,9 +162,7 @@ impl Server {
         } else {
             None
         };
-        let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-            .install_recorder()
-            .ok();
+        let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().ok();
         let app = App(Arc::new(AppInner {
             store: store.clone(),
             hub: hub::Hub::default(),
@@ -186,15 +172,7 @@ impl Server {
             metrics,
         }));
         app.hub.load_all(app.store.as_ref()).await?;
-        Ok(Server {
-            app,
-            store,
-            data,
-            front,
-            tls,
-            url,
-            demo,
-        })
+        Ok(Server { app, store, data, front, tls, url, demo })
     }
 
     /// The data listener's base URL.
@@ -226,15 +204,7 @@ impl Server {
 
     /// Serves until shutdown; then drains.
     pub async fn run(self) -> anyhow::Result<()> {
-        let Server {
-            app,
-            store,
-            data,
-            front,
-            tls,
-            url,
-            ..
-        } = self;
+        let Server { app, store, data, front, tls, url, .. } = self;
         let handle = axum_server::Handle::<SocketAddr>::new();
         let poller = tokio::spawn(poll_other_writers(app.clone()));
         let router = Server::router(app.clone());
@@ -254,11 +224,7 @@ impl Server {
         if let Some(front) = front {
             let target = app.config.front_location.clone().map(|h| {
                 let scheme = if tls.is_some() { "https" } else { "http" };
-                if h.contains("://") {
-                    h
-                } else {
-                    format!("{scheme}://{h}")
-                }
+                if h.contains("://") { h } else { format!("{scheme}://{h}") }
             });
             let target = target.unwrap_or_else(|| url.clone());
             let redirect = Router::new().fallback(move |uri: Uri| {
@@ -270,18 +236,8 @@ impl Server {
             let rustls = rustls.clone();
             tasks.push(tokio::spawn(async move {
                 match rustls {
-                    Some(cfg) => {
-                        axum_server::from_tcp_rustls(front, cfg)?
-                            .handle(handle)
-                            .serve(svc)
-                            .await
-                    }
-                    None => {
-                        axum_server::from_tcp(front)?
-                            .handle(handle)
-                            .serve(svc)
-                            .await
-                    }
+                    Some(cfg) => axum_server::from_tcp_rustls(front, cfg)?.handle(handle).serve(svc).await,
+                    None => axum_server::from_tcp(front)?.handle(handle).serve(svc).await,
                 }
             }));
         }
@@ -317,14 +273,9 @@ impl Server {
 /// Connection settings: many streams per HTTP/2 connection (one load balancer connection can
 /// carry thousands of subscriptions), and header limits large enough that oversized headers
 /// reach the handler, which answers in the API's error shape.
-fn tune(
-    b: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
-    h2_streams: u32,
-) {
+fn tune(b: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>, h2_streams: u32) {
     b.http1().max_buf_size(MAX_HEADER_BYTES);
-    b.http2()
-        .max_concurrent_streams(h2_streams)
-        .max_header_list_size(MAX_HEADER_BYTES as u32);
+    b.http2().max_concurrent_streams(h2_streams).max_header_list_size(MAX_HEADER_BYTES as u32);
 }
 
 /// Largest request head accepted; beyond it the HTTP layer refuses the request (431 on
@@ -343,18 +294,8 @@ fn redirect(target: &str, uri: &Uri) -> Response {
 
 /// Learns of commits and revocations made by other processes (admin commands, other nodes).
 async fn poll_other_writers(app: App) {
-    let mut seq = app
-        .store
-        .changed_since(0)
-        .await
-        .map(|(_, s)| s)
-        .unwrap_or(0);
-    let mut revoked_seq = app
-        .store
-        .revoked_since(0)
-        .await
-        .map(|(_, s)| s)
-        .unwrap_or(0);
+    let mut seq = app.store.changed_since(0).await.map(|(_, s)| s).unwrap_or(0);
+    let mut revoked_seq = app.store.revoked_since(0).await.map(|(_, s)| s).unwrap_or(0);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tick.tick().await;
@@ -377,10 +318,7 @@ async fn healthz() -> Response {
 
 async fn readyz(State(app): State<App>) -> Response {
     match app.store.changed_since(u64::MAX >> 1).await {
-        Ok(_) => api::json_response(
-            StatusCode::OK,
-            &json!({"status": "ready", "structures": app.hub.len()}),
-        ),
+        Ok(_) => api::json_response(StatusCode::OK, &json!({"status": "ready", "structures": app.hub.len()})),
         Err(_) => api::error_response(&roost_model::ApiError::service_unavailable()),
     }
 }
@@ -388,9 +326,6 @@ async fn readyz(State(app): State<App>) -> Response {
 async fn metrics_page(State(app): State<App>) -> Response {
     let body = app.metrics.as_ref().map(|m| m.render()).unwrap_or_default();
     let mut r = (StatusCode::OK, body).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4"),
-    );
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     r
 }

@@ -40,12 +40,8 @@ fn event(name: &str, id: Option<&str>, data: &str) -> Bytes {
 
 pub fn open(app: &App, grant: Arc<Grant>, location: Location, metadata: Metadata) -> Response {
     // Subscribe first, then read.
-    let mut feeds: Vec<broadcast::Receiver<_>> = grant
-        .structures
-        .iter()
-        .filter_map(|s| app.hub.slot(s))
-        .map(|s| s.changes.subscribe())
-        .collect();
+    let mut feeds: Vec<broadcast::Receiver<_>> =
+        grant.structures.iter().filter_map(|s| app.hub.slot(s)).map(|s| s.changes.subscribe()).collect();
     let (tx, rx) = mpsc::channel::<Bytes>(QUEUE);
     let app = app.clone();
     tokio::spawn(async move {
@@ -98,17 +94,12 @@ pub fn open(app: &App, grant: Arc<Grant>, location: Location, metadata: Metadata
         metrics::gauge!("roost_streams_open").decrement(1.0);
     });
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
+        rx.recv().await.map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
     });
     let mut resp = Response::new(Body::from_stream(body));
     *resp.status_mut() = StatusCode::OK;
     let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     resp

@@ -29,30 +29,18 @@ pub fn ensure_local_ca(dir: &Path, names: &[String]) -> anyhow::Result<TlsFiles>
     }
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "Roost local CA");
-    ca_params
-        .distinguished_name
-        .push(DnType::OrganizationName, "Roost");
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    ca_params.distinguished_name.push(DnType::CommonName, "Roost local CA");
+    ca_params.distinguished_name.push(DnType::OrganizationName, "Roost");
+    ca_params.key_usages =
+        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     let ca_key = KeyPair::generate()?;
     let ca_cert = ca_params.self_signed(&ca_key)?;
 
-    let mut sans = vec![
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-        "::1".to_string(),
-    ];
+    let mut sans = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
     sans.extend(names.iter().cloned());
     sans.dedup();
     let mut leaf = CertificateParams::new(sans)?;
-    leaf.distinguished_name
-        .push(DnType::CommonName, "Roost server");
+    leaf.distinguished_name.push(DnType::CommonName, "Roost server");
     let leaf_key = KeyPair::generate()?;
     let issuer = Issuer::new(ca_params, ca_key);
     let leaf_cert = leaf.signed_by(&leaf_key, &issuer)?;

@@ -7,23 +7,20 @@ use serde_json::json;
 
 use crate::{Change, Commit, Store, StoreError, TokenRecord, User};
 
-fn change(sid: &str, rev: u64, path: &str) -> Change {
-    Change {
-        structure_id: sid.into(),
-        revision: rev,
-        at: "2026-11-27T12:00:00.000Z".into(),
-        actor: "test".into(),
-        paths: vec![path.into()],
-        patch: json!({"v": rev}),
-    }
-}
-
+/// A commit setting `v`; its patch is exactly the change, as the trait requires.
 fn commit(sid: &str, base: u64, v: u64) -> Commit {
     Commit {
         structure_id: sid.into(),
         base_revision: base,
-        doc: json!({"v": v}),
-        change: change(sid, base + 1, "/v"),
+        doc: Box::new(move || json!({"v": v}).to_string()),
+        change: Change {
+            structure_id: sid.into(),
+            revision: base + 1,
+            at: "2026-11-27T12:00:00.000Z".into(),
+            actor: "test".into(),
+            paths: vec!["/v".into()],
+            patch: json!({"v": v}),
+        },
     }
 }
 
@@ -42,48 +39,22 @@ pub async fn run(store: &dyn Store, changelog_keep: u64) {
     // Users.
     store.create_user(user("u1")).await.expect("create user");
     assert!(
-        matches!(
-            store.create_user(user("u1")).await,
-            Err(StoreError::AlreadyExists(_))
-        ),
+        matches!(store.create_user(user("u1")).await, Err(StoreError::AlreadyExists(_))),
         "duplicate login refused"
     );
-    assert_eq!(
-        store.user("u1").await.unwrap().unwrap().login,
-        "u1@example.com"
-    );
-    assert_eq!(
-        store
-            .user_by_login("u1@example.com")
-            .await
-            .unwrap()
-            .unwrap()
-            .id,
-        "u1"
-    );
+    assert_eq!(store.user("u1").await.unwrap().unwrap().login, "u1@example.com");
+    assert_eq!(store.user_by_login("u1@example.com").await.unwrap().unwrap().id, "u1");
     assert!(store.user("nobody").await.unwrap().is_none());
 
     // Structures and revisions.
-    assert_eq!(
-        store
-            .create_structure("u1", "s1", json!({"v": 0}), "t")
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(store.create_structure("u1", "s1", json!({"v": 0}), "t").await.unwrap(), 1);
     assert!(matches!(
         store.create_structure("u1", "s1", json!({}), "t").await,
         Err(StoreError::AlreadyExists(_))
     ));
-    assert_eq!(
-        store.structures_of("u1").await.unwrap(),
-        vec!["s1".to_string()]
-    );
+    assert_eq!(store.structures_of("u1").await.unwrap(), vec!["s1".to_string()]);
     let s = store.structure("s1").await.unwrap().unwrap();
-    assert_eq!(
-        (s.revision, s.doc.clone(), s.owner.as_str()),
-        (1, json!({"v": 0}), "u1")
-    );
+    assert_eq!((s.revision, s.doc.clone(), s.owner.as_str()), (1, json!({"v": 0}), "u1"));
 
     // Commit is a compare-and-set on the revision.
     assert_eq!(store.commit(commit("s1", 1, 1)).await.unwrap(), 2);
@@ -91,20 +62,11 @@ pub async fn run(store: &dyn Store, changelog_keep: u64) {
         Err(StoreError::Conflict { current, .. }) => assert_eq!(current, 2),
         other => panic!("stale commit must conflict, got {other:?}"),
     }
-    assert!(matches!(
-        store.commit(commit("nope", 1, 1)).await,
-        Err(StoreError::NotFound(_))
-    ));
-    assert_eq!(
-        store.structure("s1").await.unwrap().unwrap().doc,
-        json!({"v": 1})
-    );
+    assert!(matches!(store.commit(commit("nope", 1, 1)).await, Err(StoreError::NotFound(_))));
+    assert_eq!(store.structure("s1").await.unwrap().unwrap().doc, json!({"v": 1}));
 
     // Concurrent commits to different structures all land (group commit), each once.
-    store
-        .create_structure("u1", "s2", json!({"v": 0}), "t")
-        .await
-        .unwrap();
+    store.create_structure("u1", "s2", json!({"v": 0}), "t").await.unwrap();
     let mut handles = Vec::new();
     for sid in ["s1", "s2"] {
         let base = store.structure(sid).await.unwrap().unwrap().revision;
@@ -124,19 +86,14 @@ pub async fn run(store: &dyn Store, changelog_keep: u64) {
         base = store.commit(commit("s1", base, 100 + i)).await.unwrap();
     }
     let oldest = store.oldest_change("s1").await.unwrap().unwrap();
-    assert_eq!(
-        oldest,
-        base - changelog_keep + 1,
-        "log keeps exactly the window"
-    );
-    assert_eq!(
-        store.changes_after("s1", 0, 1_000_000).await.unwrap().len() as u64,
-        changelog_keep
-    );
-    assert_eq!(
-        store.changes_after("s1", base - 2, 10).await.unwrap().len(),
-        2
-    );
+    assert!(oldest <= base - changelog_keep + 1, "log keeps at least the window");
+    let kept = store.changes_after("s1", 0, 1_000_000).await.unwrap().len() as u64;
+    assert!(kept <= changelog_keep + 64, "log is bounded: {kept} entries");
+    assert_eq!(store.changes_after("s1", base - 2, 10).await.unwrap().len(), 2);
+    // The document is current whatever the backend stores between checkpoints.
+    assert_eq!(store.structure("s1").await.unwrap().unwrap().doc, json!({"v": 100 + changelog_keep + 4}));
+    let all = store.all_structures().await.unwrap();
+    assert_eq!(all.iter().find(|s| s.id == "s1").unwrap().doc, json!({"v": 100 + changelog_keep + 4}));
 
     // Other writers' commits are visible through the sequence feed.
     let (_, seq) = store.changed_since(0).await.unwrap();
@@ -162,14 +119,8 @@ pub async fn run(store: &dyn Store, changelog_keep: u64) {
     assert!(store.token(&[8; 32]).await.unwrap().is_none());
     let (_, rseq) = store.revoked_since(0).await.unwrap();
     assert!(store.revoke_token(&[7; 32]).await.unwrap());
-    assert!(
-        !store.revoke_token(&[7; 32]).await.unwrap(),
-        "second revoke is a no-op"
-    );
-    assert!(
-        store.token(&[7; 32]).await.unwrap().is_none(),
-        "revoked token no longer resolves"
-    );
+    assert!(!store.revoke_token(&[7; 32]).await.unwrap(), "second revoke is a no-op");
+    assert!(store.token(&[7; 32]).await.unwrap().is_none(), "revoked token no longer resolves");
     let (revoked, _) = store.revoked_since(rseq).await.unwrap();
     assert_eq!(revoked, vec![[7; 32]]);
     assert!(store.tokens_of("u1").await.unwrap()[0].revoked);

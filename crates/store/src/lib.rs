@@ -73,13 +73,18 @@ pub struct Change {
     pub patch: Value,
 }
 
+/// The new document as JSON text, produced only when the backend stores a checkpoint of it
+/// (most commits store just the change's merge patch).
+pub type DocText = Box<dyn FnOnce() -> String + Send>;
+
 /// A commit of a structure's new document.
-#[derive(Debug, Clone)]
 pub struct Commit {
     pub structure_id: String,
     /// The revision the change was computed against; the commit fails if it moved.
     pub base_revision: u64,
-    pub doc: Value,
+    pub doc: DocText,
+    /// Its `patch` must turn the previous revision's document into the new one: documents
+    /// are rebuilt from the last checkpoint and the patches after it.
     pub change: Change,
 }
 
@@ -112,13 +117,7 @@ pub struct TokenRecord {
 /// Storage of structures, the change log, users and tokens.
 pub trait Store: Send + Sync + 'static {
     /// Creates a structure at revision 1 (fails if the id exists).
-    fn create_structure(
-        &self,
-        owner: &str,
-        id: &str,
-        doc: Value,
-        at: &str,
-    ) -> BoxFuture<'_, Result<u64>>;
+    fn create_structure(&self, owner: &str, id: &str, doc: Value, at: &str) -> BoxFuture<'_, Result<u64>>;
     fn structure(&self, id: &str) -> BoxFuture<'_, Result<Option<StoredStructure>>>;
     /// Every structure (cold start).
     fn all_structures(&self) -> BoxFuture<'_, Result<Vec<StoredStructure>>>;

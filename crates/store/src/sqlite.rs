@@ -15,8 +15,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::{
-    BoxFuture, Change, ChangedSince, Commit, Result, Store, StoreError, StoredStructure,
-    TokenRecord, User,
+    BoxFuture, Change, ChangedSince, Commit, Result, Store, StoreError, StoredStructure, TokenRecord, User,
 };
 
 /// Most writes one transaction (one fsync) carries.
@@ -24,18 +23,19 @@ const MAX_BATCH: usize = 512;
 
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
-    /// Change log entries kept per structure (older ones are dropped at commit).
+    /// Change log entries kept per structure (older ones are dropped at commit, never those
+    /// after the last checkpoint).
     pub changelog_keep: u64,
     /// Read connections.
     pub readers: usize,
+    /// A structure's whole document is written every this many revisions; in between a
+    /// commit writes only its merge patch (a few hundred bytes instead of kilobytes).
+    pub checkpoint_every: u64,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions {
-            changelog_keep: 10_000,
-            readers: 4,
-        }
+        StoreOptions { changelog_keep: 10_000, readers: 4, checkpoint_every: 32 }
     }
 }
 
@@ -59,13 +59,10 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 fn open(path: &Path) -> Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(backend)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))
-        .map_err(backend)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(backend)?;
     // WAL + FULL: every commit is fsynced before it returns, and readers never block it.
     conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
         .map_err(backend)?;
@@ -84,6 +81,12 @@ CREATE TABLE IF NOT EXISTS structures(
     owner TEXT NOT NULL REFERENCES users(id),
     revision INTEGER NOT NULL,
     seq INTEGER NOT NULL,
+    -- The revision of the checkpoint in docs; later revisions are in changes as merge patches.
+    doc_revision INTEGER NOT NULL
+);
+-- Checkpointed documents, apart from the small structures rows that every commit updates.
+CREATE TABLE IF NOT EXISTS docs(
+    structure_id TEXT PRIMARY KEY REFERENCES structures(id),
     doc TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS structures_seq ON structures(seq);
@@ -175,8 +178,7 @@ impl SqliteStore {
             let sender = guard.as_ref().ok_or(StoreError::Closed)?;
             sender.send(op).map_err(|_| StoreError::Closed)?;
         }
-        rx.await
-            .map_err(|_| StoreError::Backend("the write was not carried out".into()))?
+        rx.await.map_err(|_| StoreError::Backend("the write was not carried out".into()))?
     }
 
     /// Runs a read on one of the read connections.
@@ -206,6 +208,11 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Op>) {
     }
 }
 
+/// Runs a parameterless statement through the statement cache (no parsing per write).
+fn exec_cached(conn: &Connection, sql: &str) -> bool {
+    conn.prepare_cached(sql).and_then(|mut st| st.execute([])).is_ok()
+}
+
 fn run_batch(conn: &mut Connection, batch: Vec<Op>) {
     let started = Instant::now();
     let size = batch.len();
@@ -218,15 +225,15 @@ fn run_batch(conn: &mut Connection, batch: Vec<Op>) {
         return;
     }
     for op in batch {
-        let ok_sp = conn.execute_batch("SAVEPOINT op").is_ok();
+        let ok_sp = exec_cached(conn, "SAVEPOINT op");
         let (ok, reply) = op(conn);
         if ok_sp {
-            let end = if ok {
-                "RELEASE op"
+            if ok {
+                exec_cached(conn, "RELEASE op");
             } else {
-                "ROLLBACK TO op; RELEASE op"
-            };
-            let _ = conn.execute_batch(end);
+                exec_cached(conn, "ROLLBACK TO op");
+                exec_cached(conn, "RELEASE op");
+            }
         }
         replies.push(reply);
     }
@@ -246,14 +253,41 @@ fn run_batch(conn: &mut Connection, batch: Vec<Op>) {
     }
 }
 
-fn row_to_structure(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredStructure> {
+const STRUCTURE_COLUMNS: &str = "s.id, s.owner, s.revision, d.doc, s.doc_revision";
+const STRUCTURE_FROM: &str = "structures s JOIN docs d ON d.structure_id = s.id";
+
+/// A structure row: the checkpointed document and its revision.
+fn row_to_structure(row: &rusqlite::Row<'_>) -> rusqlite::Result<(StoredStructure, u64)> {
     let doc: String = row.get(3)?;
-    Ok(StoredStructure {
-        id: row.get(0)?,
-        owner: row.get(1)?,
-        revision: row.get::<_, i64>(2)? as u64,
-        doc: serde_json::from_str(&doc).unwrap_or(Value::Null),
-    })
+    Ok((
+        StoredStructure {
+            id: row.get(0)?,
+            owner: row.get(1)?,
+            revision: row.get::<_, i64>(2)? as u64,
+            doc: serde_json::from_str(&doc).unwrap_or(Value::Null),
+        },
+        row.get::<_, i64>(4)? as u64,
+    ))
+}
+
+/// Brings a checkpointed document up to the structure's revision with the patches after it.
+/// Runs inside the caller's read transaction, so the row and the log agree.
+fn rebuild(
+    c: &Connection,
+    (mut s, doc_revision): (StoredStructure, u64),
+) -> rusqlite::Result<StoredStructure> {
+    if doc_revision < s.revision {
+        let mut st = c.prepare_cached(
+            "SELECT patch FROM changes WHERE structure_id = ?1 AND revision > ?2 AND revision <= ?3 ORDER BY revision",
+        )?;
+        let patches =
+            st.query_map(params![s.id, doc_revision as i64, s.revision as i64], |r| r.get::<_, String>(0))?;
+        for p in patches {
+            let patch: Value = serde_json::from_str(&p?).unwrap_or(Value::Null);
+            roost_model::write::json_merge(&mut s.doc, &patch);
+        }
+    }
+    Ok(s)
 }
 
 fn row_to_token(row: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
@@ -277,37 +311,29 @@ fn row_to_token(row: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
 }
 
 fn row_to_user(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
-    Ok(User {
-        id: row.get(0)?,
-        login: row.get(1)?,
-        password_hash: row.get(2)?,
-        created_at: row.get(3)?,
-    })
+    Ok(User { id: row.get(0)?, login: row.get(1)?, password_hash: row.get(2)?, created_at: row.get(3)? })
 }
 
-const TOKEN_COLUMNS: &str = "hash, user_id, product_id, permissions, structures, client_version, created_at, label, revoked_seq";
+const TOKEN_COLUMNS: &str =
+    "hash, user_id, product_id, permissions, structures, client_version, created_at, label, revoked_seq";
 
 fn unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
 }
 
 impl Store for SqliteStore {
-    fn create_structure(
-        &self,
-        owner: &str,
-        id: &str,
-        doc: Value,
-        at: &str,
-    ) -> BoxFuture<'_, Result<u64>> {
+    fn create_structure(&self, owner: &str, id: &str, doc: Value, at: &str) -> BoxFuture<'_, Result<u64>> {
         let (owner, id, at) = (owner.to_string(), id.to_string(), at.to_string());
         Box::pin(self.write(move |conn| {
             let text = doc.to_string();
             conn.execute(
-                "INSERT INTO structures(id, owner, revision, seq, doc)
-                 VALUES (?1, ?2, 1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM structures), ?3)",
-                params![id, owner, text],
+                "INSERT INTO structures(id, owner, revision, seq, doc_revision)
+                 VALUES (?1, ?2, 1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM structures), 1)",
+                params![id, owner],
             )
             .map_err(|e| if unique_violation(&e) { StoreError::AlreadyExists(id.clone()) } else { backend(e) })?;
+            conn.execute("INSERT INTO docs(structure_id, doc) VALUES (?1, ?2)", params![id, text])
+                .map_err(backend)?;
             conn.execute(
                 "INSERT INTO changes(structure_id, revision, at, actor, paths, patch) VALUES (?1, 1, ?2, 'admin', '[\"/\"]', ?3)",
                 params![id, at, text],
@@ -319,26 +345,31 @@ impl Store for SqliteStore {
 
     fn structure(&self, id: &str) -> BoxFuture<'_, Result<Option<StoredStructure>>> {
         let r = self.read(|c| {
-            c.prepare_cached("SELECT id, owner, revision, doc FROM structures WHERE id = ?1")?
+            let tx = c.unchecked_transaction()?;
+            let row = tx
+                .prepare_cached(&format!("SELECT {STRUCTURE_COLUMNS} FROM {STRUCTURE_FROM} WHERE s.id = ?1"))?
                 .query_row([id], row_to_structure)
-                .optional()
+                .optional()?;
+            row.map(|r| rebuild(&tx, r)).transpose()
         });
         Box::pin(async move { r })
     }
 
     fn all_structures(&self) -> BoxFuture<'_, Result<Vec<StoredStructure>>> {
         let r = self.read(|c| {
-            let mut st =
-                c.prepare("SELECT id, owner, revision, doc FROM structures ORDER BY id")?;
-            st.query_map([], row_to_structure)?.collect()
+            let tx = c.unchecked_transaction()?;
+            let rows: Vec<_> = tx
+                .prepare(&format!("SELECT {STRUCTURE_COLUMNS} FROM {STRUCTURE_FROM} ORDER BY s.id"))?
+                .query_map([], row_to_structure)?
+                .collect::<rusqlite::Result<_>>()?;
+            rows.into_iter().map(|r| rebuild(&tx, r)).collect()
         });
         Box::pin(async move { r })
     }
 
     fn structures_of(&self, user_id: &str) -> BoxFuture<'_, Result<Vec<String>>> {
         let r = self.read(|c| {
-            let mut st =
-                c.prepare_cached("SELECT id FROM structures WHERE owner = ?1 ORDER BY id")?;
+            let mut st = c.prepare_cached("SELECT id FROM structures WHERE owner = ?1 ORDER BY id")?;
             st.query_map([user_id], |r| r.get(0))?.collect()
         });
         Box::pin(async move { r })
@@ -346,18 +377,34 @@ impl Store for SqliteStore {
 
     fn commit(&self, commit: Commit) -> BoxFuture<'_, Result<u64>> {
         let keep = self.options.changelog_keep.max(1);
+        let every = self.options.checkpoint_every.max(1);
         Box::pin(self.write(move |conn| {
             let Commit { structure_id, base_revision, doc, change } = commit;
             let new_revision = base_revision + 1;
-            let updated = conn
-                .prepare_cached(
-                    "UPDATE structures SET doc = ?1, revision = ?2,
+            let checkpoint = new_revision % every == 0;
+            let updated: Option<i64> = if checkpoint {
+                conn.prepare_cached(
+                    "UPDATE structures SET doc_revision = ?1, revision = ?1,
                         seq = (SELECT COALESCE(MAX(seq), 0) + 1 FROM structures)
-                     WHERE id = ?3 AND revision = ?4",
+                     WHERE id = ?2 AND revision = ?3 RETURNING doc_revision",
                 )
-                .and_then(|mut st| st.execute(params![doc.to_string(), new_revision as i64, structure_id, base_revision as i64]))
-                .map_err(backend)?;
-            if updated != 1 {
+                .and_then(|mut st| {
+                    st.query_row(params![new_revision as i64, structure_id, base_revision as i64], |r| r.get(0))
+                        .optional()
+                })
+            } else {
+                conn.prepare_cached(
+                    "UPDATE structures SET revision = ?1,
+                        seq = (SELECT COALESCE(MAX(seq), 0) + 1 FROM structures)
+                     WHERE id = ?2 AND revision = ?3 RETURNING doc_revision",
+                )
+                .and_then(|mut st| {
+                    st.query_row(params![new_revision as i64, structure_id, base_revision as i64], |r| r.get(0))
+                        .optional()
+                })
+            }
+            .map_err(backend)?;
+            let Some(doc_revision) = updated else {
                 let current: Option<i64> = conn
                     .query_row("SELECT revision FROM structures WHERE id = ?1", [&structure_id], |r| r.get(0))
                     .optional()
@@ -366,6 +413,11 @@ impl Store for SqliteStore {
                     Some(c) => StoreError::Conflict { structure_id, current: c as u64 },
                     None => StoreError::NotFound(structure_id),
                 });
+            };
+            if checkpoint {
+                conn.prepare_cached("UPDATE docs SET doc = ?1 WHERE structure_id = ?2")
+                    .and_then(|mut st| st.execute(params![doc(), structure_id]))
+                    .map_err(backend)?;
             }
             conn.prepare_cached(
                 "INSERT INTO changes(structure_id, revision, at, actor, paths, patch) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -381,9 +433,11 @@ impl Store for SqliteStore {
                 ])
             })
             .map_err(backend)?;
-            if new_revision > keep {
+            // Keep the window, and always every patch after the checkpoint.
+            let drop_through = new_revision.saturating_sub(keep).min(doc_revision as u64);
+            if drop_through > 0 && (new_revision % 16 == 0 || checkpoint) {
                 conn.prepare_cached("DELETE FROM changes WHERE structure_id = ?1 AND revision <= ?2")
-                    .and_then(|mut st| st.execute(params![structure_id, (new_revision - keep) as i64]))
+                    .and_then(|mut st| st.execute(params![structure_id, drop_through as i64]))
                     .map_err(backend)?;
             }
             Ok(new_revision)
@@ -429,17 +483,12 @@ impl Store for SqliteStore {
 
     fn changed_since(&self, seq: u64) -> BoxFuture<'_, Result<ChangedSince>> {
         let r = self.read(|c| {
-            let mut st = c.prepare_cached(
-                "SELECT id, revision, seq FROM structures WHERE seq > ?1 ORDER BY seq",
-            )?;
+            let mut st =
+                c.prepare_cached("SELECT id, revision, seq FROM structures WHERE seq > ?1 ORDER BY seq")?;
             let mut max = seq;
             let mut out = Vec::new();
             for row in st.query_map([seq as i64], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)? as u64,
-                    r.get::<_, i64>(2)? as u64,
-                ))
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64))
             })? {
                 let (id, rev, s) = row?;
                 max = max.max(s);
@@ -457,11 +506,7 @@ impl Store for SqliteStore {
                 params![user.id, user.login, user.password_hash, user.created_at],
             )
             .map_err(|e| {
-                if unique_violation(&e) {
-                    StoreError::AlreadyExists(user.login.clone())
-                } else {
-                    backend(e)
-                }
+                if unique_violation(&e) { StoreError::AlreadyExists(user.login.clone()) } else { backend(e) }
             })?;
             Ok(())
         }))
@@ -469,22 +514,18 @@ impl Store for SqliteStore {
 
     fn user(&self, id: &str) -> BoxFuture<'_, Result<Option<User>>> {
         let r = self.read(|c| {
-            c.prepare_cached(
-                "SELECT id, login, password_hash, created_at FROM users WHERE id = ?1",
-            )?
-            .query_row([id], row_to_user)
-            .optional()
+            c.prepare_cached("SELECT id, login, password_hash, created_at FROM users WHERE id = ?1")?
+                .query_row([id], row_to_user)
+                .optional()
         });
         Box::pin(async move { r })
     }
 
     fn user_by_login(&self, login: &str) -> BoxFuture<'_, Result<Option<User>>> {
         let r = self.read(|c| {
-            c.prepare_cached(
-                "SELECT id, login, password_hash, created_at FROM users WHERE login = ?1",
-            )?
-            .query_row([login], row_to_user)
-            .optional()
+            c.prepare_cached("SELECT id, login, password_hash, created_at FROM users WHERE login = ?1")?
+                .query_row([login], row_to_user)
+                .optional()
         });
         Box::pin(async move { r })
     }
@@ -561,9 +602,9 @@ impl Store for SqliteStore {
             )?;
             let mut max = seq;
             let mut out = Vec::new();
-            for row in st.query_map([seq as i64], |r| {
-                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)? as u64))
-            })? {
+            for row in
+                st.query_map([seq as i64], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)? as u64)))?
+            {
                 let (h, s) = row?;
                 max = max.max(s);
                 if h.len() == 32 {

@@ -42,10 +42,7 @@ fn names_come_from_where_and_label() {
     assert_eq!(c["name_long"], json!("Front Door Camera (porch)"));
     let h = write(&h, &all(), T_HP, json!({"label": "upstairs"})).unwrap();
     assert_eq!(thermostat(&h, HP)["name"], json!("Living Room (upstairs)"));
-    assert_eq!(
-        thermostat(&h, HP)["name_long"],
-        json!("Living Room Thermostat (upstairs)")
-    );
+    assert_eq!(thermostat(&h, HP)["name_long"], json!("Living Room Thermostat (upstairs)"));
 }
 
 #[test]
@@ -82,37 +79,22 @@ const T_HO: &str = "/devices/thermostats/ho-thermostat";
 
 #[test]
 fn protect_alarms_roll_up_to_the_structure() {
-    let h = service(
-        &demo(),
-        "/devices/smoke_co_alarms/hallway-protect",
-        json!({"smoke_alarm_state": "warning"}),
-    );
+    let h =
+        service(&demo(), "/devices/smoke_co_alarms/hallway-protect", json!({"smoke_alarm_state": "warning"}));
     assert_eq!(h.structure()["smoke_alarm_state"], json!("warning"));
     assert_eq!(h.structure()["co_alarm_state"], json!("ok"));
-    assert_eq!(
-        h.device(Entity::SmokeCoAlarm, P2).unwrap()["ui_color_state"],
-        json!("yellow")
-    );
-    let h = service(
-        &h,
-        "/devices/smoke_co_alarms/kitchen-protect",
-        json!({"smoke_alarm_state": "emergency"}),
-    );
+    assert_eq!(h.device(Entity::SmokeCoAlarm, P2).unwrap()["ui_color_state"], json!("yellow"));
+    let h =
+        service(&h, "/devices/smoke_co_alarms/kitchen-protect", json!({"smoke_alarm_state": "emergency"}));
     assert_eq!(h.structure()["smoke_alarm_state"], json!("emergency"));
-    assert_eq!(
-        h.device(Entity::SmokeCoAlarm, P1).unwrap()["ui_color_state"],
-        json!("red")
-    );
+    assert_eq!(h.device(Entity::SmokeCoAlarm, P1).unwrap()["ui_color_state"], json!("red"));
     let h = service(
         &h,
         "/devices/smoke_co_alarms/kitchen-protect",
         json!({"smoke_alarm_state": "ok", "battery_health": "replace"}),
     );
     assert_eq!(h.structure()["smoke_alarm_state"], json!("warning"));
-    assert_eq!(
-        h.device(Entity::SmokeCoAlarm, P1).unwrap()["ui_color_state"],
-        json!("yellow")
-    );
+    assert_eq!(h.device(Entity::SmokeCoAlarm, P1).unwrap()["ui_color_state"], json!("yellow"));
 }
 
 #[test]
@@ -129,13 +111,7 @@ fn a_person_seen_while_away_deters_and_home_relaxes() {
     assert_eq!(h.structure()["wwn_security_state"], json!("ok"));
     // A camera that is off does not count.
     let h = write(&demo(), &all(), S, json!({"away": "away"})).unwrap();
-    let h = write(
-        &h,
-        &all(),
-        "/devices/cameras/front-camera",
-        json!({"is_streaming": false}),
-    )
-    .unwrap();
+    let h = write(&h, &all(), "/devices/cameras/front-camera", json!({"is_streaming": false})).unwrap();
     let h = service(&h, "/devices/cameras/front-camera", person);
     assert_eq!(h.structure()["wwn_security_state"], json!("ok"));
 }
@@ -145,11 +121,7 @@ fn settle_reaches_a_fixed_point() {
     let h = demo();
     let mut again = h.clone();
     let config = RuleConfig::default();
-    let ctx = WriteContext {
-        actor: &Actor::Service,
-        now: now(),
-        config: &config,
-    };
+    let ctx = WriteContext { actor: &Actor::Service, now: now(), config: &config };
     crate::logic::settle(&h, &mut again, &ctx);
     assert_eq!(again, h);
 }

@@ -44,15 +44,11 @@ pub fn demo() -> Home {
 }
 
 pub fn all() -> Actor {
-    Actor::Product {
-        permissions: PermissionSet::all(),
-    }
+    Actor::Product { permissions: PermissionSet::all() }
 }
 
 pub fn product(perms: &[crate::Permission]) -> Actor {
-    Actor::Product {
-        permissions: PermissionSet::of(perms),
-    }
+    Actor::Product { permissions: PermissionSet::of(perms) }
 }
 
 /// One write through the whole path (plan + rules + logic).
@@ -70,11 +66,7 @@ pub fn write_at(
     let loc = Location::parse(path)?;
     let plan = plan_write(&loc, &body, [home])?;
     let config = RuleConfig::default();
-    let ctx = WriteContext {
-        actor,
-        now: at,
-        config: &config,
-    };
+    let ctx = WriteContext { actor, now: at, config: &config };
     apply_write(home, &plan, &ctx)
 }
 
@@ -85,9 +77,7 @@ pub fn err(r: Result<Home, ApiError>) -> Value {
         Err(e) => {
             let mut j = e.to_json("i");
             j.as_object_mut().unwrap().remove("instance");
-            j.as_object_mut()
-                .unwrap()
-                .insert("status".into(), json!(e.status));
+            j.as_object_mut().unwrap().insert("status".into(), json!(e.status));
             j
         }
     }

@@ -27,24 +27,18 @@ fn thermostat_body() -> impl Strategy<Value = Value> {
     let field = prop_oneof![
         temp_f().prop_map(|v| json!({"target_temperature_f": v})),
         temp_c().prop_map(|v| json!({"target_temperature_c": v})),
-        (temp_f(), temp_f()).prop_map(
-            |(l, h)| json!({"target_temperature_low_f": l, "target_temperature_high_f": h})
-        ),
-        (temp_c(), temp_c()).prop_map(
-            |(l, h)| json!({"target_temperature_low_c": l, "target_temperature_high_c": h})
-        ),
+        (temp_f(), temp_f())
+            .prop_map(|(l, h)| json!({"target_temperature_low_f": l, "target_temperature_high_f": h})),
+        (temp_c(), temp_c())
+            .prop_map(|(l, h)| json!({"target_temperature_low_c": l, "target_temperature_high_c": h})),
         temp_f().prop_map(|v| json!({"target_temperature_high_f": v})),
         temp_c().prop_map(|v| json!({"target_temperature_low_c": v})),
         prop::sample::select(vec!["heat", "cool", "heat-cool", "eco", "off", "range"])
             .prop_map(|m| json!({"hvac_mode": m})),
-        (
-            prop::sample::select(vec!["heat", "heat-cool", "cool"]),
-            temp_f()
-        )
+        (prop::sample::select(vec!["heat", "heat-cool", "cool"]), temp_f())
             .prop_map(|(m, t)| json!({"hvac_mode": m, "target_temperature_f": t})),
         any::<bool>().prop_map(|b| json!({"fan_timer_active": b})),
-        prop::sample::select(vec![10i64, 15, 30, 720, 960])
-            .prop_map(|d| json!({"fan_timer_duration": d})),
+        prop::sample::select(vec![10i64, 15, 30, 720, 960]).prop_map(|d| json!({"fan_timer_duration": d})),
     ];
     field
 }
@@ -118,10 +112,7 @@ fn check_filter(h: &Home, perms: PermissionSet) {
             check_fields(kind, "", d, shown, perms);
         }
     }
-    let shown = view
-        .get("structures")
-        .and_then(|v| v.get(h.id()))
-        .and_then(Value::as_object);
+    let shown = view.get("structures").and_then(|v| v.get(h.id())).and_then(Value::as_object);
     check_fields(Entity::Structure, "", h.structure(), shown, perms);
 }
 
@@ -135,21 +126,12 @@ fn check_fields(
     let empty = Map::new();
     let shown = shown.unwrap_or(&empty);
     for (k, _) in shown {
-        let path = if prefix.is_empty() {
-            k.clone()
-        } else {
-            format!("{prefix}/{k}")
-        };
-        let spec =
-            schema::field(entity, &path).unwrap_or_else(|| panic!("shown field {path} has no row"));
+        let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}/{k}") };
+        let spec = schema::field(entity, &path).unwrap_or_else(|| panic!("shown field {path} has no row"));
         assert!(spec.read.intersects(perms), "{path} shown to {perms:?}");
     }
     for (k, v) in stored {
-        let path = if prefix.is_empty() {
-            k.clone()
-        } else {
-            format!("{prefix}/{k}")
-        };
+        let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}/{k}") };
         let Some(spec) = schema::field(entity, &path) else {
             continue;
         };
@@ -172,16 +154,12 @@ fn check_fields(
 fn filtering_is_exact_for_every_permission_subset() {
     let mut h = demo();
     // Add product data so that permission is exercised too.
-    h.product_data_mut("acme", "lighting")
-        .insert("pd1".into(), json!({"software": {"version": "1"}}));
+    h.product_data_mut("acme", "lighting").insert("pd1".into(), json!({"software": {"version": "1"}}));
     for bits in 0..(1u32 << crate::Permission::ALL.len()) {
         let perms = PermissionSet::from_bits(bits);
         check_filter(&h, perms);
         let view = filter_home(&h, perms);
         let has_pd = view.get("devices").and_then(|d| d.get("acme")).is_some();
-        assert_eq!(
-            has_pd,
-            perms.contains(crate::Permission::ProductDataReadWrite)
-        );
+        assert_eq!(has_pd, perms.contains(crate::Permission::ProductDataReadWrite));
     }
 }

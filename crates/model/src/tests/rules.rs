@@ -12,12 +12,7 @@ const T_HO: &str = "/devices/thermostats/ho-thermostat";
 
 #[test]
 fn product_without_thermostat_write_is_refused_with_the_field_list() {
-    let r = write(
-        &demo(),
-        &product(&[P::ThermostatRead]),
-        T_HP,
-        json!({"target_temperature_f": 70}),
-    );
+    let r = write(&demo(), &product(&[P::ThermostatRead]), T_HP, json!({"target_temperature_f": 70}));
     assert_eq!(
         err(r),
         json!({
@@ -43,21 +38,13 @@ fn read_only_and_unknown_fields_are_refused_together() {
         e["error"],
         "No write permission(s) for field(s): ambient_temperature_f,device_id,eco_temperature_low_f,warp_drive"
     );
-    assert_eq!(
-        e["details"]["fields"],
-        "ambient_temperature_f,device_id,eco_temperature_low_f,warp_drive"
-    );
+    assert_eq!(e["details"]["fields"], "ambient_temperature_f,device_id,eco_temperature_low_f,warp_drive");
 }
 
 #[test]
 fn permission_is_checked_before_anything_else() {
     // Out of range *and* not permitted: the permission error wins.
-    let r = write(
-        &demo(),
-        &product(&[P::AwayReadWrite]),
-        T_HP,
-        json!({"target_temperature_f": 200}),
-    );
+    let r = write(&demo(), &product(&[P::AwayReadWrite]), T_HP, json!({"target_temperature_f": 200}));
     assert_eq!(err(r)["type"], ty("no-write-permission"));
 }
 
@@ -65,31 +52,15 @@ fn permission_is_checked_before_anything_else() {
 fn each_permission_writes_only_its_fields() {
     let h = demo();
     assert!(
-        write(
-            &h,
-            &product(&[P::AwayReadWrite]),
-            "/structures/demo-structure",
-            json!({"away": "away"})
-        )
-        .is_ok()
+        write(&h, &product(&[P::AwayReadWrite]), "/structures/demo-structure", json!({"away": "away"}))
+            .is_ok()
     );
     assert!(
-        write(
-            &h,
-            &product(&[P::AwayRead]),
-            "/structures/demo-structure",
-            json!({"away": "away"})
-        )
-        .is_err()
+        write(&h, &product(&[P::AwayRead]), "/structures/demo-structure", json!({"away": "away"})).is_err()
     );
     assert!(
-        write(
-            &h,
-            &product(&[P::StructureReadWrite]),
-            "/structures/demo-structure",
-            json!({"name": "Cabin"})
-        )
-        .is_ok()
+        write(&h, &product(&[P::StructureReadWrite]), "/structures/demo-structure", json!({"name": "Cabin"}))
+            .is_ok()
     );
     assert!(
         write(
@@ -131,68 +102,31 @@ fn each_permission_writes_only_its_fields() {
 
 #[test]
 fn metadata_is_never_writable() {
-    let e = err(write(
-        &demo(),
-        &all(),
-        "/metadata",
-        json!({"client_version": 9}),
-    ));
-    assert_eq!(
-        e["error"],
-        "No write permission(s) for field(s): client_version"
-    );
+    let e = err(write(&demo(), &all(), "/metadata", json!({"client_version": 9})));
+    assert_eq!(e["error"], "No write permission(s) for field(s): client_version");
 }
 
 #[test]
 fn a_device_writes_its_own_reported_fields_and_nothing_else() {
-    let me = Actor::Device {
-        device_id: HP.into(),
-    };
-    let h = write(
-        &demo(),
-        &me,
-        T_HP,
-        json!({"ambient_temperature_f": 71, "humidity": 45, "hvac_state": "off"}),
-    )
-    .unwrap();
+    let me = Actor::Device { device_id: HP.into() };
+    let h =
+        write(&demo(), &me, T_HP, json!({"ambient_temperature_f": 71, "humidity": 45, "hvac_state": "off"}))
+            .unwrap();
     let t = thermostat(&h, HP);
     assert_eq!(t["ambient_temperature_f"], json!(71));
     assert_eq!(t["ambient_temperature_c"], json!(21.5));
     assert_eq!(t["humidity"], json!(45));
     // Another device's fields, or service-only fields, are refused.
-    let e = err(write(
-        &demo(),
-        &me,
-        T_HO,
-        json!({"ambient_temperature_f": 71}),
-    ));
-    assert_eq!(
-        e["error"],
-        "No write permission(s) for field(s): ambient_temperature_f"
-    );
-    let e = err(write(
-        &demo(),
-        &me,
-        T_HP,
-        json!({"is_online": false, "name": "x"}),
-    ));
-    assert_eq!(
-        e["error"],
-        "No write permission(s) for field(s): is_online,name"
-    );
+    let e = err(write(&demo(), &me, T_HO, json!({"ambient_temperature_f": 71})));
+    assert_eq!(e["error"], "No write permission(s) for field(s): ambient_temperature_f");
+    let e = err(write(&demo(), &me, T_HP, json!({"is_online": false, "name": "x"})));
+    assert_eq!(e["error"], "No write permission(s) for field(s): is_online,name");
 }
 
 #[test]
 fn a_device_dial_change_passes_the_same_rules() {
-    let me = Actor::Device {
-        device_id: HP.into(),
-    };
-    let e = err(write(
-        &demo(),
-        &me,
-        T_HP,
-        json!({"target_temperature_f": 95}),
-    ));
+    let me = Actor::Device { device_id: HP.into() };
+    let e = err(write(&demo(), &me, T_HP, json!({"target_temperature_f": 95})));
     assert_eq!(e["error"], "Temperature F value is too high: 95.0");
     let h = write(&demo(), &me, T_HP, json!({"target_temperature_f": 72})).unwrap();
     assert_eq!(thermostat(&h, HP)["target_temperature_c"], json!(22));
@@ -219,51 +153,23 @@ fn hvac_mode_outside_the_enum_is_refused() {
 #[test]
 fn away_accepts_only_home_and_away() {
     for bad in ["unknown", "auto-away", "vacation", ""] {
-        let e = err(write(
-            &demo(),
-            &all(),
-            "/structures/demo-structure/away",
-            json!(bad),
-        ));
-        assert_eq!(
-            e["error"], "Invalid value for away: expected one of 'home', 'away'",
-            "{bad}"
-        );
+        let e = err(write(&demo(), &all(), "/structures/demo-structure/away", json!(bad)));
+        assert_eq!(e["error"], "Invalid value for away: expected one of 'home', 'away'", "{bad}");
     }
 }
 
 #[test]
 fn temperature_scale_accepts_c_and_f() {
-    let e = err(write(
-        &demo(),
-        &all(),
-        T_HP,
-        json!({"temperature_scale": "K"}),
-    ));
-    assert_eq!(
-        e["error"],
-        "Invalid value for temperature_scale: expected one of 'C', 'F'"
-    );
+    let e = err(write(&demo(), &all(), T_HP, json!({"temperature_scale": "K"})));
+    assert_eq!(e["error"], "Invalid value for temperature_scale: expected one of 'C', 'F'");
     let h = write(&demo(), &all(), T_HP, json!({"temperature_scale": "C"})).unwrap();
     assert_eq!(thermostat(&h, HP)["temperature_scale"], json!("C"));
 }
 
 #[test]
 fn temperatures_in_the_wrong_format_are_refused() {
-    for bad in [
-        json!("70"),
-        json!(70.5),
-        json!(true),
-        json!(null),
-        json!([70]),
-        json!({"v": 70}),
-    ] {
-        let e = err(write(
-            &demo(),
-            &all(),
-            T_HP,
-            json!({"target_temperature_f": bad}),
-        ));
+    for bad in [json!("70"), json!(70.5), json!(true), json!(null), json!([70]), json!({"v": 70})] {
+        let e = err(write(&demo(), &all(), T_HP, json!({"target_temperature_f": bad})));
         assert_eq!(
             e,
             json!({
@@ -302,26 +208,14 @@ fn wrong_json_types_get_a_clear_error_per_field_type() {
             json!({"fan_timer_duration": 1e300}),
             "Invalid value for fan_timer_duration: expected an integer",
         ),
-        (
-            T_HP,
-            json!({"label": 5}),
-            "Invalid value for label: expected a string",
-        ),
+        (T_HP, json!({"label": 5}), "Invalid value for label: expected a string"),
         (
             T_HP,
             json!({"hvac_mode": 1}),
             "Invalid value for hvac_mode: expected one of 'heat', 'cool', 'heat-cool', 'eco', 'off'",
         ),
-        (
-            "/structures/demo-structure",
-            json!({"name": ["x"]}),
-            "Invalid value for name: expected a string",
-        ),
-        (
-            "/structures/demo-structure",
-            json!({"eta": "soon"}),
-            "Invalid value for eta: expected an object",
-        ),
+        ("/structures/demo-structure", json!({"name": ["x"]}), "Invalid value for name: expected a string"),
+        ("/structures/demo-structure", json!({"eta": "soon"}), "Invalid value for eta: expected an object"),
         (
             "/devices/cameras/front-camera",
             json!({"is_streaming": 1}),
@@ -337,16 +231,8 @@ fn wrong_json_types_get_a_clear_error_per_field_type() {
 
 #[test]
 fn huge_strings_are_refused() {
-    let e = err(write(
-        &demo(),
-        &all(),
-        T_HP,
-        json!({"label": "x".repeat(100_000)}),
-    ));
-    assert_eq!(
-        e["error"],
-        "Invalid value for label: expected a string of at most 64 characters"
-    );
+    let e = err(write(&demo(), &all(), T_HP, json!({"label": "x".repeat(100_000)})));
+    assert_eq!(e["error"], "Invalid value for label: expected a string of at most 64 characters");
     let e = err(write(&demo(), &all(), T_HP, json!({"label": "a\u{0}b"})));
     assert_eq!(e["details"]["field_name"], "label");
 }
@@ -368,20 +254,10 @@ fn bodies_of_the_wrong_shape_are_invalid_content() {
 
 #[test]
 fn unknown_elements_are_not_found() {
-    let e = err(write(
-        &demo(),
-        &all(),
-        "/devices/thermostats/nope",
-        json!({"target_temperature_f": 70}),
-    ));
+    let e = err(write(&demo(), &all(), "/devices/thermostats/nope", json!({"target_temperature_f": 70})));
     assert_eq!(e["status"], 404);
     assert_eq!(e["details"]["path"], "/devices/thermostats/nope");
-    let e = err(write(
-        &demo(),
-        &all(),
-        "/structures/nope/away",
-        json!("away"),
-    ));
+    let e = err(write(&demo(), &all(), "/structures/nope/away", json!("away")));
     assert_eq!(e["status"], 404);
     let e = err(write(&demo(), &all(), "/flux", json!({"a": 1})));
     assert_eq!(e["status"], 404);
@@ -402,21 +278,10 @@ fn modes_need_the_hardware() {
             "details": {"mode": "cool", "action": "cool"}
         })
     );
-    let e = err(write(
-        &demo(),
-        &all(),
-        T_HO,
-        json!({"hvac_mode": "heat-cool"}),
-    ));
-    assert_eq!(
-        e["error"],
-        "Cannot change HVAC mode to heat-cool: HVAC cannot cool"
-    );
+    let e = err(write(&demo(), &all(), T_HO, json!({"hvac_mode": "heat-cool"})));
+    assert_eq!(e["error"], "Cannot change HVAC mode to heat-cool: HVAC cannot cool");
     for ok in ["heat", "eco", "off"] {
-        assert!(
-            write(&demo(), &all(), T_HO, json!({"hvac_mode": ok})).is_ok(),
-            "{ok}"
-        );
+        assert!(write(&demo(), &all(), T_HO, json!({"hvac_mode": ok})).is_ok(), "{ok}");
     }
 }
 
@@ -441,15 +306,9 @@ fn no_cooling_mode_while_emergency_heat_is_on() {
     }
     assert!(write(&h, &all(), T_HP, json!({"hvac_mode": "off"})).is_ok());
     // Once the heat pump reports emergency heat off, cooling is allowed.
-    let h = write(
-        &h,
-        &Actor::Device {
-            device_id: HP.into(),
-        },
-        T_HP,
-        json!({"is_using_emergency_heat": false}),
-    )
-    .unwrap();
+    let h =
+        write(&h, &Actor::Device { device_id: HP.into() }, T_HP, json!({"is_using_emergency_heat": false}))
+            .unwrap();
     let h = write(&h, &all(), T_HP, json!({"hvac_mode": "cool"})).unwrap();
     assert_eq!(thermostat(&h, HP)["hvac_mode"], json!("cool"));
 }
@@ -458,11 +317,8 @@ fn no_cooling_mode_while_emergency_heat_is_on() {
 
 #[test]
 fn safety_shutoff_refuses_mode_and_fan_changes() {
-    let h = service(
-        &demo(),
-        "/devices/smoke_co_alarms/kitchen-protect",
-        json!({"co_alarm_state": "emergency"}),
-    );
+    let h =
+        service(&demo(), "/devices/smoke_co_alarms/kitchen-protect", json!({"co_alarm_state": "emergency"}));
     assert_eq!(h.structure()["co_alarm_state"], json!("emergency"));
     let e = err(write(&h, &all(), T_HP, json!({"fan_timer_active": true})));
     assert_eq!(
@@ -475,10 +331,7 @@ fn safety_shutoff_refuses_mode_and_fan_changes() {
         })
     );
     let e = err(write(&h, &all(), T_HP, json!({"hvac_mode": "off"})));
-    assert_eq!(
-        e["error"],
-        "Cannot change HVAC mode during smoke/co safety shutoff"
-    );
+    assert_eq!(e["error"], "Cannot change HVAC mode during smoke/co safety shutoff");
     // Turning the fan off and changing a target stay possible.
     assert!(write(&h, &all(), T_HP, json!({"fan_timer_active": false})).is_ok());
     assert!(write(&h, &all(), T_HP, json!({"target_temperature_f": 66})).is_ok());
@@ -489,11 +342,7 @@ fn safety_shutoff_refuses_mode_and_fan_changes() {
         json!({"co_alarm_state": "ok", "smoke_alarm_state": "emergency"}),
     );
     assert!(write(&h, &all(), T_HP, json!({"hvac_mode": "off"})).is_err());
-    let h = service(
-        &h,
-        "/devices/smoke_co_alarms/kitchen-protect",
-        json!({"smoke_alarm_state": "ok"}),
-    );
+    let h = service(&h, "/devices/smoke_co_alarms/kitchen-protect", json!({"smoke_alarm_state": "ok"}));
     assert!(write(&h, &all(), T_HP, json!({"hvac_mode": "off"})).is_ok());
 }
 
@@ -519,12 +368,7 @@ fn no_target_change_in_eco_or_off() {
 
 #[test]
 fn single_target_vs_low_high_follow_the_mode() {
-    let e = err(write(
-        &demo(),
-        &all(),
-        T_HP,
-        json!({"target_temperature_low_f": 66}),
-    ));
+    let e = err(write(&demo(), &all(), T_HP, json!({"target_temperature_low_f": 66})));
     assert_eq!(
         e,
         json!({
@@ -538,31 +382,24 @@ fn single_target_vs_low_high_follow_the_mode() {
     let h = service(&demo(), T_HP, json!({"is_using_emergency_heat": false}));
     let h = write(&h, &all(), T_HP, json!({"hvac_mode": "heat-cool"})).unwrap();
     let e = err(write(&h, &all(), T_HP, json!({"target_temperature_c": 20})));
-    assert_eq!(
-        e["error"],
-        "Cannot set target_temperature while mode is heat-cool"
-    );
-    assert_eq!(
-        e["details"],
-        json!({"fieldName": "target_temperature", "mode": "heat-cool"})
-    );
+    assert_eq!(e["error"], "Cannot set target_temperature while mode is heat-cool");
+    assert_eq!(e["details"], json!({"fieldName": "target_temperature", "mode": "heat-cool"}));
     assert!(write(&h, &all(), T_HP, json!({"target_temperature_high_c": 25})).is_ok());
 }
 
 #[test]
 fn mode_and_targets_in_one_request_are_judged_in_the_new_mode() {
     let h = write(&demo(), &all(), T_HP, json!({"hvac_mode": "eco"})).unwrap();
+    let h = write(&h, &all(), T_HP, json!({"hvac_mode": "heat", "target_temperature_f": 69})).unwrap();
+    assert_eq!(thermostat(&h, HP)["target_temperature_f"], json!(69));
+    let h = service(&h, T_HP, json!({"is_using_emergency_heat": false}));
     let h = write(
         &h,
         &all(),
         T_HP,
-        json!({"hvac_mode": "heat", "target_temperature_f": 69}),
+        json!({"hvac_mode": "heat-cool", "target_temperature_low_f": 64, "target_temperature_high_f": 78}),
     )
     .unwrap();
-    assert_eq!(thermostat(&h, HP)["target_temperature_f"], json!(69));
-    let h = service(&h, T_HP, json!({"is_using_emergency_heat": false}));
-    let h = write(&h, &all(), T_HP, json!({"hvac_mode": "heat-cool", "target_temperature_low_f": 64, "target_temperature_high_f": 78}))
-        .unwrap();
     assert_eq!(thermostat(&h, HP)["target_temperature_low_c"], json!(18));
 }
 
@@ -620,20 +457,10 @@ fn absolute_ranges_in_both_scales() {
 #[test]
 fn both_scales_in_one_request_must_agree() {
     assert!(
-        write(
-            &demo(),
-            &all(),
-            T_HP,
-            json!({"target_temperature_f": 70, "target_temperature_c": 21})
-        )
-        .is_ok()
+        write(&demo(), &all(), T_HP, json!({"target_temperature_f": 70, "target_temperature_c": 21})).is_ok()
     );
-    let e = err(write(
-        &demo(),
-        &all(),
-        T_HP,
-        json!({"target_temperature_f": 70, "target_temperature_c": 25}),
-    ));
+    let e =
+        err(write(&demo(), &all(), T_HP, json!({"target_temperature_f": 70, "target_temperature_c": 25})));
     assert_eq!(
         e["error"],
         "Invalid value for target_temperature_c: expected the same temperature as target_temperature_f"
@@ -657,30 +484,13 @@ fn locked_thermostats_keep_targets_in_the_lock_range() {
         })
     );
     // 75 F is 24 C: 24.5 C is above the lock.
-    let e = err(write(
-        &h,
-        &all(),
-        T_HP,
-        json!({"target_temperature_c": 24.5}),
-    ));
-    assert_eq!(
-        e["error"],
-        "Temperature C '24.5' is too high for lock temperature '24.0'"
-    );
-    assert_eq!(
-        e["details"],
-        json!({"tempC": "24.5", "highLockTemp": "24.0"})
-    );
+    let e = err(write(&h, &all(), T_HP, json!({"target_temperature_c": 24.5})));
+    assert_eq!(e["error"], "Temperature C '24.5' is too high for lock temperature '24.0'");
+    assert_eq!(e["details"], json!({"tempC": "24.5", "highLockTemp": "24.0"}));
     let e = err(write(&h, &all(), T_HP, json!({"target_temperature_f": 60})));
-    assert_eq!(
-        e["error"],
-        "Temperature F '60.0' is too low for lock temperature '65.0'"
-    );
+    assert_eq!(e["error"], "Temperature F '60.0' is too low for lock temperature '65.0'");
     assert_eq!(e["type"], ty("low-f-value-4-lock"));
-    assert_eq!(
-        e["details"],
-        json!({"tempF": "60.0", "lowLockTemp": "65.0"})
-    );
+    assert_eq!(e["details"], json!({"tempF": "60.0", "lowLockTemp": "65.0"}));
     assert!(write(&h, &all(), T_HP, json!({"target_temperature_f": 70})).is_ok());
     // Mode changes are allowed while locked.
     assert!(write(&h, &all(), T_HP, json!({"hvac_mode": "off"})).is_ok());
@@ -712,12 +522,7 @@ fn low_must_be_below_high() {
         })
     );
     // Against the stored high (76 F).
-    let e = err(write(
-        &heat_cool(),
-        &all(),
-        T_HP,
-        json!({"target_temperature_low_f": 80}),
-    ));
+    let e = err(write(&heat_cool(), &all(), T_HP, json!({"target_temperature_low_f": 80})));
     assert_eq!(e["details"], json!({"lowTemp": "80.0", "highTemp": "76.0"}));
 }
 
@@ -745,10 +550,7 @@ fn low_and_high_keep_the_minimum_spread() {
         T_HP,
         json!({"target_temperature_low_c": 21, "target_temperature_high_c": 22}),
     ));
-    assert_eq!(
-        e["error"],
-        "Cannot set target temperature closer than 1.5 degrees C"
-    );
+    assert_eq!(e["error"], "Cannot set target temperature closer than 1.5 degrees C");
     let h = write(
         &heat_cool(),
         &all(),
@@ -765,16 +567,9 @@ fn the_spread_is_configurable() {
     let loc = Location::parse(T_HP).unwrap();
     let body = json!({"target_temperature_low_f": 70, "target_temperature_high_f": 72});
     let plan = plan_write(&loc, &body, [&h]).unwrap();
-    let config = RuleConfig {
-        min_spread_f: 2.0,
-        ..RuleConfig::default()
-    };
+    let config = RuleConfig { min_spread_f: 2.0, ..RuleConfig::default() };
     let actor = all();
-    let ctx = WriteContext {
-        actor: &actor,
-        now: now(),
-        config: &config,
-    };
+    let ctx = WriteContext { actor: &actor, now: now(), config: &config };
     assert!(apply_write(&h, &plan, &ctx).is_ok());
 }
 
@@ -782,12 +577,7 @@ fn the_spread_is_configurable() {
 
 #[test]
 fn fan_timer_needs_a_fan_and_an_allowed_duration() {
-    let e = err(write(
-        &demo(),
-        &all(),
-        T_HO,
-        json!({"fan_timer_active": true}),
-    ));
+    let e = err(write(&demo(), &all(), T_HO, json!({"fan_timer_active": true})));
     assert_eq!(
         e,
         json!({
@@ -797,12 +587,7 @@ fn fan_timer_needs_a_fan_and_an_allowed_duration() {
             "message": "Cannot activate fan: the HVAC system has no fan",
         })
     );
-    let e = err(write(
-        &demo(),
-        &all(),
-        T_HP,
-        json!({"fan_timer_duration": 10}),
-    ));
+    let e = err(write(&demo(), &all(), T_HP, json!({"fan_timer_duration": 10})));
     assert_eq!(
         e["error"],
         "Fan timer duration 10 is not allowed; allowed minutes: 15, 30, 45, 60, 120, 240, 480, 720"
@@ -812,35 +597,20 @@ fn fan_timer_needs_a_fan_and_an_allowed_duration() {
 
 #[test]
 fn fan_timer_timeout_is_computed_from_the_duration() {
-    let h = write(
-        &demo(),
-        &all(),
-        T_HP,
-        json!({"fan_timer_duration": 30, "fan_timer_active": true}),
-    )
-    .unwrap();
+    let h =
+        write(&demo(), &all(), T_HP, json!({"fan_timer_duration": 30, "fan_timer_active": true})).unwrap();
     let t = thermostat(&h, HP);
     assert_eq!(t["fan_timer_active"], json!(true));
     assert_eq!(t["fan_timer_timeout"], json!("2026-11-27T12:30:00.000Z"));
     let h = write(&h, &all(), T_HP, json!({"fan_timer_active": false})).unwrap();
-    assert_eq!(
-        thermostat(&h, HP)["fan_timer_timeout"],
-        json!("1970-01-01T00:00:00.000Z")
-    );
+    assert_eq!(thermostat(&h, HP)["fan_timer_timeout"], json!("1970-01-01T00:00:00.000Z"));
 }
 
 #[test]
 fn an_expired_fan_timer_turns_off() {
     let h = write(&demo(), &all(), T_HP, json!({"fan_timer_active": true})).unwrap();
     let later = now() + chrono::Duration::minutes(16);
-    let h = write_at(
-        &h,
-        &Actor::Service,
-        "/structures/demo-structure",
-        json!({}),
-        later,
-    )
-    .unwrap();
+    let h = write_at(&h, &Actor::Service, "/structures/demo-structure", json!({}), later).unwrap();
     let t = thermostat(&h, HP);
     assert_eq!(t["fan_timer_active"], json!(false));
     assert_eq!(t["fan_timer_timeout"], json!("1970-01-01T00:00:00.000Z"));
@@ -854,10 +624,7 @@ const S: &str = "/structures/demo-structure";
 fn eta_sets_eta_begin_and_begin_zero_cancels() {
     let eta = json!({"trip_id": "t1", "estimated_arrival_window_begin": "2026-11-27T18:00:00.123456", "estimated_arrival_window_end": "2026-11-27T18:01:00Z"});
     let h = write(&demo(), &product(&[P::EtaWrite]), S, json!({"eta": eta})).unwrap();
-    assert_eq!(
-        h.structure()["eta_begin"],
-        json!("2026-11-27T18:00:00.123Z")
-    );
+    assert_eq!(h.structure()["eta_begin"], json!("2026-11-27T18:00:00.123Z"));
     // Cancel another trip: nothing changes.
     let h2 = write(
         &h,
@@ -866,10 +633,7 @@ fn eta_sets_eta_begin_and_begin_zero_cancels() {
         json!({"trip_id": "other", "estimated_arrival_window_begin": 0}),
     )
     .unwrap();
-    assert_eq!(
-        h2.structure()["eta_begin"],
-        json!("2026-11-27T18:00:00.123Z")
-    );
+    assert_eq!(h2.structure()["eta_begin"], json!("2026-11-27T18:00:00.123Z"));
     let h3 = write(
         &h,
         &all(),
@@ -877,10 +641,7 @@ fn eta_sets_eta_begin_and_begin_zero_cancels() {
         json!({"trip_id": "t1", "estimated_arrival_window_begin": 0}),
     )
     .unwrap();
-    assert_eq!(
-        h3.structure()["eta_begin"],
-        json!("1970-01-01T00:00:00.000Z")
-    );
+    assert_eq!(h3.structure()["eta_begin"], json!("1970-01-01T00:00:00.000Z"));
 }
 
 #[test]
@@ -907,12 +668,7 @@ fn eta_errors() {
         let e = err(write(&demo(), &all(), S, json!({"eta": eta})));
         assert_eq!(e["error"], text);
     }
-    let e = err(write(
-        &demo(),
-        &product(&[P::AwayReadWrite]),
-        S,
-        json!({"eta": {}}),
-    ));
+    let e = err(write(&demo(), &product(&[P::AwayReadWrite]), S, json!({"eta": {}})));
     assert_eq!(e["error"], "No write permission(s) for field(s): eta");
 }
 
@@ -927,10 +683,7 @@ fn a_collection_write_applies_to_every_device_or_none() {
     // One bad device refuses the whole request.
     let body = json!({HP: {"target_temperature_f": 71}, HO: {"hvac_mode": "cool"}});
     let e = err(write(&demo(), &all(), "/devices/thermostats", body));
-    assert_eq!(
-        e["error"],
-        "Cannot change HVAC mode to cool: HVAC cannot cool"
-    );
+    assert_eq!(e["error"], "Cannot change HVAC mode to cool: HVAC cannot cool");
 }
 
 #[test]
@@ -946,12 +699,7 @@ fn a_write_spanning_structures_is_refused() {
     };
     let b = demo_home(&other, now());
     let body = json!({HP: {"target_temperature_f": 71}, "t-s2": {"target_temperature_f": 72}});
-    let e = plan_write(
-        &Location::parse("/devices/thermostats").unwrap(),
-        &body,
-        [&a, &b],
-    )
-    .unwrap_err();
+    let e = plan_write(&Location::parse("/devices/thermostats").unwrap(), &body, [&a, &b]).unwrap_err();
     assert_eq!(e.status, 400);
     assert_eq!(e.error, "A write may change only one structure at a time");
 }
@@ -960,12 +708,7 @@ fn a_write_spanning_structures_is_refused() {
 fn a_refused_write_changes_nothing() {
     let h = demo();
     let before = h.clone();
-    let _ = write(
-        &h,
-        &all(),
-        T_HP,
-        json!({"target_temperature_f": 71, "hvac_mode": "cool"}),
-    );
+    let _ = write(&h, &all(), T_HP, json!({"target_temperature_f": 71, "hvac_mode": "cool"}));
     assert_eq!(h, before);
 }
 
@@ -978,17 +721,9 @@ fn product_data_is_stored_and_listed_on_the_structure() {
         "location": {"structure_id": SID},
         "resource_use": {"electricity": {"value": 42.789, "measurement_reset_time": "2016-01-01T01:01:01.000Z", "measurement_time": "2016-01-01T01:02:35.000Z"}}
     });
-    let h = write(
-        &demo(),
-        &product(&[P::ProductDataReadWrite]),
-        "/devices/acme_lighting/lighting/pd1",
-        body,
-    )
-    .unwrap();
-    assert_eq!(
-        h.structure()["devices"],
-        json!({"acme_lighting": {"lighting": ["pd1"]}})
-    );
+    let h = write(&demo(), &product(&[P::ProductDataReadWrite]), "/devices/acme_lighting/lighting/pd1", body)
+        .unwrap();
+    assert_eq!(h.structure()["devices"], json!({"acme_lighting": {"lighting": ["pd1"]}}));
     let e = err(write(
         &demo(),
         &product(&[P::ThermostatReadWrite]),
@@ -1003,17 +738,10 @@ fn product_data_is_stored_and_listed_on_the_structure() {
         json!({"software": {"version": "1"}}),
     ));
     assert_eq!(e["error"], "Invalid content sent");
-    let deep = json!({"location": {"structure_id": SID}, "x": {"a": {"b": {"c": {"d": {"e": {"f": {"g": 1}}}}}}}});
-    let e = err(write(
-        &demo(),
-        &all(),
-        "/devices/acme_lighting/lighting/pd3",
-        deep,
-    ));
-    assert_eq!(
-        e["message"],
-        "Invalid content sent: product data is nested too deeply"
-    );
+    let deep =
+        json!({"location": {"structure_id": SID}, "x": {"a": {"b": {"c": {"d": {"e": {"f": {"g": 1}}}}}}}});
+    let e = err(write(&demo(), &all(), "/devices/acme_lighting/lighting/pd3", deep));
+    assert_eq!(e["message"], "Invalid content sent: product data is nested too deeply");
 }
 
 #[test]
@@ -1026,23 +754,9 @@ fn a_custom_where_is_created_once() {
     )
     .unwrap();
     let id = crate::rules::where_id_for("Sunroom");
-    assert_eq!(
-        h.structure()["wheres"][&id],
-        json!({"where_id": id, "name": "Sunroom"})
-    );
-    let again = write(
-        &h,
-        &all(),
-        "/structures/demo-structure/wheres",
-        json!({"name": "Sunroom"}),
-    )
-    .unwrap();
+    assert_eq!(h.structure()["wheres"][&id], json!({"where_id": id, "name": "Sunroom"}));
+    let again = write(&h, &all(), "/structures/demo-structure/wheres", json!({"name": "Sunroom"})).unwrap();
     assert_eq!(again, h);
-    let e = err(write(
-        &h,
-        &all(),
-        "/structures/demo-structure/wheres",
-        json!({"name": ""}),
-    ));
+    let e = err(write(&h, &all(), "/structures/demo-structure/wheres", json!({"name": ""})));
     assert_eq!(e["details"]["field_name"], "wheres");
 }

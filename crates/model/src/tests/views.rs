@@ -7,11 +7,7 @@ use crate::home::{Metadata, assemble_view};
 use crate::permission::Permission as P;
 
 fn md() -> Metadata {
-    Metadata {
-        access_token: "c.demo".into(),
-        client_version: 1,
-        user_id: "z.1.1.demo".into(),
-    }
+    Metadata { access_token: "c.demo".into(), client_version: 1, user_id: "z.1.1.demo".into() }
 }
 
 /// The full demo view is checked in; `UPDATE_GOLDEN=1 cargo test` rewrites it after an
@@ -20,18 +16,12 @@ fn md() -> Metadata {
 fn golden_demo_view() {
     let view = assemble_view([&demo()], PermissionSet::all(), &md());
     let text = serde_json::to_string_pretty(&view).unwrap() + "\n";
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/src/tests/golden_demo_view.json"
-    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/tests/golden_demo_view.json");
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(path, &text).unwrap();
     }
     let golden = std::fs::read_to_string(path).unwrap();
-    assert_eq!(
-        text, golden,
-        "the demo view changed; rerun with UPDATE_GOLDEN=1 if intended"
-    );
+    assert_eq!(text, golden, "the demo view changed; rerun with UPDATE_GOLDEN=1 if intended");
 }
 
 /// The keys of the simulator sample document (nest-api.md §1.11).
@@ -161,10 +151,7 @@ fn demo_view_has_the_sample_document_shape() {
     for k in SAMPLE_STRUCTURE {
         assert!(have.contains(&k.to_string()), "structure lacks {k}");
     }
-    assert!(
-        view["structures"][SID].get("eta").is_none(),
-        "eta is write-only"
-    );
+    assert!(view["structures"][SID].get("eta").is_none(), "eta is write-only");
     assert!(view["structures"][SID]["thermostats"].is_array());
     assert_eq!(
         view["metadata"],

@@ -7,19 +7,8 @@ use serde_json::{Value, json};
 use crate::helpers::{TestApp, roost};
 
 fn admin(dir: &std::path::Path, args: &[&str]) -> Value {
-    let out = roost()
-        .arg("admin")
-        .arg("--data")
-        .arg(dir)
-        .arg("--json")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = roost().arg("admin").arg("--data").arg(dir).arg("--json").args(args).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -28,43 +17,12 @@ async fn admin_changes_reach_a_running_server() {
     let app = TestApp::spawn().await;
     let user = admin(&app.dir, &["user", "create", "--login", "ada@example.com"]);
     let uid = user["user_id"].as_str().unwrap().to_string();
-    let s = admin(
-        &app.dir,
-        &[
-            "structure",
-            "create",
-            "--owner",
-            "ada@example.com",
-            "--name",
-            "Cabin",
-        ],
-    );
+    let s = admin(&app.dir, &["structure", "create", "--owner", "ada@example.com", "--name", "Cabin"]);
     let sid = s["structure_id"].as_str().unwrap().to_string();
-    let d = admin(
-        &app.dir,
-        &[
-            "device",
-            "add",
-            "--structure",
-            &sid,
-            "--kind",
-            "thermostat",
-            "--where",
-            "Attic",
-        ],
-    );
+    let d =
+        admin(&app.dir, &["device", "add", "--structure", &sid, "--kind", "thermostat", "--where", "Attic"]);
     let did = d["device_id"].as_str().unwrap().to_string();
-    let t = admin(
-        &app.dir,
-        &[
-            "token",
-            "issue",
-            "--user",
-            &uid,
-            "--permissions",
-            "thermostat:read",
-        ],
-    );
+    let t = admin(&app.dir, &["token", "issue", "--user", &uid, "--permissions", "thermostat:read"]);
     let token = t["access_token"].as_str().unwrap().to_string();
     assert!(token.starts_with("c."));
     // The server loaded the new structure written by another process.
@@ -99,13 +57,7 @@ async fn admin_changes_reach_a_running_server() {
     assert_eq!(v, json!({"revoked": true}));
     let mut status = 0;
     for _ in 0..20 {
-        let r = app
-            .client
-            .get(format!("{}/", app.url))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
+        let r = app.client.get(format!("{}/", app.url)).bearer_auth(&token).send().await.unwrap();
         status = r.status().as_u16();
         if status == 401 {
             break;
@@ -116,22 +68,13 @@ async fn admin_changes_reach_a_running_server() {
     let list = admin(&app.dir, &["token", "list", "--user", "ada@example.com"]);
     assert_eq!(list[0]["revoked"], json!(true));
     let tokens = std::fs::read(app.dir.join("roost.db")).unwrap();
-    assert!(
-        !tokens.windows(token.len()).any(|w| w == token.as_bytes()),
-        "tokens are stored only hashed"
-    );
+    assert!(!tokens.windows(token.len()).any(|w| w == token.as_bytes()), "tokens are stored only hashed");
 }
 
 #[test]
 fn bad_settings_are_named() {
     let out = roost()
-        .args([
-            "serve",
-            "--listen",
-            "0.0.0.0:0",
-            "--insecure-http",
-            "--data",
-        ])
+        .args(["serve", "--listen", "0.0.0.0:0", "--insecure-http", "--data"])
         .arg(std::env::temp_dir().join("roost-bad"))
         .output()
         .unwrap();
@@ -143,21 +86,13 @@ fn bad_settings_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("roost.toml");
     std::fs::write(&cfg, "listen = \"nowhere\"\n").unwrap();
-    let out = roost()
-        .args(["serve", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = roost().args(["serve", "--config"]).arg(&cfg).output().unwrap();
     assert!(
         String::from_utf8_lossy(&out.stderr)
             .contains("config file setting 'listen': 'nowhere' is not an address")
     );
     std::fs::write(&cfg, "lisen = \"127.0.0.1:1\"\n").unwrap();
-    let out = roost()
-        .args(["serve", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = roost().args(["serve", "--config"]).arg(&cfg).output().unwrap();
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("unknown field `lisen`"),
         "{}",

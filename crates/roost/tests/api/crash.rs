@@ -24,23 +24,14 @@ async fn acknowledged_writes_survive_kill_9() {
             if *seq > 0 {
                 let (s, v) = app.get_json(&format!("/devices/acme/meter/w{w}/seq")).await;
                 assert_eq!(s, 200, "round {round} writer {w}");
-                assert!(
-                    v.as_u64().unwrap() >= *seq,
-                    "round {round} writer {w}: {v} < acknowledged {seq}"
-                );
+                assert!(v.as_u64().unwrap() >= *seq, "round {round} writer {w}: {v} < acknowledged {seq}");
             }
         }
-        let counters: Vec<Arc<AtomicU64>> =
-            acked.iter().map(|s| Arc::new(AtomicU64::new(*s))).collect();
+        let counters: Vec<Arc<AtomicU64>> = acked.iter().map(|s| Arc::new(AtomicU64::new(*s))).collect();
         let mut tasks = Vec::new();
         for (w, counter) in counters.iter().enumerate() {
-            let (client, url, token, sid, counter) = (
-                app.client.clone(),
-                app.url.clone(),
-                app.token.clone(),
-                sid.clone(),
-                counter.clone(),
-            );
+            let (client, url, token, sid, counter) =
+                (app.client.clone(), app.url.clone(), app.token.clone(), sid.clone(), counter.clone());
             tasks.push(tokio::spawn(async move {
                 loop {
                     let next = counter.load(Ordering::SeqCst) + 1;
@@ -66,10 +57,7 @@ async fn acknowledged_writes_survive_kill_9() {
         for (w, c) in counters.iter().enumerate() {
             acked[w] = c.load(Ordering::SeqCst);
         }
-        assert!(
-            acked.iter().all(|s| *s > 0),
-            "every writer got writes acknowledged: {acked:?}"
-        );
+        assert!(acked.iter().all(|s| *s > 0), "every writer got writes acknowledged: {acked:?}");
     }
     let app = TestApp::start(dir, None, Options::default()).await;
     for (w, seq) in acked.iter().enumerate() {

@@ -18,9 +18,7 @@ async fn reads_any_location() {
     let keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
     assert_eq!(keys, ["devices", "metadata", "structures"]);
     assert_eq!(v["metadata"]["access_token"], json!(app.token));
-    let (s, v) = app
-        .get_json(&format!("{}/away", app.structure_path()))
-        .await;
+    let (s, v) = app.get_json(&format!("{}/away", app.structure_path())).await;
     assert_eq!((s, v), (200, json!("home")));
     let (s, v) = app.get_json("/metadata/client_version").await;
     assert_eq!((s, v), (200, json!(1)));
@@ -66,9 +64,7 @@ async fn writes_merge_and_echo() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let (s, v) = app
-        .put_json(&format!("{t}/target_temperature_c"), json!(20))
-        .await;
+    let (s, v) = app.put_json(&format!("{t}/target_temperature_c"), json!(20)).await;
     assert_eq!((s, v), (200, json!(20)));
     let (_, v) = app.get_json(&t).await;
     assert_eq!(
@@ -81,20 +77,11 @@ async fn writes_merge_and_echo() {
 async fn auth_by_header_or_query_and_content_type_is_optional() {
     let app = TestApp::spawn().await;
     let t = app.thermostat_path();
-    let r = app
-        .client
-        .get(format!("{}{t}/hvac_mode?auth={}", app.url, app.token))
-        .send()
-        .await
-        .unwrap();
+    let r = app.client.get(format!("{}{t}/hvac_mode?auth={}", app.url, app.token)).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap(), json!("heat"));
     // python-nest sends PUT bodies with no Content-Type; curl sends form encoding.
-    for ct in [
-        None,
-        Some("application/x-www-form-urlencoded"),
-        Some("application/json"),
-    ] {
+    for ct in [None, Some("application/x-www-form-urlencoded"), Some("application/json")] {
         let mut req = app
             .client
             .put(format!("{}{t}", app.url))
@@ -113,10 +100,7 @@ async fn rules_refuse_with_the_original_error_json() {
     let t = app.thermostat_path();
     let (s, v) = app.put_json(&t, json!({"hvac_mode": "cool"})).await;
     assert_eq!(s, 400);
-    assert_eq!(
-        v["error"],
-        json!("Cannot change HVAC mode to cool while emergency heat is on")
-    );
+    assert_eq!(v["error"], json!("Cannot change HVAC mode to cool while emergency heat is on"));
     let (s, v) = app.put_json(&t, json!({"target_temperature_f": 100})).await;
     assert_eq!(s, 400);
     assert_eq!(v["details"], json!({"tempF": "100.0"}));
@@ -135,49 +119,27 @@ async fn etag_and_if_match_protect_against_lost_updates() {
     let r = app.get(&t).send().await.unwrap();
     let tag = r.headers()["etag"].to_str().unwrap().to_string();
     assert_eq!(tag, "\"1\"");
-    let ok = app
-        .put(&t, json!({"target_temperature_f": 70}))
-        .header("if-match", &tag)
-        .send()
-        .await
-        .unwrap();
+    let ok = app.put(&t, json!({"target_temperature_f": 70})).header("if-match", &tag).send().await.unwrap();
     assert_eq!(ok.status(), 200);
     assert_eq!(ok.headers()["etag"], "\"2\"");
-    let stale = app
-        .put(&t, json!({"target_temperature_f": 72}))
-        .header("if-match", &tag)
-        .send()
-        .await
-        .unwrap();
+    let stale =
+        app.put(&t, json!({"target_temperature_f": 72})).header("if-match", &tag).send().await.unwrap();
     assert_eq!(stale.status(), 412);
     let v: Value = stale.json().await.unwrap();
     assert_eq!(v["details"], json!({"revision": "2"}));
     let (_, v) = app.get_json(&format!("{t}/target_temperature_f")).await;
     assert_eq!(v, json!(70), "the stale write did not land");
-    let star = app
-        .put(&t, json!({"target_temperature_f": 72}))
-        .header("if-match", "*")
-        .send()
-        .await
-        .unwrap();
+    let star = app.put(&t, json!({"target_temperature_f": 72})).header("if-match", "*").send().await.unwrap();
     assert_eq!(star.status(), 200);
 }
 
 #[tokio::test]
 async fn the_front_door_redirects_with_307() {
-    let app = TestApp::spawn_with(Options {
-        front: true,
-        ..Options::default()
-    })
-    .await;
+    let app = TestApp::spawn_with(Options { front: true, ..Options::default() }).await;
     let front = app.front.clone().unwrap();
     let r = app
         .client
-        .get(format!(
-            "https://localhost:{}{}?x=1",
-            front.rsplit(':').next().unwrap(),
-            app.thermostat_path()
-        ))
+        .get(format!("https://localhost:{}{}?x=1", front.rsplit(':').next().unwrap(), app.thermostat_path()))
         .bearer_auth(&app.token)
         .send()
         .await
@@ -185,47 +147,19 @@ async fn the_front_door_redirects_with_307() {
     assert_eq!(r.status(), 307);
     let loc = r.headers()["location"].to_str().unwrap().to_string();
     assert_eq!(loc, format!("{}{}?x=1", app.url, app.thermostat_path()));
-    let r = app
-        .client
-        .get(&loc)
-        .bearer_auth(&app.token)
-        .send()
-        .await
-        .unwrap();
+    let r = app.client.get(&loc).bearer_auth(&app.token).send().await.unwrap();
     assert_eq!(r.status(), 200);
 }
 
 #[tokio::test]
 async fn operations_endpoints() {
     let app = TestApp::spawn().await;
-    let r = app
-        .client
-        .get(format!("{}/healthz", app.url))
-        .send()
-        .await
-        .unwrap();
+    let r = app.client.get(format!("{}/healthz", app.url)).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    let r = app
-        .client
-        .get(format!("{}/readyz", app.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        r.json::<Value>().await.unwrap(),
-        json!({"status": "ready", "structures": 1})
-    );
-    app.put_json(&app.thermostat_path(), json!({"target_temperature_f": 70}))
-        .await;
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let r = app.client.get(format!("{}/readyz", app.url)).send().await.unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"status": "ready", "structures": 1}));
+    app.put_json(&app.thermostat_path(), json!({"target_temperature_f": 70})).await;
+    let text = app.client.get(format!("{}/metrics", app.url)).send().await.unwrap().text().await.unwrap();
     assert!(text.contains("roost_http_requests_total"), "{text}");
     assert!(text.contains("roost_store_commit_batch_size"), "{text}");
     assert!(text.contains("roost_writes_total"), "{text}");
@@ -235,22 +169,13 @@ async fn operations_endpoints() {
 async fn http1_and_http2_and_plain_http_on_loopback() {
     let app = TestApp::spawn().await;
     let h1 = client_for(&app.dir, true);
-    let r = h1
-        .get(format!("{}/", app.url))
-        .bearer_auth(&app.token)
-        .send()
-        .await
-        .unwrap();
+    let r = h1.get(format!("{}/", app.url)).bearer_auth(&app.token).send().await.unwrap();
     assert_eq!(r.version(), reqwest::Version::HTTP_11);
     assert_eq!(r.status(), 200);
     let r = app.get("/").send().await.unwrap();
     assert_eq!(r.version(), reqwest::Version::HTTP_2);
     drop(app);
-    let plain = TestApp::spawn_with(Options {
-        insecure_http: true,
-        ..Options::default()
-    })
-    .await;
+    let plain = TestApp::spawn_with(Options { insecure_http: true, ..Options::default() }).await;
     assert!(plain.url.starts_with("http://127.0.0.1:"));
     let (s, _) = plain.get_json("/").await;
     assert_eq!(s, 200);

@@ -7,12 +7,7 @@ use crate::helpers::{Options, TestApp};
 
 async fn expect_error(r: reqwest::Response, status: u16, error: &str) -> Value {
     assert_eq!(r.status().as_u16(), status);
-    assert!(
-        r.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("application/json")
-    );
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"], json!(error), "{v}");
     assert!(v["instance"].is_string() && v["type"].is_string() && v["message"].is_string());
@@ -27,22 +22,12 @@ async fn bad_tokens_are_401() {
     assert_eq!(r.headers()["www-authenticate"], "Bearer");
     expect_error(r, 401, "unauthorized").await;
     for token in ["c.wrong", "", &"x".repeat(10_000), "c.\u{7f}"] {
-        let r = app
-            .client
-            .get(&url)
-            .header("authorization", format!("Bearer {token}"))
-            .send()
-            .await;
+        let r = app.client.get(&url).header("authorization", format!("Bearer {token}")).send().await;
         if let Ok(r) = r {
             expect_error(r, 401, "unauthorized").await;
         }
     }
-    let r = app
-        .client
-        .get(format!("{url}?auth=c.nope"))
-        .send()
-        .await
-        .unwrap();
+    let r = app.client.get(format!("{url}?auth=c.nope")).send().await.unwrap();
     expect_error(r, 401, "unauthorized").await;
     let r = app.client.put(&url).body("{}").send().await.unwrap();
     expect_error(r, 401, "unauthorized").await;
@@ -74,28 +59,15 @@ async fn bad_bodies_are_400_and_change_nothing() {
             .unwrap();
         expect_error(r, 400, "Invalid content sent").await;
     }
-    let r = app
-        .put(&t, json!({"target_temperature_f": "hot"}))
-        .send()
-        .await
-        .unwrap();
-    expect_error(
-        r,
-        400,
-        "Temperature 'target_temperature_f' is in wrong format",
-    )
-    .await;
+    let r = app.put(&t, json!({"target_temperature_f": "hot"})).send().await.unwrap();
+    expect_error(r, 400, "Temperature 'target_temperature_f' is in wrong format").await;
     let (_, v) = app.get_json(&t).await;
     assert_eq!(v["target_temperature_f"], json!(68));
 }
 
 #[tokio::test]
 async fn huge_bodies_are_413() {
-    let app = TestApp::spawn_with(Options {
-        body_limit: Some(4096),
-        ..Options::default()
-    })
-    .await;
+    let app = TestApp::spawn_with(Options { body_limit: Some(4096), ..Options::default() }).await;
     let body = json!({"label": "x".repeat(10_000)});
     let r = app.put(&app.thermostat_path(), body).send().await.unwrap();
     let v = expect_error(r, 413, "payload too large").await;
@@ -105,12 +77,9 @@ async fn huge_bodies_are_413() {
 #[tokio::test]
 async fn odd_paths_are_400() {
     let app = TestApp::spawn().await;
-    for path in [
-        "/devices/%ff",
-        "/a/%00/b",
-        &format!("/{}", "a/".repeat(20)),
-        &format!("/{}", "x".repeat(2000)),
-    ] {
+    for path in
+        ["/devices/%ff", "/a/%00/b", &format!("/{}", "a/".repeat(20)), &format!("/{}", "x".repeat(2000))]
+    {
         let r = app.get(path).send().await.unwrap();
         expect_error(r, 400, "Invalid data location").await;
     }
@@ -120,17 +89,9 @@ async fn odd_paths_are_400() {
 #[tokio::test]
 async fn dot_segments_are_400_on_the_wire() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let app = TestApp::spawn_with(Options {
-        insecure_http: true,
-        ..Options::default()
-    })
-    .await;
+    let app = TestApp::spawn_with(Options { insecure_http: true, ..Options::default() }).await;
     let addr = app.url.trim_start_matches("http://").to_string();
-    for path in [
-        "/devices/../metadata",
-        "/devices/%2e%2e/metadata",
-        "/./metadata",
-    ] {
+    for path in ["/devices/../metadata", "/devices/%2e%2e/metadata", "/./metadata"] {
         let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
         let req = format!(
             "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
@@ -140,10 +101,7 @@ async fn dot_segments_are_400_on_the_wire() {
         let mut out = String::new();
         s.read_to_string(&mut out).await.unwrap();
         assert!(out.starts_with("HTTP/1.1 400"), "{path}: {out}");
-        assert!(
-            out.contains("\"error\":\"Invalid data location\""),
-            "{path}: {out}"
-        );
+        assert!(out.contains("\"error\":\"Invalid data location\""), "{path}: {out}");
     }
 }
 
@@ -152,13 +110,8 @@ async fn other_methods_are_405() {
     let app = TestApp::spawn().await;
     for m in ["POST", "DELETE", "OPTIONS", "FOO"] {
         let method = reqwest::Method::from_bytes(m.as_bytes()).unwrap();
-        let r = app
-            .client
-            .request(method, format!("{}/", app.url))
-            .bearer_auth(&app.token)
-            .send()
-            .await
-            .unwrap();
+        let r =
+            app.client.request(method, format!("{}/", app.url)).bearer_auth(&app.token).send().await.unwrap();
         assert_eq!(r.headers()["allow"], "GET, PUT, PATCH");
         expect_error(r, 405, "method not allowed").await;
     }
@@ -176,12 +129,7 @@ async fn large_headers_get_a_json_error_and_the_server_lives_on() {
         .await
         .unwrap();
     expect_error(r, 401, "unauthorized").await;
-    let r = app
-        .get("/")
-        .header("x-junk", "j".repeat(65_536))
-        .send()
-        .await
-        .unwrap();
+    let r = app.get("/").header("x-junk", "j".repeat(65_536)).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let (s, _) = app.get_json("/").await;
     assert_eq!(s, 200);

@@ -44,8 +44,7 @@ impl TestApp {
     /// Starts (or restarts) a server on an existing data dir.
     pub async fn start(dir: PathBuf, tmp: Option<tempfile::TempDir>, opts: Options) -> TestApp {
         let mut cmd = roost();
-        cmd.args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data"])
-            .arg(&dir);
+        cmd.args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data"]).arg(&dir);
         if opts.insecure_http {
             cmd.arg("--insecure-http");
         }
@@ -58,9 +57,7 @@ impl TestApp {
         if let Some(b) = opts.body_limit {
             cmd.args(["--body-limit", &b.to_string()]);
         }
-        cmd.env("ROOST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+        cmd.env("ROOST_LOG", "warn").stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = cmd.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -72,9 +69,7 @@ impl TestApp {
         let mut url = None;
         let mut front = None;
         loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(30))
-                .expect("server did not start");
+            let line = rx.recv_timeout(Duration::from_secs(30)).expect("server did not start");
             if let Some(u) = line.strip_prefix("roost: listening on ") {
                 url = Some(u.to_string());
             }
@@ -113,16 +108,11 @@ impl TestApp {
     }
 
     pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
-        self.client
-            .get(format!("{}{path}", self.url))
-            .bearer_auth(&self.token)
+        self.client.get(format!("{}{path}", self.url)).bearer_auth(&self.token)
     }
 
     pub fn put(&self, path: &str, body: Value) -> reqwest::RequestBuilder {
-        self.client
-            .put(format!("{}{path}", self.url))
-            .bearer_auth(&self.token)
-            .body(body.to_string())
+        self.client.put(format!("{}{path}", self.url)).bearer_auth(&self.token).body(body.to_string())
     }
 
     pub async fn get_json(&self, path: &str) -> (u16, Value) {

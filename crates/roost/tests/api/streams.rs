@@ -21,29 +21,17 @@ pub struct Event {
 
 impl Events {
     pub async fn open(app: &TestApp, path: &str) -> Events {
-        let r = app
-            .get(path)
-            .header("accept", "text/event-stream")
-            .send()
-            .await
-            .unwrap();
+        let r = app.get(path).header("accept", "text/event-stream").send().await.unwrap();
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()["content-type"], "text/event-stream");
-        Events {
-            stream: r.bytes_stream().boxed(),
-            buf: String::new(),
-        }
+        Events { stream: r.bytes_stream().boxed(), buf: String::new() }
     }
 
     pub async fn next(&mut self) -> Option<Event> {
         loop {
             if let Some(i) = self.buf.find("\n\n") {
                 let raw: String = self.buf.drain(..i + 2).collect();
-                let mut e = Event {
-                    name: "message".into(),
-                    id: None,
-                    data: String::new(),
-                };
+                let mut e = Event { name: "message".into(), id: None, data: String::new() };
                 for line in raw.lines() {
                     if let Some(v) = line.strip_prefix("event: ") {
                         e.name = v.into();
@@ -55,10 +43,8 @@ impl Events {
                 }
                 return Some(e);
             }
-            let chunk = tokio::time::timeout(Duration::from_secs(10), self.stream.next())
-                .await
-                .ok()??
-                .ok()?;
+            let chunk =
+                tokio::time::timeout(Duration::from_secs(10), self.stream.next()).await.ok()??.ok()?;
             self.buf.push_str(&String::from_utf8_lossy(&chunk));
         }
     }
@@ -83,8 +69,7 @@ async fn initial_put_then_a_put_per_relevant_change() {
     let first = events.next_put().await;
     assert_eq!(first["target_temperature_f"], json!(68));
     // A change elsewhere (the structure's name) sends nothing to this stream.
-    app.put_json(&app.structure_path(), json!({"name": "Elsewhere"}))
-        .await;
+    app.put_json(&app.structure_path(), json!({"name": "Elsewhere"})).await;
     app.put_json(&t, json!({"target_temperature_f": 70})).await;
     let second = events.next_put().await;
     assert_eq!(second["target_temperature_f"], json!(70));
@@ -93,11 +78,7 @@ async fn initial_put_then_a_put_per_relevant_change() {
 
 #[tokio::test]
 async fn keep_alive_when_idle() {
-    let app = TestApp::spawn_with(Options {
-        keepalive_secs: Some(1),
-        ..Options::default()
-    })
-    .await;
+    let app = TestApp::spawn_with(Options { keepalive_secs: Some(1), ..Options::default() }).await;
     let mut events = Events::open(&app, "/metadata").await;
     events.next_put().await;
     let e = events.next().await.unwrap();

@@ -1,0 +1,420 @@
+//! `roost bench`: load generation and measurement, in one place.
+//!
+//! `roost bench run` seeds a fresh data dir with one home per client, starts `roost serve` on
+//! it as a child process, and drives each scenario with keep-alive connections (one per
+//! client, HTTP/1.1), printing progress every second and writing a JSON result file.
+//! `roost bench http` drives any URL (for peers) with the same client.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use roost_model::PermissionSet;
+use roost_model::demo::{DemoIds, demo_home};
+use roost_server::{admin, ids};
+use serde::Serialize;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// One request a client sends, over and over (bodies alternate to make every write real).
+#[derive(Clone)]
+pub struct RequestSpec {
+    pub method: hyper::Method,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub bodies: Vec<Bytes>,
+}
+
+#[derive(Clone)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub host: String,
+    /// Trust this CA (PEM) and speak TLS.
+    pub tls_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Serialize, Clone)]
+pub struct Stats {
+    pub scenario: String,
+    pub clients: usize,
+    pub seconds: f64,
+    pub requests: u64,
+    pub errors: u64,
+    pub per_second: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+type Sender = http1::SendRequest<Full<Bytes>>;
+
+async fn connect(target: &Target, tls: Option<&Arc<rustls::ClientConfig>>) -> anyhow::Result<Sender> {
+    let tcp = tokio::net::TcpStream::connect(target.addr).await?;
+    tcp.set_nodelay(true)?;
+    match tls {
+        Some(cfg) => {
+            let name = rustls::pki_types::ServerName::try_from(target.host.clone())?;
+            let stream = tokio_rustls::TlsConnector::from(cfg.clone()).connect(name, tcp).await?;
+            let (send, conn) = http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(conn);
+            Ok(send)
+        }
+        None => {
+            let (send, conn) = http1::handshake(TokioIo::new(tcp)).await?;
+            tokio::spawn(conn);
+            Ok(send)
+        }
+    }
+}
+
+fn tls_config(ca: &Path) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca)? {
+        roots.add(cert?)?;
+    }
+    let mut cfg = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// Runs `clients` connections, client `i` sending `specs[i % specs.len()]`, for `duration`
+/// after a warm-up; returns the measured stats.
+pub async fn load(
+    name: &str,
+    target: &Target,
+    specs: &[RequestSpec],
+    clients: usize,
+    duration: Duration,
+) -> anyhow::Result<Stats> {
+    let tls = match &target.tls_ca {
+        Some(ca) => Some(tls_config(ca)?),
+        None => None,
+    };
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..clients {
+        let spec = specs[i % specs.len()].clone();
+        let mut send =
+            connect(target, tls.as_ref()).await.with_context(|| format!("connecting to {}", target.addr))?;
+        let (measuring, stop, done, errors) = (measuring.clone(), stop.clone(), done.clone(), errors.clone());
+        let host = target.host.clone();
+        let (target, tls) = (target.clone(), tls.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies: Vec<u32> = Vec::with_capacity(1 << 16);
+            let mut n = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let body = spec.bodies.get(n % spec.bodies.len().max(1)).cloned().unwrap_or_default();
+                n += 1;
+                let mut req = hyper::Request::builder()
+                    .method(spec.method.clone())
+                    .uri(&spec.path)
+                    .header("host", &host);
+                for (k, v) in &spec.headers {
+                    req = req.header(k, v);
+                }
+                let Ok(req) = req.body(Full::new(body)) else { break };
+                let started = Instant::now();
+                let ok = match send.send_request(req).await {
+                    Ok(resp) => {
+                        let status = resp.status();
+                        let drained = resp.into_body().collect().await.is_ok();
+                        drained && status.is_success()
+                    }
+                    Err(_) => false,
+                };
+                let micros = started.elapsed().as_micros().min(u32::MAX as u128) as u32;
+                if measuring.load(Ordering::Relaxed) {
+                    if ok {
+                        latencies.push(micros);
+                        done.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                if !ok {
+                    match connect(&target, tls.as_ref()).await {
+                        Ok(s) => send = s,
+                        Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                    }
+                }
+            }
+            latencies
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    let mut last = 0;
+    while started.elapsed() < duration {
+        tokio::time::sleep(Duration::from_secs(1).min(duration.saturating_sub(started.elapsed()))).await;
+        let now = done.load(Ordering::Relaxed);
+        eprintln!(
+            "bench {name}: {:>4.1}s  {:>8} req/s  ({} errors)",
+            started.elapsed().as_secs_f64(),
+            now - last,
+            errors.load(Ordering::Relaxed)
+        );
+        last = now;
+    }
+    measuring.store(false, Ordering::Relaxed);
+    let seconds = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let mut all: Vec<u32> = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap_or_default());
+    }
+    all.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if all.is_empty() {
+            return 0.0;
+        }
+        let i = ((all.len() as f64 - 1.0) * p).round() as usize;
+        f64::from(all[i]) / 1000.0
+    };
+    let requests = all.len() as u64;
+    Ok(Stats {
+        scenario: name.to_string(),
+        clients,
+        seconds,
+        requests,
+        errors: errors.load(Ordering::Relaxed),
+        per_second: requests as f64 / seconds,
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+        max_ms: all.last().map(|m| f64::from(*m) / 1000.0).unwrap_or(0.0),
+    })
+}
+
+/// A seeded data dir and a running `roost serve` on it.
+pub struct Bed {
+    pub child: tokio::process::Child,
+    pub target: Target,
+    pub homes: Vec<(DemoIds, String)>,
+    pub dir: PathBuf,
+}
+
+pub async fn bed(dir: &Path, homes: usize, tls: bool) -> anyhow::Result<Bed> {
+    std::fs::create_dir_all(dir)?;
+    let store = roost_server::open_store(dir, 10_000)?;
+    let user = admin::create_user(store.as_ref(), &format!("bench-{}@roost.local", ids::random_b64(6)), None)
+        .await?;
+    let mut seeded = Vec::new();
+    let now = chrono::Utc::now();
+    for _ in 0..homes {
+        let d = DemoIds {
+            structure_id: ids::element_id(),
+            heat_pump_thermostat: ids::element_id(),
+            heat_only_thermostat: ids::element_id(),
+            kitchen_protect: ids::element_id(),
+            hallway_protect: ids::element_id(),
+            camera: ids::element_id(),
+        };
+        let home = demo_home(&d, now);
+        roost_store::Store::create_structure(
+            store.as_ref(),
+            &user.id,
+            &d.structure_id,
+            home.into_json(),
+            "bench",
+        )
+        .await?;
+        let token = admin::issue_token(
+            store.as_ref(),
+            &user.id,
+            PermissionSet::all(),
+            std::slice::from_ref(&d.structure_id),
+            "bench",
+        )
+        .await?;
+        seeded.push((d, token));
+    }
+    store.close();
+    drop(store);
+    let exe = std::env::current_exe()?;
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"]).arg(dir);
+    if !tls {
+        cmd.arg("--insecure-http");
+    }
+    cmd.env("ROOST_LOG", "warn").stdout(Stdio::piped()).kill_on_drop(true);
+    let mut child = cmd.spawn().context("starting roost serve")?;
+    let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+    let mut lines = BufReader::new(stdout).lines();
+    let mut url = None;
+    while let Some(line) = tokio::time::timeout(Duration::from_secs(120), lines.next_line()).await?? {
+        if let Some(u) = line.strip_prefix("roost: listening on ") {
+            url = Some(u.to_string());
+        }
+        if line.starts_with("roost: ready") {
+            break;
+        }
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let url = url.ok_or_else(|| anyhow!("server did not say where it listens"))?;
+    let hostport = url.split("://").nth(1).unwrap_or_default().to_string();
+    let port: u16 = hostport.rsplit(':').next().unwrap_or("0").parse()?;
+    let host = hostport.rsplit_once(':').map(|(h, _)| h.to_string()).unwrap_or_default();
+    Ok(Bed {
+        child,
+        target: Target {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            host,
+            tls_ca: tls.then(|| dir.join("ca.pem")),
+        },
+        homes: seeded,
+        dir: dir.to_path_buf(),
+    })
+}
+
+fn auth(token: &str) -> Vec<(String, String)> {
+    vec![("authorization".into(), format!("Bearer {token}"))]
+}
+
+/// GET of one leaf (`target_temperature_f`), each client on its own home.
+pub fn get_leaf(bed: &Bed) -> Vec<RequestSpec> {
+    bed.homes
+        .iter()
+        .map(|(d, t)| RequestSpec {
+            method: hyper::Method::GET,
+            path: format!("/devices/thermostats/{}/target_temperature_f", d.heat_pump_thermostat),
+            headers: auth(t),
+            bodies: vec![Bytes::new()],
+        })
+        .collect()
+}
+
+/// GET of the whole view (`/`).
+pub fn get_view(bed: &Bed) -> Vec<RequestSpec> {
+    bed.homes
+        .iter()
+        .map(|(_, t)| RequestSpec {
+            method: hyper::Method::GET,
+            path: "/".into(),
+            headers: auth(t),
+            bodies: vec![Bytes::new()],
+        })
+        .collect()
+}
+
+/// Durable PUT of a target temperature, alternating values so every request commits.
+pub fn put_target(bed: &Bed) -> Vec<RequestSpec> {
+    bed.homes
+        .iter()
+        .map(|(d, t)| RequestSpec {
+            method: hyper::Method::PUT,
+            path: format!("/devices/thermostats/{}", d.heat_pump_thermostat),
+            headers: auth(t),
+            bodies: vec![
+                Bytes::from_static(b"{\"target_temperature_f\":70}"),
+                Bytes::from_static(b"{\"target_temperature_f\":71}"),
+            ],
+        })
+        .collect()
+}
+
+/// Writes per transaction (one fsync each), from the server's /metrics.
+async fn scrape_batch_size(target: &Target) -> anyhow::Result<f64> {
+    let tls = match &target.tls_ca {
+        Some(ca) => Some(tls_config(ca)?),
+        None => None,
+    };
+    let mut send = connect(target, tls.as_ref()).await?;
+    let req = hyper::Request::builder()
+        .uri("/metrics")
+        .header("host", &target.host)
+        .body(Full::new(Bytes::new()))?;
+    let body = send.send_request(req).await?.into_body().collect().await?.to_bytes();
+    let text = String::from_utf8_lossy(&body);
+    let value = |name: &str| -> f64 {
+        text.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).unwrap_or(0.0)
+    };
+    let count = value("roost_store_commit_batch_size_count");
+    Ok(if count > 0.0 { value("roost_store_commit_batch_size_sum") / count } else { 0.0 })
+}
+
+/// Average time of a 4 KiB write + fdatasync in `dir`: what one durable commit costs here.
+pub fn fsync_cost(dir: &Path, rounds: usize) -> anyhow::Result<f64> {
+    use std::io::Write;
+    let path = dir.join("fsync-probe");
+    let mut f = std::fs::File::create(&path)?;
+    let block = vec![7u8; 4096];
+    let started = Instant::now();
+    for _ in 0..rounds {
+        f.write_all(&block)?;
+        f.sync_data()?;
+    }
+    let per = started.elapsed().as_secs_f64() * 1e6 / rounds as f64;
+    drop(f);
+    std::fs::remove_file(&path)?;
+    Ok(per)
+}
+
+pub async fn run(
+    scenarios: &[String],
+    clients: usize,
+    seconds: u64,
+    tls: bool,
+    out: Option<&Path>,
+) -> anyhow::Result<()> {
+    let tmp = std::env::temp_dir().join(format!("roost-bench-{}", ids::random_b64(6)));
+    let mut bed = bed(&tmp, clients, tls).await?;
+    let fsync_us = fsync_cost(&tmp, 500)?;
+    eprintln!(
+        "bench: {clients} clients, {seconds}s per scenario, {}; fsync of 4 KiB: {fsync_us:.0} µs",
+        if tls { "TLS" } else { "plain HTTP" }
+    );
+    let duration = Duration::from_secs(seconds);
+    let mut results = Vec::new();
+    for s in scenarios {
+        let specs = match s.as_str() {
+            "get-leaf" => get_leaf(&bed),
+            "get-view" => get_view(&bed),
+            "put" => put_target(&bed),
+            other => bail!("unknown scenario '{other}'; known: get-leaf, get-view, put"),
+        };
+        let stats = load(s, &bed.target, &specs, clients, duration).await?;
+        println!(
+            "{:<10} {:>9.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  max {:>7.2} ms  ({} requests, {} errors)",
+            stats.scenario,
+            stats.per_second,
+            stats.p50_ms,
+            stats.p99_ms,
+            stats.max_ms,
+            stats.requests,
+            stats.errors
+        );
+        results.push(stats);
+    }
+    let batch = scrape_batch_size(&bed.target).await.unwrap_or(0.0);
+    if batch > 0.0 {
+        eprintln!("bench: average commit batch (writes per fsync): {batch:.1}");
+    }
+    let _ = bed.child.kill().await;
+    let report = serde_json::json!({
+        "writes_per_fsync": batch,
+        "machine": {"cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)},
+        "build": if cfg!(debug_assertions) { "debug" } else { "release" },
+        "tls": tls,
+        "http": "HTTP/1.1 keep-alive, one connection per client",
+        "fsync_4k_us": fsync_us,
+        "results": results,
+    });
+    if let Some(out) = out {
+        std::fs::write(out, serde_json::to_string_pretty(&report)? + "\n")?;
+        eprintln!("bench: results in {}", out.display());
+    }
+    let _ = std::fs::remove_dir_all(&bed.dir);
+    Ok(())
+}
