@@ -112,6 +112,6 @@ pub fn demo_home(ids: &DemoIds, now: DateTime<Utc>) -> Home {
     );
     let before = home.clone();
     let ctx = WriteContext { actor: &Actor::Service, now, config: &RuleConfig::default() };
-    logic::settle(&before, &mut home, &ctx);
+    logic::settle_all(&before, &mut home, &ctx);
     home
 }

@@ -134,6 +134,20 @@ impl Home {
         &self.structure
     }
 
+    /// The structure's shared fields.
+    pub fn structure_fields(&self) -> Fields {
+        self.structure.clone()
+    }
+
+    /// True when both revisions hold the very same (shared, unchanged) device.
+    pub fn shares_device(&self, other: &Home, kind: Entity, id: &str) -> bool {
+        let Some(i) = kind_index(kind) else { return false };
+        match (self.devices[i].get(id), other.devices[i].get(id)) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
     /// The structure's fields, shared: home logic changes them only when a value differs.
     pub fn structure_fields_mut(&mut self) -> &mut Fields {
         &mut self.structure
@@ -223,10 +237,7 @@ impl Home {
 
     /// The elements of two revisions side by side, for diffs: `(path prefix, old, new)` per
     /// element present in either, skipping elements that are shared (unchanged).
-    pub fn changed_elements<'a>(
-        &'a self,
-        newer: &'a Home,
-    ) -> Vec<ElementPair<'a>> {
+    pub fn changed_elements<'a>(&'a self, newer: &'a Home) -> Vec<ElementPair<'a>> {
         let mut out = Vec::new();
         if !Arc::ptr_eq(&self.structure, &newer.structure) {
             out.push((format!("/structures/{}", self.id), Some(&*self.structure), Some(&*newer.structure)));

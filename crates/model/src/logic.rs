@@ -31,11 +31,23 @@ use crate::write::WriteContext;
 
 pub const MAX_PASSES: usize = 8;
 
-/// Brings `next` (the home after a write to `prev`) to a consistent state.
+/// Brings `next` (the home after a write to `prev`) to a consistent state. Device-level
+/// derivations look at the devices the write changed (all of them when the structure
+/// changed); [`settle_all`] looks at every device.
 pub fn settle(prev: &Home, next: &mut Home, ctx: &WriteContext<'_>) {
+    run(prev, next, ctx, false);
+}
+
+/// [`settle`] over every device, changed or not: for homes built or edited outside a write
+/// (the demo, admin commands) and for time-driven reactions such as fan timers running out.
+pub fn settle_all(prev: &Home, next: &mut Home, ctx: &WriteContext<'_>) {
+    run(prev, next, ctx, true);
+}
+
+fn run(prev: &Home, next: &mut Home, ctx: &WriteContext<'_>, all: bool) {
     for _ in 0..MAX_PASSES {
         let mut p = Pass::default();
-        pass(&mut p, prev, next, ctx);
+        pass(&mut p, prev, next, ctx, all);
         if !p.changed {
             return;
         }
@@ -58,37 +70,47 @@ impl Pass {
     }
 }
 
-fn pass(p: &mut Pass, prev: &Home, next: &mut Home, ctx: &WriteContext<'_>) {
+fn pass(p: &mut Pass, prev: &Home, next: &mut Home, ctx: &WriteContext<'_>, all: bool) {
     let sid = next.id().to_string();
-    let wheres: Map<String, Value> =
-        next.structure().get("wheres").and_then(Value::as_object).cloned().unwrap_or_default();
-    let away_now = next.structure().get("away").and_then(Value::as_str).unwrap_or("home").to_string();
-    let away_before = prev.structure().get("away").and_then(Value::as_str).unwrap_or("home").to_string();
+    // A shared handle on the structure, so devices can change while it is read.
+    let structure = next.structure_fields_mut().clone();
+    let structure_changed = !Arc::ptr_eq(&structure, &prev.structure_fields());
+    let empty = Map::new();
+    let wheres = structure.get("wheres").and_then(Value::as_object).unwrap_or(&empty);
+    let away_now = structure.get("away").and_then(Value::as_str).unwrap_or("home");
+    let away_before = prev.structure().get("away").and_then(Value::as_str).unwrap_or("home");
     let away_changed = away_now != away_before;
     let now = units::format_time(ctx.now);
 
     for kind in Entity::DEVICE_KINDS {
-        let ids: Vec<String> = next.devices(kind).map(|(id, _)| id.clone()).collect();
+        let ids: Vec<String> = next
+            .devices(kind)
+            .map(|(id, _)| id.clone())
+            .filter(|id| all || structure_changed || !next.shares_device(prev, kind, id))
+            .collect();
         for id in ids {
-            let before = prev.device(kind, &id).cloned();
+            let before = prev.device(kind, &id);
             let Some(d) = next.device_fields_mut(kind, &id) else {
                 continue;
             };
-            p.set(d, "device_id", Value::from(id.as_str()));
-            p.set(d, "structure_id", Value::from(sid.as_str()));
+            if d.get("device_id").and_then(Value::as_str) != Some(&id) {
+                p.set(d, "device_id", Value::from(id.as_str()));
+            }
+            if d.get("structure_id").and_then(Value::as_str) != Some(&sid) {
+                p.set(d, "structure_id", Value::from(sid.as_str()));
+            }
             if let Some(name) = d
                 .get("where_id")
                 .and_then(Value::as_str)
                 .and_then(|w| wheres.get(w))
                 .and_then(|w| w.get("name"))
-                .cloned()
             {
-                p.set(d, "where_name", name);
+                p.set(d, "where_name", name.clone());
             }
             derive_names(p, kind, d);
             match kind {
                 Entity::Thermostat => {
-                    thermostat(p, d, before.as_ref(), away_changed, &away_now, ctx.config.eco_on_away, &now)
+                    thermostat(p, d, before, away_changed, away_now, ctx.config.eco_on_away, &now)
                 }
                 Entity::SmokeCoAlarm => protect_color(p, d),
                 _ => {}
@@ -98,7 +120,7 @@ fn pass(p: &mut Pass, prev: &Home, next: &mut Home, ctx: &WriteContext<'_>) {
 
     roll_up(p, next);
     eta_begin(p, next);
-    security(p, prev, next, away_changed, &away_now);
+    security(p, prev, next, away_changed, away_now);
 }
 
 fn derive_names(p: &mut Pass, kind: Entity, d: &mut Fields) {

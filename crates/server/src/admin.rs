@@ -64,7 +64,7 @@ fn settle(home: &mut Home) {
     let before = home.clone();
     let config = RuleConfig::default();
     let ctx = WriteContext { actor: &Actor::Service, now: chrono::Utc::now(), config: &config };
-    roost_model::logic::settle(&before, home, &ctx);
+    roost_model::logic::settle_all(&before, home, &ctx);
 }
 
 /// Commits a service change to a structure (retrying on a concurrent commit).

@@ -249,7 +249,7 @@ async fn write(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (value, _) = json_body(body, app.config.body_limit).await?;
+    let (value, raw) = json_body(body, app.config.body_limit).await?;
     let snaps = snapshots(app, grant);
     let plan = plan_write(location, &value, snaps.iter().map(|s| &s.home))?;
     let slot = app.hub.slot(&plan.structure_id).ok_or_else(|| ApiError::not_found(&location.to_string()))?;
@@ -277,7 +277,7 @@ async fn write(
         let next: Home = apply_write(&current.home, &plan, &ctx)?;
         let (paths, patch) = diff_homes(&current.home, &next);
         if paths.is_empty() {
-            return Ok(echo(&value, &tag));
+            return Ok(echo(raw, &tag));
         }
         let snap = Arc::new(Snapshot { revision: current.revision + 1, home: next });
         let for_store = snap.clone();
@@ -299,7 +299,7 @@ async fn write(
                 debug_assert_eq!(revision, snap.revision);
                 slot.install(snap.clone());
                 metrics::counter!("roost_writes_total").increment(1);
-                return Ok(echo(&value, &etag(&[&snap])));
+                return Ok(echo(raw, &etag(&[&snap])));
             }
             Err(StoreError::Conflict { .. }) => {
                 // Another node committed first: load its revision and judge the write again.
@@ -315,9 +315,12 @@ async fn write(
     Err(ApiError::service_unavailable())
 }
 
-fn echo(value: &Value, tag: &HeaderValue) -> Response {
-    let mut resp = json_response(StatusCode::OK, value);
-    resp.headers_mut().insert(header::ETAG, tag.clone());
+/// The answer to a write: the JSON that was written, as it was sent (it parsed as JSON).
+fn echo(raw: Bytes, tag: &HeaderValue) -> Response {
+    let mut resp = (StatusCode::OK, raw).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=UTF-8"));
+    h.insert(header::ETAG, tag.clone());
     resp
 }
 

@@ -609,8 +609,13 @@ fn fan_timer_timeout_is_computed_from_the_duration() {
 #[test]
 fn an_expired_fan_timer_turns_off() {
     let h = write(&demo(), &all(), T_HP, json!({"fan_timer_active": true})).unwrap();
+    // The service's timer sweep settles every device at a later time.
     let later = now() + chrono::Duration::minutes(16);
-    let h = write_at(&h, &Actor::Service, "/structures/demo-structure", json!({}), later).unwrap();
+    let config = RuleConfig::default();
+    let ctx = WriteContext { actor: &Actor::Service, now: later, config: &config };
+    let mut swept = h.clone();
+    crate::logic::settle_all(&h, &mut swept, &ctx);
+    let h = swept;
     let t = thermostat(&h, HP);
     assert_eq!(t["fan_timer_active"], json!(false));
     assert_eq!(t["fan_timer_timeout"], json!("1970-01-01T00:00:00.000Z"));
