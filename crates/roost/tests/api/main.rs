@@ -7,4 +7,5 @@ mod crash;
 mod data;
 mod errors;
 mod helpers;
+mod lifecycle;
 mod streams;
