@@ -105,6 +105,12 @@ struct ServeArgs {
     /// Change log entries kept per structure.
     #[arg(long, env = "ROOST_CHANGELOG_KEEP")]
     changelog_keep: Option<u64>,
+    /// Concurrent streams per token.
+    #[arg(long, env = "ROOST_MAX_STREAMS_PER_TOKEN")]
+    max_streams_per_token: Option<usize>,
+    /// Concurrent streams per user.
+    #[arg(long, env = "ROOST_MAX_STREAMS_PER_USER")]
+    max_streams_per_user: Option<usize>,
 }
 
 /// The config file: the same settings as the flags.
@@ -123,6 +129,8 @@ struct FileConfig {
     keepalive_secs: Option<u64>,
     body_limit: Option<usize>,
     changelog_keep: Option<u64>,
+    max_streams_per_token: Option<usize>,
+    max_streams_per_user: Option<usize>,
     min_spread_f: Option<f64>,
     min_spread_c: Option<f64>,
     eco_on_away: Option<bool>,
@@ -293,6 +301,12 @@ fn load_config(args: ServeArgs) -> anyhow::Result<Config> {
     }
     if let Some(k) = args.changelog_keep.or(file.changelog_keep) {
         c.changelog_keep = k.max(1);
+    }
+    if let Some(v) = args.max_streams_per_token.or(file.max_streams_per_token) {
+        c.max_streams_per_token = v;
+    }
+    if let Some(v) = args.max_streams_per_user.or(file.max_streams_per_user) {
+        c.max_streams_per_user = v;
     }
     if let Some(v) = file.min_spread_f {
         c.rules.min_spread_f = v;

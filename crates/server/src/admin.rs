@@ -83,6 +83,7 @@ pub async fn update_structure(
         change(&mut home)?;
         settle(&mut home);
         let (paths, patch) = roost_model::diff::diff_homes(&old, &home);
+        let inverse = roost_model::diff::diff_homes(&home, &old).1;
         let commit = Commit {
             structure_id: s.id.clone(),
             base_revision: s.revision,
@@ -94,6 +95,7 @@ pub async fn update_structure(
                 actor: actor.into(),
                 paths,
                 patch,
+                inverse,
             },
         };
         match store.commit(commit).await {

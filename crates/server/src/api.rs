@@ -106,7 +106,7 @@ async fn handle(
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|a| a.contains("text/event-stream"));
             if wants_stream {
-                Ok(crate::stream::open(app, grant, location, metadata))
+                Ok(crate::stream::open(app, grant, location, metadata, headers, uri).await)
             } else {
                 read(app, &grant, &location, &metadata)
             }
@@ -276,6 +276,7 @@ async fn write(
         let ctx = WriteContext { actor: &actor, now, config: &app.config.rules };
         let next: Home = apply_write(&current.home, &plan, &ctx)?;
         let (paths, patch) = diff_homes(&current.home, &next);
+        let inverse = diff_homes(&next, &current.home).1;
         if paths.is_empty() {
             return Ok(echo(raw, &tag));
         }
@@ -292,6 +293,7 @@ async fn write(
                 actor: actor_name.clone(),
                 paths,
                 patch,
+                inverse,
             },
         };
         match app.store.commit(commit).await {

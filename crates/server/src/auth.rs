@@ -7,7 +7,6 @@ use std::sync::{Arc, RwLock};
 use roost_model::PermissionSet;
 use roost_store::{Store, StoreError, TokenRecord};
 use sha2::{Digest, Sha256};
-use tokio_util::sync::CancellationToken;
 
 /// What a token may do: whose homes, which of them, with which permissions.
 #[derive(Debug)]
@@ -18,8 +17,6 @@ pub struct Grant {
     pub permissions: PermissionSet,
     pub structures: Vec<String>,
     pub client_version: u64,
-    /// Cancelled when the grant is revoked: open streams select on it.
-    pub revoked: CancellationToken,
 }
 
 pub fn hash_token(token: &str) -> [u8; 32] {
@@ -62,10 +59,10 @@ impl Grants {
         Ok(Some(grant))
     }
 
-    /// Forgets a revoked token and ends its streams.
+    /// Forgets a revoked token (its streams are ended by `stream::Streams::revoke`).
     pub fn revoked(&self, hash: &[u8; 32]) {
-        if let Some(g) = self.cache.write().ok().and_then(|mut c| c.remove(hash)) {
-            g.revoked.cancel();
+        if let Ok(mut c) = self.cache.write() {
+            c.remove(hash);
         }
     }
 }
@@ -78,6 +75,5 @@ fn grant_of(r: TokenRecord) -> Grant {
         permissions: PermissionSet::from_bits(r.permissions),
         structures: r.structures,
         client_version: r.client_version,
-        revoked: CancellationToken::new(),
     }
 }

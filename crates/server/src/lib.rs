@@ -52,6 +52,10 @@ pub struct Config {
     pub keepalive: Duration,
     pub changelog_keep: u64,
     pub h2_max_streams: u32,
+    /// Concurrent streams one token may hold open.
+    pub max_streams_per_token: usize,
+    /// Concurrent streams one user may hold open over all tokens.
+    pub max_streams_per_user: usize,
     pub rules: RuleConfig,
     pub demo: bool,
 }
@@ -71,6 +75,8 @@ impl Config {
             keepalive: api::KEEPALIVE_DEFAULT,
             changelog_keep: 10_000,
             h2_max_streams: 10_000,
+            max_streams_per_token: 100,
+            max_streams_per_user: 1_000,
             rules: RuleConfig::default(),
             demo: false,
         }
@@ -81,6 +87,7 @@ pub struct AppInner {
     pub store: Arc<dyn Store>,
     pub hub: hub::Hub,
     pub grants: auth::Grants,
+    pub streams: stream::Streams,
     pub config: Config,
     pub shutdown: CancellationToken,
     metrics: Option<PrometheusHandle>,
@@ -94,6 +101,14 @@ impl std::ops::Deref for App {
     type Target = AppInner;
     fn deref(&self) -> &AppInner {
         &self.0
+    }
+}
+
+impl App {
+    /// A token was revoked: it stops resolving and its open streams get `auth_revoked`.
+    pub fn revoke(&self, hash: &[u8; 32]) {
+        self.grants.revoked(hash);
+        self.streams.revoke(hash);
     }
 }
 
@@ -167,6 +182,7 @@ impl Server {
             store: store.clone(),
             hub: hub::Hub::default(),
             grants: auth::Grants::default(),
+            streams: stream::Streams::default(),
             config,
             shutdown,
             metrics,
@@ -306,7 +322,7 @@ async fn poll_other_writers(app: App) {
         if let Ok((hashes, s)) = app.store.revoked_since(revoked_seq).await {
             revoked_seq = s;
             for h in hashes {
-                app.grants.revoked(&h);
+                app.revoke(&h);
             }
         }
     }

@@ -42,7 +42,8 @@ async fn main() {
                         at: "2026-11-27T12:00:00.000Z".into(),
                         actor: "bench".into(),
                         paths: vec!["/devices/thermostats/t/target_temperature_f".into()],
-                        patch: json!({"devices": {"thermostats": {"t": {"target_temperature_f": 70 + rev % 2, "target_temperature_c": 21}}}}),
+                        patch: json!({"devices": {"thermostats": {"t": {"target_temperature_f": 70 + rev % 2}}}}),
+                        inverse: json!({"devices": {"thermostats": {"t": {"target_temperature_f": 70 + (rev + 1) % 2}}}}),
                     },
                 };
                 rev = store.commit(commit).await.unwrap();

@@ -20,6 +20,7 @@ fn commit(sid: &str, base: u64, v: u64) -> Commit {
             actor: "test".into(),
             paths: vec!["/v".into()],
             patch: json!({"v": v}),
+            inverse: json!({"v": "previous"}),
         },
     }
 }

@@ -71,6 +71,9 @@ pub struct Change {
     pub paths: Vec<String>,
     /// RFC 7396 merge patch from the previous revision's document to this one.
     pub patch: Value,
+    /// The merge patch back: from this revision's document to the previous one. With it a
+    /// stream can rebuild any revision in the log from the current one.
+    pub inverse: Value,
 }
 
 /// The new document as JSON text, produced only when the backend stores a checkpoint of it

@@ -98,6 +98,7 @@ CREATE TABLE IF NOT EXISTS changes(
     actor TEXT NOT NULL,
     paths TEXT NOT NULL,
     patch TEXT NOT NULL,
+    inverse TEXT NOT NULL,
     PRIMARY KEY(structure_id, revision)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tokens(
@@ -335,7 +336,7 @@ impl Store for SqliteStore {
             conn.execute("INSERT INTO docs(structure_id, doc) VALUES (?1, ?2)", params![id, text])
                 .map_err(backend)?;
             conn.execute(
-                "INSERT INTO changes(structure_id, revision, at, actor, paths, patch) VALUES (?1, 1, ?2, 'admin', '[\"/\"]', ?3)",
+                "INSERT INTO changes(structure_id, revision, at, actor, paths, patch, inverse) VALUES (?1, 1, ?2, 'admin', '[\"/\"]', ?3, 'null')",
                 params![id, at, text],
             )
             .map_err(backend)?;
@@ -389,8 +390,10 @@ impl Store for SqliteStore {
                      WHERE id = ?2 AND revision = ?3 RETURNING doc_revision",
                 )
                 .and_then(|mut st| {
-                    st.query_row(params![new_revision as i64, structure_id, base_revision as i64], |r| r.get(0))
-                        .optional()
+                    st.query_row(params![new_revision as i64, structure_id, base_revision as i64], |r| {
+                        r.get(0)
+                    })
+                    .optional()
                 })
             } else {
                 conn.prepare_cached(
@@ -399,8 +402,10 @@ impl Store for SqliteStore {
                      WHERE id = ?2 AND revision = ?3 RETURNING doc_revision",
                 )
                 .and_then(|mut st| {
-                    st.query_row(params![new_revision as i64, structure_id, base_revision as i64], |r| r.get(0))
-                        .optional()
+                    st.query_row(params![new_revision as i64, structure_id, base_revision as i64], |r| {
+                        r.get(0)
+                    })
+                    .optional()
                 })
             }
             .map_err(backend)?;
@@ -420,7 +425,8 @@ impl Store for SqliteStore {
                     .map_err(backend)?;
             }
             conn.prepare_cached(
-                "INSERT INTO changes(structure_id, revision, at, actor, paths, patch) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO changes(structure_id, revision, at, actor, paths, patch, inverse)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )
             .and_then(|mut st| {
                 st.execute(params![
@@ -430,6 +436,7 @@ impl Store for SqliteStore {
                     change.actor,
                     serde_json::to_string(&change.paths).unwrap_or_default(),
                     change.patch.to_string(),
+                    change.inverse.to_string(),
                 ])
             })
             .map_err(backend)?;
@@ -452,7 +459,7 @@ impl Store for SqliteStore {
     ) -> BoxFuture<'_, Result<Vec<Change>>> {
         let r = self.read(|c| {
             let mut st = c.prepare_cached(
-                "SELECT structure_id, revision, at, actor, paths, patch FROM changes
+                "SELECT structure_id, revision, at, actor, paths, patch, inverse FROM changes
                  WHERE structure_id = ?1 AND revision > ?2 ORDER BY revision LIMIT ?3",
             )?;
             st.query_map(params![structure_id, revision as i64, limit as i64], |r| {
@@ -465,6 +472,7 @@ impl Store for SqliteStore {
                     actor: r.get(3)?,
                     paths: serde_json::from_str(&paths).unwrap_or_default(),
                     patch: serde_json::from_str(&patch).unwrap_or(Value::Null),
+                    inverse: serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or(Value::Null),
                 })
             })?
             .collect()

@@ -28,6 +28,8 @@ pub struct Options {
     pub keepalive_secs: Option<u64>,
     pub front: bool,
     pub body_limit: Option<usize>,
+    pub changelog_keep: Option<u64>,
+    pub max_streams_per_token: Option<usize>,
 }
 
 impl TestApp {
@@ -56,6 +58,12 @@ impl TestApp {
         }
         if let Some(b) = opts.body_limit {
             cmd.args(["--body-limit", &b.to_string()]);
+        }
+        if let Some(k) = opts.changelog_keep {
+            cmd.args(["--changelog-keep", &k.to_string()]);
+        }
+        if let Some(m) = opts.max_streams_per_token {
+            cmd.args(["--max-streams-per-token", &m.to_string()]);
         }
         cmd.env("ROOST_LOG", "warn").stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = cmd.spawn().unwrap();

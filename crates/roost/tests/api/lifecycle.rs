@@ -22,7 +22,13 @@ async fn sigterm_closes_streams_finishes_writes_and_exits_cleanly() {
             let mut acked = 0u64;
             loop {
                 let body = json!({"location": {"structure_id": sid}, "seq": acked + 1});
-                match client.put(format!("{url}/devices/acme/meter/g{w}")).bearer_auth(&token).body(body.to_string()).send().await {
+                match client
+                    .put(format!("{url}/devices/acme/meter/g{w}"))
+                    .bearer_auth(&token)
+                    .body(body.to_string())
+                    .send()
+                    .await
+                {
                     Ok(r) if r.status() == 200 => acked += 1,
                     _ => return acked,
                 }
@@ -34,7 +40,8 @@ async fn sigterm_closes_streams_finishes_writes_and_exits_cleanly() {
     let stopped_at = Instant::now();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     // The stream ends promptly (not after a keep-alive or the drain timeout).
-    let ended = tokio::time::timeout(Duration::from_secs(5), async { while events.next().await.is_some() {} }).await;
+    let ended =
+        tokio::time::timeout(Duration::from_secs(5), async { while events.next().await.is_some() {} }).await;
     assert!(ended.is_ok(), "stream did not end after SIGTERM");
     let status = tokio::task::spawn_blocking(move || app.child.wait().unwrap()).await.unwrap();
     assert!(status.success(), "exit status {status:?}");

@@ -21,10 +21,34 @@ pub struct Event {
 
 impl Events {
     pub async fn open(app: &TestApp, path: &str) -> Events {
-        let r = app.get(path).header("accept", "text/event-stream").send().await.unwrap();
+        Events::open_with(app, path, None).await
+    }
+
+    pub async fn open_with(app: &TestApp, path: &str, last_event_id: Option<&str>) -> Events {
+        let mut req = app.get(path).header("accept", "text/event-stream");
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id);
+        }
+        let r = req.send().await.unwrap();
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()["content-type"], "text/event-stream");
         Events { stream: r.bytes_stream().boxed(), buf: String::new() }
+    }
+
+    /// The next `put` or `patch`: `(name, id, data)`.
+    pub async fn next_data(&mut self) -> (String, String, Value) {
+        loop {
+            let e = self.next().await.expect("stream ended");
+            if e.name == "put" || e.name == "patch" {
+                let v: Value = serde_json::from_str(&e.data).unwrap();
+                return (e.name, e.id.unwrap_or_default(), v["data"].clone());
+            }
+        }
+    }
+
+    /// The next event within `ms`, if any.
+    pub async fn next_within(&mut self, ms: u64) -> Option<Event> {
+        tokio::time::timeout(Duration::from_millis(ms), self.next()).await.ok().flatten()
     }
 
     pub async fn next(&mut self) -> Option<Event> {
@@ -102,4 +126,308 @@ async fn revocation_sends_auth_revoked_and_closes() {
     assert_eq!(e.name, "auth_revoked");
     assert_eq!(e.data, json!(app.token).to_string());
     assert!(events.next().await.is_none(), "the stream closed");
+}
+
+fn revision_of(id: &str) -> u64 {
+    id.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn resume_with_last_event_id_gets_exactly_what_was_missed() {
+    let app = TestApp::spawn().await;
+    let t = app.thermostat_path();
+    let mut events = Events::open(&app, &t).await;
+    let (_, id, first) = events.next_data().await;
+    assert_eq!(first["target_temperature_f"], json!(68));
+    drop(events);
+    // Missed while disconnected: three relevant changes and one elsewhere.
+    for (i, f) in [70, 71, 72].iter().enumerate() {
+        app.put_json(&t, json!({"target_temperature_f": f})).await;
+        if i == 1 {
+            app.put_json(&app.structure_path(), json!({"name": "Elsewhere"})).await;
+        }
+    }
+    let mut events = Events::open_with(&app, &t, Some(&id)).await;
+    let mut seen = Vec::new();
+    let mut last_rev = revision_of(&id);
+    while let Some(e) = events.next_within(1500).await {
+        if e.name != "put" {
+            continue;
+        }
+        let rev = revision_of(e.id.as_deref().unwrap());
+        assert!(rev > last_rev, "revisions increase: {rev} after {last_rev}");
+        last_rev = rev;
+        let v: Value = serde_json::from_str(&e.data).unwrap();
+        seen.push(v["data"]["target_temperature_f"].clone());
+    }
+    assert_eq!(seen, [json!(70), json!(71), json!(72)], "no gap, no duplicate");
+    // The query parameter works too, and an up-to-date id replays nothing.
+    let r = app
+        .get(&format!("{t}?last_event_id={}", urlencode(&format!("{}:{last_rev}", app.id("structure_id")))))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    let mut events = Events { stream: r.bytes_stream().boxed(), buf: String::new() };
+    assert!(
+        events.next_within(800).await.is_none_or(|e| e.name == "keep-alive"),
+        "nothing missed, nothing sent"
+    );
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn resume_holds_across_kill_9() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let mut app = TestApp::start(dir.clone(), None, Options::default()).await;
+    let t = app.thermostat_path();
+    app.put_json(&t, json!({"target_temperature_f": 69})).await;
+    let mut events = Events::open(&app, &t).await;
+    let (_, id, _) = events.next_data().await;
+    drop(events);
+    app.put_json(&t, json!({"target_temperature_f": 73})).await;
+    app.kill();
+    let app = TestApp::start(dir, None, Options::default()).await;
+    app.put_json(&t, json!({"target_temperature_f": 74})).await;
+    let mut events = Events::open_with(&app, &t, Some(&id)).await;
+    let (_, _, a) = events.next_data().await;
+    let (_, _, b) = events.next_data().await;
+    assert_eq!(
+        (a["target_temperature_f"].clone(), b["target_temperature_f"].clone()),
+        (json!(73), json!(74))
+    );
+    assert!(events.next_within(800).await.is_none_or(|e| e.name == "keep-alive"));
+    drop(tmp);
+}
+
+#[tokio::test]
+async fn a_resume_the_log_cannot_serve_gets_resync_then_a_snapshot() {
+    let app = TestApp::spawn_with(Options { changelog_keep: Some(2), ..Options::default() }).await;
+    let t = app.thermostat_path();
+    let mut events = Events::open(&app, &t).await;
+    let (_, old_id, _) = events.next_data().await;
+    drop(events);
+    for i in 0..40 {
+        app.put_json(&t, json!({"target_temperature_f": 60 + (i % 2)})).await;
+    }
+    for bad in [old_id.as_str(), "not-an-id", "elsewhere:1"] {
+        let mut events = Events::open_with(&app, &t, Some(bad)).await;
+        let e = events.next().await.unwrap();
+        assert_eq!(e.name, "resync", "{bad}");
+        let why: Value = serde_json::from_str(&e.data).unwrap();
+        assert_eq!(why["last_event_id"], json!(bad));
+        let (name, _, data) = events.next_data().await;
+        assert_eq!(name, "put");
+        assert_eq!(data["target_temperature_f"], json!(61));
+    }
+}
+
+#[tokio::test]
+async fn delta_mode_reproduces_the_same_document_as_put_mode() {
+    let app = TestApp::spawn().await;
+    let mut puts = Events::open(&app, "/").await;
+    let r = app.get("/?deltas=true").header("accept", "text/event-stream").send().await.unwrap();
+    let mut deltas = Events { stream: r.bytes_stream().boxed(), buf: String::new() };
+    let (_, _, mut doc) = deltas.next_data().await;
+    puts.next_data().await;
+    let t = app.thermostat_path();
+    let writes = [
+        (t.clone(), json!({"target_temperature_f": 71})),
+        (app.structure_path(), json!({"away": "away"})),
+        (t.clone(), json!({"label": "den"})),
+        (app.structure_path(), json!({"away": "home"})),
+        (format!("/devices/cameras/{}", app.id("camera")), json!({"is_streaming": false})),
+    ];
+    for (path, body) in writes {
+        let (s, _) = app.put_json(&path, body).await;
+        assert_eq!(s, 200);
+    }
+    let (_, final_id, _) = {
+        // Drain the put stream to its newest state.
+        let mut last = puts.next_data().await;
+        while let Some(e) = puts.next_within(700).await {
+            if e.name == "put" {
+                let v: Value = serde_json::from_str(&e.data).unwrap();
+                last = ("put".into(), e.id.unwrap(), v["data"].clone());
+            }
+        }
+        last
+    };
+    let (_, _, final_put) = {
+        let mut p = Events::open(&app, "/").await;
+        p.next_data().await
+    };
+    let mut patches = 0;
+    loop {
+        let Some(e) = deltas.next_within(700).await else { break };
+        if e.name == "patch" {
+            let v: Value = serde_json::from_str(&e.data).unwrap();
+            merge(&mut doc, &v["data"]);
+            patches += 1;
+            if e.id.as_deref() == Some(final_id.as_str()) {
+                break;
+            }
+        }
+    }
+    assert!(patches >= 1);
+    assert_eq!(doc, final_put, "patches rebuild the same document");
+    assert_eq!(
+        doc["devices"]["thermostats"][app.id("heat_pump_thermostat")]["name"],
+        json!("Living Room (den)")
+    );
+}
+
+fn merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
+#[tokio::test]
+async fn no_change_falls_between_snapshot_and_subscription() {
+    let app = TestApp::spawn_with(Options { max_streams_per_token: Some(1000), ..Options::default() }).await;
+    let sid = app.id("structure_id");
+    let (client, url, token) = (app.client.clone(), app.url.clone(), app.token.clone());
+    let writer = tokio::spawn(async move {
+        let mut n = 0;
+        for i in 1..=150u64 {
+            let body = json!({"location": {"structure_id": sid}, "seq": i});
+            let r = client
+                .put(format!("{url}/devices/acme/meter/m1"))
+                .bearer_auth(&token)
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            n = i;
+        }
+        n
+    });
+    // Streams open while the writes land; each must end on the final value.
+    let mut streams = Vec::new();
+    for _ in 0..20 {
+        streams.push(Events::open(&app, "/devices/acme/meter/m1/seq").await);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let last = writer.await.unwrap();
+    for mut s in streams {
+        let mut value = Value::Null;
+        let mut prev = 0;
+        while let Some(e) = s.next_within(1000).await {
+            if e.name == "put" {
+                let v: Value = serde_json::from_str(&e.data).unwrap();
+                value = v["data"].clone();
+                let n = value.as_u64().unwrap_or(0);
+                assert!(n >= prev, "values never go back");
+                prev = n;
+                if n == last {
+                    break;
+                }
+            }
+        }
+        assert_eq!(value, json!(last));
+    }
+}
+
+#[tokio::test]
+async fn a_slow_consumer_does_not_delay_a_fast_one_or_the_writers() {
+    let app = TestApp::spawn().await;
+    let h1 = crate::helpers::client_for(&app.dir, true);
+    // The slow one never reads; on its own HTTP/1.1 connection its socket fills up.
+    let slow = h1
+        .get(format!("{}/", app.url))
+        .bearer_auth(&app.token)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    let mut fast = Events::open(&app, "/").await;
+    fast.next_data().await;
+    let t = app.thermostat_path();
+    let started = std::time::Instant::now();
+    for i in 0..600 {
+        let label = format!("{}{}", "x".repeat(40), i);
+        let (s, _) = app.put_json(&t, json!({"label": label})).await;
+        assert_eq!(s, 200);
+    }
+    let writes_took = started.elapsed();
+    let mut newest = String::new();
+    while let Some(e) = fast.next_within(1500).await {
+        if e.name == "put" {
+            let v: Value = serde_json::from_str(&e.data).unwrap();
+            newest = v["data"]["devices"]["thermostats"][app.id("heat_pump_thermostat")]["label"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            if newest.ends_with("599") {
+                break;
+            }
+        }
+    }
+    assert!(newest.ends_with("599"), "the fast stream reached the newest state: {newest}");
+    assert!(writes_took < Duration::from_secs(60));
+    drop(slow);
+}
+
+#[tokio::test]
+async fn stream_limits_answer_429_blocked_with_retry_after() {
+    let app = TestApp::spawn_with(Options { max_streams_per_token: Some(2), ..Options::default() }).await;
+    let a = Events::open(&app, "/").await;
+    let _b = Events::open(&app, "/metadata").await;
+    let r = app.get("/").header("accept", "text/event-stream").send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "30");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"], json!("blocked"));
+    drop(a);
+    let mut ok = false;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let r = app.get("/").header("accept", "text/event-stream").send().await.unwrap();
+        if r.status() == 200 {
+            ok = true;
+            break;
+        }
+    }
+    assert!(ok, "a closed stream frees its place");
+}
+
+#[tokio::test]
+async fn many_streams_share_one_http2_connection() {
+    let app = TestApp::spawn_with(Options { max_streams_per_token: Some(1000), ..Options::default() }).await;
+    let mut streams = Vec::new();
+    for _ in 0..300 {
+        streams.push(Events::open(&app, &app.thermostat_path()).await);
+    }
+    for s in streams.iter_mut() {
+        assert_eq!(s.next_data().await.2["target_temperature_f"], json!(68));
+    }
+    // Past hyper's default of 200 streams per connection, writes still get through.
+    let (status, _) = app.put_json(&app.thermostat_path(), json!({"target_temperature_f": 66})).await;
+    assert_eq!(status, 200);
+    for s in streams.iter_mut().take(10) {
+        assert_eq!(s.next_data().await.2["target_temperature_f"], json!(66));
+    }
 }
