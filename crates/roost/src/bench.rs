@@ -341,6 +341,13 @@ async fn scrape_batch_size(target: &Target) -> anyhow::Result<f64> {
         text.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).unwrap_or(0.0)
     };
     let count = value("roost_store_commit_batch_size_count");
+    let tx = value("roost_store_commit_seconds_count").max(1.0);
+    eprintln!(
+        "bench: writer: {:.0} transactions, {:.3} ms each, of which {:.3} ms in COMMIT (WAL write + fsync)",
+        tx,
+        value("roost_store_commit_seconds_sum") / tx * 1000.0,
+        value("roost_store_sync_seconds_sum") / tx * 1000.0
+    );
     Ok(if count > 0.0 { value("roost_store_commit_batch_size_sum") / count } else { 0.0 })
 }
 

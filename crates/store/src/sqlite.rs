@@ -238,6 +238,7 @@ fn run_batch(conn: &mut Connection, batch: Vec<Op>) {
         }
         replies.push(reply);
     }
+    let syncing = Instant::now();
     let failed = match conn.execute_batch("COMMIT") {
         Ok(()) => None,
         Err(e) => {
@@ -248,6 +249,7 @@ fn run_batch(conn: &mut Connection, batch: Vec<Op>) {
     };
     metrics::histogram!("roost_store_commit_batch_size").record(size as f64);
     metrics::histogram!("roost_store_commit_seconds").record(started.elapsed().as_secs_f64());
+    metrics::histogram!("roost_store_sync_seconds").record(syncing.elapsed().as_secs_f64());
     metrics::counter!("roost_store_transactions_total").increment(1);
     for reply in replies {
         reply(failed.clone());
