@@ -200,12 +200,13 @@ pub async fn load(
 /// A seeded data dir and a running `roost serve` on it.
 pub struct Bed {
     pub child: tokio::process::Child,
+    pub pid: u32,
     pub target: Target,
     pub homes: Vec<(DemoIds, String)>,
     pub dir: PathBuf,
 }
 
-pub async fn bed(dir: &Path, homes: usize, tls: bool) -> anyhow::Result<Bed> {
+pub async fn bed(dir: &Path, homes: usize, tls: bool, extra_args: &[&str]) -> anyhow::Result<Bed> {
     std::fs::create_dir_all(dir)?;
     let store = roost_server::open_store(dir, 10_000)?;
     let user = admin::create_user(store.as_ref(), &format!("bench-{}@roost.local", ids::random_b64(6)), None)
@@ -248,6 +249,7 @@ pub async fn bed(dir: &Path, homes: usize, tls: bool) -> anyhow::Result<Bed> {
     if !tls {
         cmd.arg("--insecure-http");
     }
+    cmd.args(extra_args);
     cmd.env("ROOST_LOG", "warn").stdout(Stdio::piped()).kill_on_drop(true);
     let mut child = cmd.spawn().context("starting roost serve")?;
     let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
@@ -266,7 +268,9 @@ pub async fn bed(dir: &Path, homes: usize, tls: bool) -> anyhow::Result<Bed> {
     let hostport = url.split("://").nth(1).unwrap_or_default().to_string();
     let port: u16 = hostport.rsplit(':').next().unwrap_or("0").parse()?;
     let host = hostport.rsplit_once(':').map(|(h, _)| h.to_string()).unwrap_or_default();
+    let pid = child.id().unwrap_or(0);
     Ok(Bed {
+        pid,
         child,
         target: Target {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
@@ -376,7 +380,7 @@ pub async fn run(
     out: Option<&Path>,
 ) -> anyhow::Result<()> {
     let tmp = std::env::temp_dir().join(format!("roost-bench-{}", ids::random_b64(6)));
-    let mut bed = bed(&tmp, clients, tls).await?;
+    let mut bed = bed(&tmp, clients, tls, &[]).await?;
     let fsync_us = fsync_cost(&tmp, 500)?;
     eprintln!(
         "bench: {clients} clients, {seconds}s per scenario, {}; fsync of 4 KiB: {fsync_us:.0} µs",

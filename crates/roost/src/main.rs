@@ -15,6 +15,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 mod bench;
+mod fanout;
 
 /// The service allocates and frees many small JSON nodes per request; mimalloc does that
 /// faster than the system allocator under threads.
@@ -36,23 +37,10 @@ struct Cli {
 enum Command {
     /// Run the service.
     Serve(ServeArgs),
-    /// Measure: seeds a fresh data dir, starts a server on it and drives each scenario.
+    /// Measure (see BENCHMARKS.md).
     Bench {
-        /// Scenarios: get-leaf, get-view, put (default: all).
-        #[arg(long = "scenario")]
-        scenarios: Vec<String>,
-        /// Concurrent clients (one keep-alive connection and one home each).
-        #[arg(long, default_value_t = 64)]
-        clients: usize,
-        /// Measured seconds per scenario (after a 1 s warm-up).
-        #[arg(long, default_value_t = 10)]
-        seconds: u64,
-        /// Speak TLS to the server (default: plain HTTP on loopback).
-        #[arg(long)]
-        tls: bool,
-        /// Write the results as JSON to this file.
-        #[arg(long)]
-        out: Option<PathBuf>,
+        #[command(subcommand)]
+        command: BenchCommand,
     },
     /// Administer a data dir (works while the server runs; the server picks changes up).
     Admin {
@@ -134,6 +122,62 @@ struct FileConfig {
     min_spread_f: Option<f64>,
     min_spread_c: Option<f64>,
     eco_on_away: Option<bool>,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Data API: seeds a fresh data dir, starts a server on it and drives each scenario.
+    Api {
+        /// Scenarios: get-leaf, get-view, put (default: all).
+        #[arg(long = "scenario")]
+        scenarios: Vec<String>,
+        /// Concurrent clients (one keep-alive connection and one home each).
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// Measured seconds per scenario (after a 1 s warm-up).
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Speak TLS to the server (default: plain HTTP on loopback).
+        #[arg(long)]
+        tls: bool,
+        /// Write the results as JSON to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Stream fan-out: subscribers over channels, publishers with send times in each event.
+    Fanout {
+        /// roost (starts its own server) or nchan (give --addr of a running nchan).
+        #[arg(long, default_value = "roost")]
+        peer: String,
+        #[arg(long)]
+        addr: Option<SocketAddr>,
+        /// nginx master pid, to report nchan's memory.
+        #[arg(long)]
+        pid: Option<u32>,
+        #[arg(long, default_value_t = 1000)]
+        subscribers: usize,
+        /// Channels (structures for Roost).
+        #[arg(long, default_value_t = 1)]
+        channels: usize,
+        /// Published events per second in all (0: as fast as the publishers go).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        #[arg(long, default_value_t = 4)]
+        publishers: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Idle streams held by one server, multiplexed over HTTP/2; memory per stream.
+    Idle {
+        #[arg(long, default_value_t = 100_000)]
+        streams: usize,
+        #[arg(long, default_value_t = 1000)]
+        per_connection: usize,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -240,14 +284,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Admin { data, json, command } => admin_command(&data, json, command).await,
-            Command::Bench { scenarios, clients, seconds, tls, out } => {
-                let scenarios = if scenarios.is_empty() {
-                    vec!["get-leaf".to_string(), "get-view".to_string(), "put".to_string()]
-                } else {
-                    scenarios
-                };
-                bench::run(&scenarios, clients.max(1), seconds.max(1), tls, out.as_deref()).await
-            }
+            Command::Bench { command } => bench_command(command).await,
         }
     });
     match result {
@@ -362,6 +399,64 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         shutdown.cancel();
     });
     server.run().await
+}
+
+fn write_json(out: Option<&Path>, v: &impl serde::Serialize) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(v)?;
+    println!("{text}");
+    if let Some(out) = out {
+        std::fs::write(out, text + "\n")?;
+    }
+    Ok(())
+}
+
+async fn bench_command(command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Api { scenarios, clients, seconds, tls, out } => {
+            let scenarios = if scenarios.is_empty() {
+                vec!["get-leaf".to_string(), "get-view".to_string(), "put".to_string()]
+            } else {
+                scenarios
+            };
+            bench::run(&scenarios, clients.max(1), seconds.max(1), tls, out.as_deref()).await
+        }
+        BenchCommand::Fanout { peer, addr, pid, subscribers, channels, rate, publishers, seconds, out } => {
+            let channels = channels.max(1);
+            let stats = match peer.as_str() {
+                "roost" => {
+                    let (mut bed, p) = fanout::roost_bed(channels).await?;
+                    let s = fanout::fanout(
+                        "roost",
+                        &p,
+                        Some(bed.pid),
+                        subscribers,
+                        channels,
+                        rate,
+                        publishers,
+                        seconds,
+                    )
+                    .await;
+                    let _ = bed.child.kill().await;
+                    let _ = std::fs::remove_dir_all(&bed.dir);
+                    s?
+                }
+                "nchan" => {
+                    let addr = addr.ok_or_else(|| anyhow!("--addr of the running nchan is needed"))?;
+                    let p = fanout::Peer::Nchan { addr };
+                    fanout::fanout("nchan", &p, pid, subscribers, channels, rate, publishers, seconds).await?
+                }
+                other => anyhow::bail!("--peer: unknown peer '{other}'; use roost or nchan"),
+            };
+            write_json(out.as_deref(), &stats)
+        }
+        BenchCommand::Idle { streams, per_connection, out } => {
+            let (mut bed, p) = fanout::roost_bed(1).await?;
+            let s = fanout::idle(&p, bed.pid, streams, per_connection).await;
+            let _ = bed.child.kill().await;
+            let _ = std::fs::remove_dir_all(&bed.dir);
+            write_json(out.as_deref(), &s?)
+        }
+    }
 }
 
 async fn admin_command(data: &Path, json: bool, command: AdminCommand) -> anyhow::Result<()> {

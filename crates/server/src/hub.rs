@@ -34,6 +34,14 @@ impl Slot {
         }
     }
 
+    /// The current revision number.
+    pub fn revision(&self) -> u64 {
+        match self.current.read() {
+            Ok(g) => g.revision,
+            Err(poisoned) => poisoned.into_inner().revision,
+        }
+    }
+
     /// Installs a newer revision and tells subscribers. Older or equal revisions are ignored,
     /// so a late refresh never rolls a structure back.
     pub fn install(&self, snapshot: Arc<Snapshot>) {

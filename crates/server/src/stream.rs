@@ -18,7 +18,7 @@
 //! the whole subtree and a patch is computed against what it last sent, so skipping loses
 //! nothing). Its queue is bounded.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 
 use axum::body::{Body, Bytes};
@@ -26,18 +26,19 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::Response;
 use roost_model::{ApiError, Home, Location, Metadata};
 use serde_json::{Value, json};
-use tokio::sync::{broadcast, mpsc};
-use tokio_util::sync::CancellationToken;
+use std::pin::Pin;
+use tokio::sync::broadcast;
+
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::App;
 use crate::api::{error_response, query_param, read_location, snapshots};
 use crate::auth::Grant;
 use crate::hub::Snapshot;
 
-/// Events queued per stream before its task waits.
-const QUEUE: usize = 8;
-/// Most missed revisions a resume replays; past it the client gets a fresh snapshot.
-const MAX_REPLAY: usize = 10_000;
+/// Most missed revisions a resume replays (their events are held until written); past it the
+/// client gets a fresh snapshot.
+const MAX_REPLAY: usize = 1_000;
 
 fn event(name: &str, id: Option<&str>, data: &str) -> Bytes {
     let mut s = String::with_capacity(data.len() + 48);
@@ -72,11 +73,12 @@ fn parse_position(id: &str) -> Option<HashMap<String, u64>> {
 /// What subscribers seeing the same thing share: the newest filtered, serialized subtree.
 #[derive(Default)]
 pub struct Group {
-    newest: Mutex<Option<Computed>>,
+    newest: Mutex<Option<Arc<Computed>>>,
 }
 
-#[derive(Clone)]
 struct Computed {
+    /// Revisions of the group's structures (in grant order) it was computed at.
+    revisions: Vec<u64>,
     position: String,
     data: Arc<str>,
     put: Bytes,
@@ -200,14 +202,28 @@ pub async fn open(
     let group = app.streams.group(key);
 
     // Subscribe first, then read.
-    let feeds: Vec<broadcast::Receiver<_>> =
-        grant.structures.iter().filter_map(|s| app.hub.slot(s)).map(|s| s.changes.subscribe()).collect();
-    let (tx, rx) = mpsc::channel::<Bytes>(QUEUE);
-    let task = StreamTask { app: app.clone(), grant, location, metadata, group, deltas, tx };
-    tokio::spawn(task.run(feeds, resume_from, cancel, registration));
-
-    let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
+    let slots: Vec<_> = grant.structures.iter().filter_map(|s| app.hub.slot(s)).collect();
+    let feeds: Vec<broadcast::Receiver<_>> = slots.iter().map(|s| s.changes.subscribe()).collect();
+    let mut keepalive = tokio::time::interval(app.config.keepalive);
+    keepalive.reset();
+    let state = StreamState {
+        task: StreamTask { app: app.clone(), slots, grant, location, metadata, group, deltas },
+        feeds,
+        shutdown: Box::pin(app.shutdown.clone().cancelled_owned()),
+        revoked: Box::pin(cancel.cancelled_owned()),
+        keepalive,
+        sent: None,
+        pending: VecDeque::new(),
+        resume_from,
+        started: false,
+        done: false,
+        _registration: registration,
+    };
+    // The connection polls the stream when it can write: no task or queue in between, and a
+    // subscriber that cannot keep up is simply polled later, when it gets the newest state.
+    let body = futures_util::stream::unfold(state, |mut state| async move {
+        let next = state.next().await?;
+        Some((Ok::<_, std::convert::Infallible>(next), state))
     });
     let mut resp = Response::new(Body::from_stream(body));
     *resp.status_mut() = StatusCode::OK;
@@ -220,12 +236,83 @@ pub async fn open(
 
 struct StreamTask {
     app: App,
+    /// The grant's structures, resolved once.
+    slots: Vec<Arc<crate::hub::Slot>>,
     grant: Arc<Grant>,
     location: Location,
     metadata: Metadata,
     group: Arc<Group>,
     deltas: bool,
-    tx: mpsc::Sender<Bytes>,
+}
+
+/// One stream's state between two events.
+struct StreamState {
+    task: StreamTask,
+    feeds: Vec<broadcast::Receiver<Arc<Snapshot>>>,
+    /// Registered once: re-registering with the shared shutdown and revocation tokens on
+    /// every event would make all subscribers contend on their locks.
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+    revoked: Pin<Box<WaitForCancellationFutureOwned>>,
+    keepalive: tokio::time::Interval,
+    sent: Option<Sent>,
+    /// Replayed events not yet written.
+    pending: VecDeque<Bytes>,
+    resume_from: Option<String>,
+    started: bool,
+    done: bool,
+    _registration: Registration,
+}
+
+impl StreamState {
+    /// The next event to write, or `None` to end the stream.
+    async fn next(&mut self) -> Option<Bytes> {
+        if let Some(b) = self.pending.pop_front() {
+            return Some(b);
+        }
+        if self.done {
+            return None;
+        }
+        if !self.started {
+            self.started = true;
+            if let Some(id) = self.resume_from.take() {
+                self.sent = self.task.resume(&id, &mut self.pending).await;
+                if let Some(b) = self.pending.pop_front() {
+                    return Some(b);
+                }
+            }
+        }
+        loop {
+            if let Some((bytes, sent)) = self.task.newest_event(self.sent.as_ref()) {
+                self.sent = Some(sent);
+                self.keepalive.reset();
+                return Some(bytes);
+            }
+            let feeds = &mut self.feeds;
+            let changed = async {
+                let r = match feeds.as_mut_slice() {
+                    [] => std::future::pending().await,
+                    // The common case (one structure) needs no allocation per event.
+                    [one] => one.recv().await,
+                    many => {
+                        futures_util::future::select_all(many.iter_mut().map(|f| Box::pin(f.recv()))).await.0
+                    }
+                };
+                if let Err(broadcast::error::RecvError::Closed) = r {
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                _ = &mut self.shutdown => return None,
+                _ = &mut self.revoked => {
+                    self.done = true;
+                    let token = Value::from(self.task.metadata.access_token.as_str()).to_string();
+                    return Some(event("auth_revoked", None, &token));
+                }
+                _ = self.keepalive.tick() => return Some(event("keep-alive", None, "null")),
+                _ = changed => {}
+            }
+        }
+    }
 }
 
 /// The subtree the subscriber holds: its text (to compare) and, in delta mode, its value
@@ -236,112 +323,77 @@ struct Sent {
 }
 
 impl StreamTask {
-    async fn run(
-        self,
-        mut feeds: Vec<broadcast::Receiver<Arc<Snapshot>>>,
-        resume_from: Option<String>,
-        cancel: CancellationToken,
-        _registration: Registration,
-    ) {
-        let mut sent = match resume_from {
-            Some(id) => self.resume(&id).await,
-            None => None,
-        };
-        let mut keepalive = tokio::time::interval(self.app.config.keepalive);
-        keepalive.tick().await;
-        loop {
-            match self.send_newest(sent.as_ref()).await {
-                Ok(Some(now)) => {
-                    sent = Some(now);
-                    keepalive.reset();
-                }
-                Ok(None) => {}
-                Err(()) => return,
-            }
-            let changed = async {
-                if feeds.is_empty() {
-                    std::future::pending::<()>().await;
-                }
-                let recvs = feeds.iter_mut().map(|f| Box::pin(f.recv()));
-                let (r, _, _) = futures_util::future::select_all(recvs).await;
-                if let Err(broadcast::error::RecvError::Closed) = r {
-                    std::future::pending::<()>().await;
-                }
-            };
-            tokio::select! {
-                _ = self.app.shutdown.cancelled() => return,
-                _ = cancel.cancelled() => {
-                    let token = Value::from(self.metadata.access_token.as_str()).to_string();
-                    let _ = self.tx.send(event("auth_revoked", None, &token)).await;
-                    return;
-                }
-                _ = self.tx.closed() => return,
-                _ = keepalive.tick() => {
-                    if self.tx.send(event("keep-alive", None, "null")).await.is_err() {
-                        return;
-                    }
-                }
-                _ = changed => {}
-            }
-        }
-    }
-
     /// The newest state, computed once per group and revision.
-    fn newest(&self) -> Computed {
-        let snaps = snapshots(&self.app, &self.grant);
-        let position = position(&snaps);
+    fn newest(&self) -> Arc<Computed> {
+        // Fast path: the group already computed the revisions the slots are at now.
         if let Ok(g) = self.group.newest.lock()
             && let Some(c) = g.as_ref()
-            && c.position == position
+            && c.revisions.len() == self.slots.len()
+            && self.slots.iter().zip(&c.revisions).all(|(s, r)| s.revision() == *r)
         {
             return c.clone();
         }
+        let snaps: Vec<Arc<Snapshot>> = self.slots.iter().map(|s| s.current()).collect();
+        let position = position(&snaps);
         let data = read_location(&snaps, &self.grant, &self.metadata, &self.location).unwrap_or(Value::Null);
         let text: Arc<str> = Arc::from(data.to_string());
         let put = event("put", Some(&position), &format!("{{\"path\":\"/\",\"data\":{text}}}"));
-        let c = Computed { position, data: text, put };
+        let c = Arc::new(Computed {
+            revisions: snaps.iter().map(|s| s.revision).collect(),
+            position,
+            data: text,
+            put,
+        });
         if let Ok(mut g) = self.group.newest.lock() {
-            *g = Some(c.clone());
+            // Never replace a newer computation with an older one.
+            let older =
+                g.as_ref().is_none_or(|old| old.revisions.iter().zip(&c.revisions).all(|(o, n)| o <= n));
+            if older {
+                *g = Some(c.clone());
+            }
         }
         c
     }
 
-    /// Sends the newest state if it differs from what the subscriber holds.
-    async fn send_newest(&self, sent: Option<&Sent>) -> Result<Option<Sent>, ()> {
+    /// The event carrying the newest state, if it differs from what the subscriber holds.
+    fn newest_event(&self, sent: Option<&Sent>) -> Option<(Bytes, Sent)> {
         let c = self.newest();
-        let bytes = match sent {
-            Some(s) if s.data == c.data => return Ok(None),
+        match sent {
+            Some(s) if Arc::ptr_eq(&s.data, &c.data) || s.data == c.data => None,
             Some(s) if self.deltas => {
                 let value: Value = serde_json::from_str(&c.data).unwrap_or(Value::Null);
                 let patch = roost_model::diff::diff(&s.value, &value).1;
                 let patch = if value.is_object() && s.value.is_object() { patch } else { value.clone() };
                 let bytes =
                     event("patch", Some(&c.position), &json!({"path": "/", "data": patch}).to_string());
-                self.tx.send(bytes).await.map_err(|_| ())?;
-                return Ok(Some(Sent { data: c.data, value }));
+                Some((bytes, Sent { data: c.data.clone(), value }))
             }
-            _ => c.put.clone(),
-        };
-        self.tx.send(bytes).await.map_err(|_| ())?;
-        let value =
-            if self.deltas { serde_json::from_str(&c.data).unwrap_or(Value::Null) } else { Value::Null };
-        Ok(Some(Sent { data: c.data, value }))
+            _ => {
+                let value = if self.deltas {
+                    serde_json::from_str(&c.data).unwrap_or(Value::Null)
+                } else {
+                    Value::Null
+                };
+                Some((c.put.clone(), Sent { data: c.data.clone(), value }))
+            }
+        }
     }
 
     /// Replays what a reconnecting client missed since `id`; `None` (after telling the client
     /// with `event: resync`) when that cannot be done exactly.
-    async fn resume(&self, id: &str) -> Option<Sent> {
-        match self.replay(id).await {
+    async fn resume(&self, id: &str, out: &mut VecDeque<Bytes>) -> Option<Sent> {
+        match self.replay(id, out).await {
             Ok(sent) => Some(sent),
             Err(reason) => {
+                out.clear();
                 let data = json!({"reason": reason, "last_event_id": id}).to_string();
-                let _ = self.tx.send(event("resync", None, &data)).await;
+                out.push_back(event("resync", None, &data));
                 None
             }
         }
     }
 
-    async fn replay(&self, id: &str) -> Result<Sent, &'static str> {
+    async fn replay(&self, id: &str, out: &mut VecDeque<Bytes>) -> Result<Sent, &'static str> {
         let from = parse_position(id).ok_or("the event id is not one this server sent")?;
         let now = snapshots(&self.app, &self.grant);
         // Each structure's document as the client last saw it, rebuilt backwards from now.
@@ -402,7 +454,7 @@ impl StreamTask {
                 } else {
                     event("put", Some(&p), &json!({"path": "/", "data": data}).to_string())
                 };
-                self.tx.send(bytes).await.map_err(|_| "the client went away")?;
+                out.push_back(bytes);
                 held = data;
             }
         }

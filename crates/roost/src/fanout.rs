@@ -1,0 +1,352 @@
+//! `roost bench fanout` and `roost bench idle`: streams under load, against Roost or nchan.
+//!
+//! Fan-out: `subscribers` SSE streams spread over `channels` (structures for Roost, channel ids
+//! for nchan); publishers send events carrying their send time; every subscriber measures the
+//! delivery latency of every event it receives. Reports delivered events/s, publishes/s and
+//! latency p50/p99/max, and the server's RSS.
+//!
+//! Idle: opens `streams` SSE streams multiplexed over HTTP/2 connections (`per_connection`
+//! each), waits for every initial event, then reports the server's RSS per stream.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde::Serialize;
+
+use crate::bench::{Bed, bed};
+
+fn now_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+}
+
+/// Where to publish and subscribe.
+#[derive(Clone)]
+pub enum Peer {
+    /// Roost: channel `k` is product data `/devices/bench/meter/m<k>` in structure `k`.
+    Roost { addr: SocketAddr, tokens: Vec<String>, structures: Vec<String> },
+    /// nchan: publisher `/pub?id=ch<k>`, subscriber `/sub?id=ch<k>` (EventSource).
+    Nchan { addr: SocketAddr },
+}
+
+impl Peer {
+    fn addr(&self) -> SocketAddr {
+        match self {
+            Peer::Roost { addr, .. } | Peer::Nchan { addr } => *addr,
+        }
+    }
+
+    fn subscribe(&self, channel: usize) -> hyper::Request<Empty<Bytes>> {
+        let b = hyper::Request::builder().header("host", "localhost").header("accept", "text/event-stream");
+        let b = match self {
+            Peer::Roost { tokens, .. } => b
+                .uri(format!("/devices/bench/meter/m{channel}"))
+                .header("authorization", format!("Bearer {}", tokens[channel % tokens.len()])),
+            Peer::Nchan { .. } => b.uri(format!("/sub?id=ch{channel}")),
+        };
+        b.body(Empty::new()).unwrap_or_default()
+    }
+
+    fn publish(&self, channel: usize, seq: u64) -> hyper::Request<Full<Bytes>> {
+        let b = hyper::Request::builder().header("host", "localhost");
+        let req = match self {
+            Peer::Roost { tokens, structures, .. } => {
+                let body = format!(
+                    "{{\"location\":{{\"structure_id\":\"{}\"}},\"sent_us\":{},\"seq\":{seq}}}",
+                    structures[channel % structures.len()],
+                    now_us()
+                );
+                b.method("PUT")
+                    .uri(format!("/devices/bench/meter/m{channel}"))
+                    .header("authorization", format!("Bearer {}", tokens[channel % tokens.len()]))
+                    .body(Full::new(Bytes::from(body)))
+            }
+            Peer::Nchan { .. } => {
+                let body = format!("{{\"sent_us\":{},\"seq\":{seq}}}", now_us());
+                b.method("POST").uri(format!("/pub?id=ch{channel}")).body(Full::new(Bytes::from(body)))
+            }
+        };
+        req.unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct FanoutStats {
+    pub peer: String,
+    pub subscribers: usize,
+    pub channels: usize,
+    pub seconds: f64,
+    pub published_per_second: f64,
+    pub delivered_per_second: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub server_rss_mib: f64,
+}
+
+/// Pulls the `"sent_us":N` of every event in `text`.
+fn sent_times(text: &str) -> impl Iterator<Item = u64> + '_ {
+    text.match_indices("\"sent_us\":").filter_map(move |(i, m)| {
+        let rest = &text[i + m.len()..];
+        let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        rest[..end].parse().ok()
+    })
+}
+
+pub fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("VmRSS:")?.trim().trim_end_matches(" kB").trim().parse::<f64>().ok()
+            })
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn fanout(
+    name: &str,
+    peer: &Peer,
+    server_pid: Option<u32>,
+    subscribers: usize,
+    channels: usize,
+    rate: u64,
+    publishers: usize,
+    seconds: u64,
+) -> anyhow::Result<FanoutStats> {
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let delivered = Arc::new(AtomicU64::new(0));
+    let ready = Arc::new(AtomicU64::new(0));
+    let mut subs = Vec::new();
+    for i in 0..subscribers {
+        let tcp = tokio::net::TcpStream::connect(peer.addr()).await.context("subscriber connect")?;
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+        tokio::spawn(conn);
+        let resp = send.send_request(peer.subscribe(i % channels)).await?;
+        if !resp.status().is_success() {
+            bail!("subscriber {i}: {}", resp.status());
+        }
+        let (measuring, stop, delivered, ready) =
+            (measuring.clone(), stop.clone(), delivered.clone(), ready.clone());
+        subs.push(tokio::spawn(async move {
+            let mut body = resp.into_body();
+            let mut lat: Vec<u32> = Vec::new();
+            let mut first = true;
+            while !stop.load(Ordering::Relaxed) {
+                let frame = match tokio::time::timeout(Duration::from_millis(200), body.frame()).await {
+                    Ok(Some(Ok(f))) => f,
+                    Ok(_) => break,
+                    Err(_) => continue,
+                };
+                let Ok(data) = frame.into_data() else { continue };
+                if first {
+                    first = false;
+                    ready.fetch_add(1, Ordering::Relaxed);
+                }
+                let text = String::from_utf8_lossy(&data);
+                let now = now_us();
+                for sent in sent_times(&text) {
+                    if measuring.load(Ordering::Relaxed) {
+                        lat.push(now.saturating_sub(sent).min(u64::from(u32::MAX)) as u32);
+                        delivered.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            lat
+        }));
+    }
+    // Wait until every subscriber has its first event (Roost sends the snapshot at once; nchan
+    // sends nothing until a publish, so publishing starts after a short pause either way).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while matches!(peer, Peer::Roost { .. }) && (ready.load(Ordering::Relaxed) as usize) < subscribers {
+        if Instant::now() > deadline {
+            bail!(
+                "only {} of {subscribers} subscribers got their first event",
+                ready.load(Ordering::Relaxed)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let published = Arc::new(AtomicU64::new(0));
+    let mut pubs = Vec::new();
+    let per_publisher_interval =
+        if rate == 0 { None } else { Some(Duration::from_secs_f64(publishers as f64 / rate as f64)) };
+    for p in 0..publishers {
+        let tcp = tokio::net::TcpStream::connect(peer.addr()).await?;
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+        tokio::spawn(conn);
+        let (peer, stop, published, measuring) =
+            (peer.clone(), stop.clone(), published.clone(), measuring.clone());
+        pubs.push(tokio::spawn(async move {
+            let mut seq = 0u64;
+            let mut tick = per_publisher_interval.map(tokio::time::interval);
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(t) = tick.as_mut() {
+                    t.tick().await;
+                }
+                seq += 1;
+                let channel = (p + publishers * seq as usize) % channels.max(1);
+                let Ok(resp) = send.send_request(peer.publish(channel, seq)).await else { break };
+                let ok = resp.status().is_success();
+                let _ = resp.into_body().collect().await;
+                if ok && measuring.load(Ordering::Relaxed) {
+                    published.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    let mut last = 0;
+    while started.elapsed() < Duration::from_secs(seconds) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let d = delivered.load(Ordering::Relaxed);
+        eprintln!(
+            "bench {name}: {:>4.1}s  {:>9} events/s delivered",
+            started.elapsed().as_secs_f64(),
+            d - last
+        );
+        last = d;
+    }
+    measuring.store(false, Ordering::Relaxed);
+    let secs = started.elapsed().as_secs_f64();
+    let rss = server_pid.map(rss_mib).unwrap_or(0.0);
+    stop.store(true, Ordering::Relaxed);
+    for p in pubs {
+        let _ = p.await;
+    }
+    let mut all = Vec::new();
+    for s in subs {
+        all.extend(s.await.unwrap_or_default());
+    }
+    all.sort_unstable();
+    let pct = |q: f64| {
+        if all.is_empty() { 0.0 } else { f64::from(all[((all.len() - 1) as f64 * q) as usize]) / 1000.0 }
+    };
+    Ok(FanoutStats {
+        peer: name.to_string(),
+        subscribers,
+        channels,
+        seconds: secs,
+        published_per_second: published.load(Ordering::Relaxed) as f64 / secs,
+        delivered_per_second: all.len() as f64 / secs,
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+        max_ms: all.last().map(|m| f64::from(*m) / 1000.0).unwrap_or(0.0),
+        server_rss_mib: rss,
+    })
+}
+
+/// Seeds one product-data channel per structure and returns the Roost peer for a bed.
+pub async fn roost_peer(bed: &Bed) -> anyhow::Result<Peer> {
+    let tokens: Vec<String> = bed.homes.iter().map(|(_, t)| t.clone()).collect();
+    let structures: Vec<String> = bed.homes.iter().map(|(d, _)| d.structure_id.clone()).collect();
+    let peer = Peer::Roost { addr: bed.target.addr, tokens, structures };
+    let tcp = tokio::net::TcpStream::connect(bed.target.addr).await?;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+    tokio::spawn(conn);
+    for k in 0..bed.homes.len() {
+        let resp = send.send_request(peer.publish(k, 0)).await?;
+        if !resp.status().is_success() {
+            bail!("seeding channel {k}: {}", resp.status());
+        }
+        let _ = resp.into_body().collect().await;
+    }
+    Ok(peer)
+}
+
+#[derive(Debug, Serialize)]
+pub struct IdleStats {
+    pub streams: usize,
+    pub connections: usize,
+    pub server_rss_mib: f64,
+    pub server_rss_before_mib: f64,
+    pub kib_per_stream: f64,
+    pub open_seconds: f64,
+}
+
+/// Opens `streams` idle streams over HTTP/2 connections of `per_connection` streams each.
+pub async fn idle(
+    peer: &Peer,
+    server_pid: u32,
+    streams: usize,
+    per_connection: usize,
+) -> anyhow::Result<IdleStats> {
+    let before = rss_mib(server_pid);
+    let started = Instant::now();
+    let ready = Arc::new(AtomicU64::new(0));
+    let mut holders = Vec::new();
+    let connections = streams.div_ceil(per_connection.max(1));
+    for c in 0..connections {
+        let tcp = tokio::net::TcpStream::connect(peer.addr()).await?;
+        let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .initial_stream_window_size(65_535)
+            .max_concurrent_reset_streams(0)
+            .handshake::<_, Empty<Bytes>>(TokioIo::new(tcp))
+            .await?;
+        tokio::spawn(conn);
+        let n = per_connection.min(streams - c * per_connection);
+        for _ in 0..n {
+            let mut send = send.clone();
+            let req = peer.subscribe(0);
+            let ready = ready.clone();
+            holders.push(tokio::spawn(async move {
+                let Ok(resp) = send.send_request(req).await else { return };
+                let mut body = resp.into_body();
+                if let Some(Ok(_)) = body.frame().await {
+                    ready.fetch_add(1, Ordering::Relaxed);
+                }
+                // Hold the stream open, reading whatever comes.
+                while let Some(Ok(_)) = body.frame().await {}
+            }));
+        }
+        if c % 10 == 9 {
+            eprintln!("bench idle: {} connections, {} streams ready", c + 1, ready.load(Ordering::Relaxed));
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while (ready.load(Ordering::Relaxed) as usize) < streams {
+        if Instant::now() > deadline {
+            bail!("only {} of {streams} streams opened", ready.load(Ordering::Relaxed));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let open_seconds = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss = rss_mib(server_pid);
+    for h in holders {
+        h.abort();
+    }
+    Ok(IdleStats {
+        streams,
+        connections,
+        server_rss_mib: rss,
+        server_rss_before_mib: before,
+        kib_per_stream: (rss - before) * 1024.0 / streams as f64,
+        open_seconds,
+    })
+}
+
+/// Seeds a bed, starts Roost with stream limits lifted, and returns it with its peer.
+pub async fn roost_bed(channels: usize) -> anyhow::Result<(Bed, Peer)> {
+    let tmp = std::env::temp_dir().join(format!("roost-fanout-{}", roost_server::ids::random_b64(6)));
+    let bed = bed(
+        &tmp,
+        channels,
+        false,
+        &["--max-streams-per-token", "1000000", "--max-streams-per-user", "1000000"],
+    )
+    .await?;
+    let peer = roost_peer(&bed).await?;
+    Ok((bed, peer))
+}
