@@ -128,6 +128,7 @@ pub async fn fanout(
     let mut subs = Vec::new();
     for i in 0..subscribers {
         let tcp = tokio::net::TcpStream::connect(peer.addr()).await.context("subscriber connect")?;
+        tcp.set_nodelay(true)?;
         let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
         tokio::spawn(conn);
         let resp = send.send_request(peer.subscribe(i % channels)).await?;
@@ -182,6 +183,7 @@ pub async fn fanout(
         if rate == 0 { None } else { Some(Duration::from_secs_f64(publishers as f64 / rate as f64)) };
     for p in 0..publishers {
         let tcp = tokio::net::TcpStream::connect(peer.addr()).await?;
+        tcp.set_nodelay(true)?;
         let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
         tokio::spawn(conn);
         let (peer, stop, published, measuring) =
@@ -195,6 +197,9 @@ pub async fn fanout(
                 }
                 seq += 1;
                 let channel = (p + publishers * seq as usize) % channels.max(1);
+                if send.ready().await.is_err() {
+                    break;
+                }
                 let Ok(resp) = send.send_request(peer.publish(channel, seq)).await else { break };
                 let ok = resp.status().is_success();
                 let _ = resp.into_body().collect().await;
@@ -256,6 +261,7 @@ pub async fn roost_peer(bed: &Bed) -> anyhow::Result<Peer> {
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
     tokio::spawn(conn);
     for k in 0..bed.homes.len() {
+        send.ready().await?;
         let resp = send.send_request(peer.publish(k, 0)).await?;
         if !resp.status().is_success() {
             bail!("seeding channel {k}: {}", resp.status());
