@@ -126,7 +126,12 @@ pub async fn load(
                 }
                 let Ok(req) = req.body(Full::new(body)) else { break };
                 let started = Instant::now();
-                let ok = match async { send.ready().await?; send.send_request(req).await }.await {
+                let ok = match async {
+                    send.ready().await?;
+                    send.send_request(req).await
+                }
+                .await
+                {
                     Ok(resp) => {
                         let status = resp.status();
                         let drained = resp.into_body().collect().await.is_ok();
