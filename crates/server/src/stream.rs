@@ -2,7 +2,8 @@
 //!
 //! - `event: put` with `{"path":"/","data":<filtered subtree>}` at once and after every
 //!   committed change that changes the subtree; `keep-alive` (`data: null`) when idle;
-//!   `auth_revoked` (data: the token) when the grant is revoked, then the stream closes.
+//!   `auth_revoked` (data: the token) when the grant is revoked, then the stream closes;
+//!   `error` (data: the message) for stream-level errors, such as the server shutting down.
 //! - Every event carries `id: <structure>:<revision>[,…]`. A client reconnecting with
 //!   `Last-Event-ID` (or `?last_event_id=`) gets exactly the puts it missed, in order, rebuilt
 //!   from the change log; when the log no longer reaches back it gets `event: resync` (why, as
@@ -302,7 +303,11 @@ impl StreamState {
                 }
             };
             tokio::select! {
-                _ = &mut self.shutdown => return None,
+                _ = &mut self.shutdown => {
+                    // A stream-level error: say why the stream ends, then end it.
+                    self.done = true;
+                    return Some(event("error", None, "\"service unavailable: the server is shutting down\""));
+                }
                 _ = &mut self.revoked => {
                     self.done = true;
                     let token = Value::from(self.task.metadata.access_token.as_str()).to_string();

@@ -40,9 +40,17 @@ async fn sigterm_closes_streams_finishes_writes_and_exits_cleanly() {
     let stopped_at = Instant::now();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     // The stream ends promptly (not after a keep-alive or the drain timeout).
-    let ended =
-        tokio::time::timeout(Duration::from_secs(5), async { while events.next().await.is_some() {} }).await;
-    assert!(ended.is_ok(), "stream did not end after SIGTERM");
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut last = None;
+        while let Some(e) = events.next().await {
+            last = Some(e);
+        }
+        last
+    })
+    .await;
+    let last = ended.expect("stream did not end after SIGTERM").expect("an event before the end");
+    assert_eq!(last.name, "error", "the stream says why it ends");
+    assert!(last.data.contains("shutting down"), "{}", last.data);
     let status = tokio::task::spawn_blocking(move || app.child.wait().unwrap()).await.unwrap();
     assert!(status.success(), "exit status {status:?}");
     assert!(stopped_at.elapsed() < Duration::from_secs(10));

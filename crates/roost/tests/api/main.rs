@@ -2,6 +2,7 @@
 //! generated CA, a temp data dir, port 0) and talks HTTPS to it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod browser;
 mod cli;
 mod crash;
 mod data;
