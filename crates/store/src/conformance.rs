@@ -5,7 +5,7 @@
 
 use serde_json::json;
 
-use crate::{Change, Commit, Store, StoreError, TokenRecord, User};
+use crate::{Change, CodeRecord, Commit, Product, Session, Store, StoreError, TokenRecord, User};
 
 /// A commit setting `v`; its patch is exactly the change, as the trait requires.
 fn commit(sid: &str, base: u64, v: u64) -> Commit {
@@ -125,4 +125,56 @@ pub async fn run(store: &dyn Store, changelog_keep: u64) {
     let (revoked, _) = store.revoked_since(rseq).await.unwrap();
     assert_eq!(revoked, vec![[7; 32]]);
     assert!(store.tokens_of("u1").await.unwrap()[0].revoked);
+
+    // Products, single-use codes and sessions.
+    let product = Product {
+        id: "p1".into(),
+        name: "Acme".into(),
+        description: "d".into(),
+        secret_hash: Some("$argon2id$x".into()),
+        redirect_uris: vec!["https://acme.example/cb".into()],
+        permissions: 5,
+        client_version: 1,
+        created_at: "t".into(),
+    };
+    store.create_product(product.clone()).await.unwrap();
+    assert_eq!(store.product("p1").await.unwrap(), Some(product.clone()));
+    assert_eq!(store.products().await.unwrap(), vec![product]);
+    let code = CodeRecord {
+        hash: [9; 32],
+        product_id: "p1".into(),
+        user_id: "u1".into(),
+        permissions: 5,
+        structures: vec!["s1".into()],
+        client_version: 1,
+        redirect_uri: "https://acme.example/cb".into(),
+        code_challenge: None,
+        expires_at: 4_000_000_000,
+        token_hash: None,
+    };
+    store.insert_code(code.clone()).await.unwrap();
+    let minted = |h: u8| TokenRecord {
+        hash: [h; 32],
+        user_id: "u1".into(),
+        product_id: Some("p1".into()),
+        permissions: 5,
+        structures: vec!["s1".into()],
+        client_version: 1,
+        created_at: "t".into(),
+        label: "oauth".into(),
+        revoked: false,
+    };
+    assert_eq!(store.exchange_code(&[9; 32], minted(10)).await.unwrap(), Ok(code.clone()));
+    assert!(store.token(&[10; 32]).await.unwrap().is_some(), "the exchange stored the token");
+    match store.exchange_code(&[9; 32], minted(11)).await.unwrap() {
+        Err(used) => assert_eq!(used.token_hash, Some([10; 32]), "a reused code names its token"),
+        Ok(_) => panic!("a code must be single use"),
+    }
+    assert!(store.token(&[11; 32]).await.unwrap().is_none(), "no token from a reused code");
+    assert!(matches!(store.exchange_code(&[8; 32], minted(12)).await, Err(StoreError::NotFound(_))));
+    let session = Session { hash: [3; 32], user_id: "u1".into(), csrf: "c".into(), expires_at: 5 };
+    store.insert_session(session.clone()).await.unwrap();
+    assert_eq!(store.session(&[3; 32]).await.unwrap(), Some(session));
+    store.delete_session(&[3; 32]).await.unwrap();
+    assert!(store.session(&[3; 32]).await.unwrap().is_none());
 }

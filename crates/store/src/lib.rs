@@ -117,6 +117,52 @@ pub struct TokenRecord {
     pub revoked: bool,
 }
 
+/// A product (OAuth client). Its secret is stored only as an Argon2id hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Product {
+    /// The client id (a UUID).
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    /// PHC string; `None` for public clients (which must use PKCE).
+    pub secret_hash: Option<String>,
+    /// Registered redirect URIs, matched exactly; none means the PIN flow.
+    pub redirect_uris: Vec<String>,
+    pub permissions: u32,
+    /// Increases whenever the permissions change; users re-consent to the new set.
+    pub client_version: u64,
+    pub created_at: String,
+}
+
+/// An authorization code or PIN, stored only as its SHA-256, single use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeRecord {
+    pub hash: [u8; 32],
+    pub product_id: String,
+    pub user_id: String,
+    pub permissions: u32,
+    pub structures: Vec<String>,
+    pub client_version: u64,
+    /// The redirect URI of the request (empty for PINs).
+    pub redirect_uri: String,
+    /// PKCE S256 challenge, when the request had one.
+    pub code_challenge: Option<String>,
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// Set once the code was exchanged: the token it produced (to revoke on reuse).
+    pub token_hash: Option<[u8; 32]>,
+}
+
+/// A browser session of a logged-in user, with its CSRF token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub hash: [u8; 32],
+    pub user_id: String,
+    pub csrf: String,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
 /// Storage of structures, the change log, users and tokens.
 pub trait Store: Send + Sync + 'static {
     /// Creates a structure at revision 1 (fails if the id exists).
@@ -153,4 +199,23 @@ pub trait Store: Send + Sync + 'static {
     fn tokens_of(&self, user_id: &str) -> BoxFuture<'_, Result<Vec<TokenRecord>>>;
     /// Tokens revoked after the global sequence number `seq`, with the highest seen.
     fn revoked_since(&self, seq: u64) -> BoxFuture<'_, Result<(Vec<[u8; 32]>, u64)>>;
+
+    fn create_product(&self, product: Product) -> BoxFuture<'_, Result<()>>;
+    fn product(&self, id: &str) -> BoxFuture<'_, Result<Option<Product>>>;
+    fn products(&self) -> BoxFuture<'_, Result<Vec<Product>>>;
+
+    fn insert_code(&self, code: CodeRecord) -> BoxFuture<'_, Result<()>>;
+    /// Exchanges a code exactly once: inserts `token` and marks the code used in one
+    /// transaction. `Ok(Err(code))` when the code was already used (the caller revokes the
+    /// token it produced); `Ok(Ok(code))` on success; `NotFound` when there is no such code.
+    fn exchange_code(
+        &self,
+        hash: &[u8; 32],
+        token: TokenRecord,
+    ) -> BoxFuture<'_, Result<std::result::Result<CodeRecord, CodeRecord>>>;
+    fn code(&self, hash: &[u8; 32]) -> BoxFuture<'_, Result<Option<CodeRecord>>>;
+
+    fn insert_session(&self, session: Session) -> BoxFuture<'_, Result<()>>;
+    fn session(&self, hash: &[u8; 32]) -> BoxFuture<'_, Result<Option<Session>>>;
+    fn delete_session(&self, hash: &[u8; 32]) -> BoxFuture<'_, Result<()>>;
 }

@@ -15,7 +15,8 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::{
-    BoxFuture, Change, ChangedSince, Commit, Result, Store, StoreError, StoredStructure, TokenRecord, User,
+    BoxFuture, Change, ChangedSince, CodeRecord, Commit, Product, Result, Session, Store, StoreError,
+    StoredStructure, TokenRecord, User,
 };
 
 /// Most writes one transaction (one fsync) carries.
@@ -114,6 +115,34 @@ CREATE TABLE IF NOT EXISTS tokens(
 );
 CREATE INDEX IF NOT EXISTS tokens_user ON tokens(user_id);
 CREATE INDEX IF NOT EXISTS tokens_revoked ON tokens(revoked_seq);
+CREATE TABLE IF NOT EXISTS products(
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    description TEXT NOT NULL,
+    secret_hash TEXT,
+    redirect_uris TEXT NOT NULL,
+    permissions INTEGER NOT NULL,
+    client_version INTEGER NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS codes(
+    hash BLOB PRIMARY KEY,
+    product_id TEXT NOT NULL REFERENCES products(id),
+    user_id TEXT NOT NULL REFERENCES users(id),
+    permissions INTEGER NOT NULL,
+    structures TEXT NOT NULL,
+    client_version INTEGER NOT NULL,
+    redirect_uri TEXT NOT NULL,
+    code_challenge TEXT,
+    expires_at INTEGER NOT NULL,
+    token_hash BLOB
+);
+CREATE TABLE IF NOT EXISTS sessions(
+    hash BLOB PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(id),
+    csrf TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);
 ";
 
 impl SqliteStore {
@@ -550,24 +579,7 @@ impl Store for SqliteStore {
     }
 
     fn insert_token(&self, token: TokenRecord) -> BoxFuture<'_, Result<()>> {
-        Box::pin(self.write(move |conn| {
-            conn.execute(
-                "INSERT INTO tokens(hash, user_id, product_id, permissions, structures, client_version, created_at, label)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
-                    token.hash.to_vec(),
-                    token.user_id,
-                    token.product_id,
-                    i64::from(token.permissions),
-                    serde_json::to_string(&token.structures).unwrap_or_default(),
-                    token.client_version as i64,
-                    token.created_at,
-                    token.label,
-                ],
-            )
-            .map_err(backend)?;
-            Ok(())
-        }))
+        Box::pin(self.write(move |conn| insert_token_row(conn, &token)))
     }
 
     fn token(&self, hash: &[u8; 32]) -> BoxFuture<'_, Result<Option<TokenRecord>>> {
@@ -627,4 +639,195 @@ impl Store for SqliteStore {
         });
         Box::pin(async move { r })
     }
+
+    fn create_product(&self, product: Product) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO products(id, name, description, secret_hash, redirect_uris, permissions, client_version, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    product.id,
+                    product.name,
+                    product.description,
+                    product.secret_hash,
+                    serde_json::to_string(&product.redirect_uris).unwrap_or_default(),
+                    i64::from(product.permissions),
+                    product.client_version as i64,
+                    product.created_at,
+                ],
+            )
+            .map_err(|e| if unique_violation(&e) { StoreError::AlreadyExists(product.id.clone()) } else { backend(e) })?;
+            Ok(())
+        }))
+    }
+
+    fn product(&self, id: &str) -> BoxFuture<'_, Result<Option<Product>>> {
+        let r = self.read(|c| {
+            c.prepare_cached(&format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = ?1"))?
+                .query_row([id], row_to_product)
+                .optional()
+        });
+        Box::pin(async move { r })
+    }
+
+    fn products(&self) -> BoxFuture<'_, Result<Vec<Product>>> {
+        let r = self.read(|c| {
+            let mut st = c.prepare(&format!("SELECT {PRODUCT_COLUMNS} FROM products ORDER BY name"))?;
+            st.query_map([], row_to_product)?.collect()
+        });
+        Box::pin(async move { r })
+    }
+
+    fn insert_code(&self, code: CodeRecord) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO codes(hash, product_id, user_id, permissions, structures, client_version, redirect_uri, code_challenge, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    code.hash.to_vec(),
+                    code.product_id,
+                    code.user_id,
+                    i64::from(code.permissions),
+                    serde_json::to_string(&code.structures).unwrap_or_default(),
+                    code.client_version as i64,
+                    code.redirect_uri,
+                    code.code_challenge,
+                    code.expires_at,
+                ],
+            )
+            .map_err(backend)?;
+            Ok(())
+        }))
+    }
+
+    fn exchange_code(
+        &self,
+        hash: &[u8; 32],
+        token: TokenRecord,
+    ) -> BoxFuture<'_, Result<std::result::Result<CodeRecord, CodeRecord>>> {
+        let hash = hash.to_vec();
+        Box::pin(self.write(move |conn| {
+            let code = conn
+                .prepare_cached(&format!("SELECT {CODE_COLUMNS} FROM codes WHERE hash = ?1"))
+                .and_then(|mut st| st.query_row([&hash], row_to_code).optional())
+                .map_err(backend)?
+                .ok_or_else(|| StoreError::NotFound("code".into()))?;
+            if code.token_hash.is_some() {
+                return Ok(Err(code));
+            }
+            conn.execute(
+                "UPDATE codes SET token_hash = ?1 WHERE hash = ?2",
+                params![token.hash.to_vec(), hash],
+            )
+            .map_err(backend)?;
+            insert_token_row(conn, &token)?;
+            Ok(Ok(code))
+        }))
+    }
+
+    fn code(&self, hash: &[u8; 32]) -> BoxFuture<'_, Result<Option<CodeRecord>>> {
+        let r = self.read(|c| {
+            c.prepare_cached(&format!("SELECT {CODE_COLUMNS} FROM codes WHERE hash = ?1"))?
+                .query_row([hash.as_slice()], row_to_code)
+                .optional()
+        });
+        Box::pin(async move { r })
+    }
+
+    fn insert_session(&self, session: Session) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO sessions(hash, user_id, csrf, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                params![session.hash.to_vec(), session.user_id, session.csrf, session.expires_at],
+            )
+            .map_err(backend)?;
+            Ok(())
+        }))
+    }
+
+    fn session(&self, hash: &[u8; 32]) -> BoxFuture<'_, Result<Option<Session>>> {
+        let r = self.read(|c| {
+            c.prepare_cached("SELECT hash, user_id, csrf, expires_at FROM sessions WHERE hash = ?1")?
+                .query_row([hash.as_slice()], |r| {
+                    Ok(Session {
+                        hash: to_hash(r.get::<_, Vec<u8>>(0)?),
+                        user_id: r.get(1)?,
+                        csrf: r.get(2)?,
+                        expires_at: r.get(3)?,
+                    })
+                })
+                .optional()
+        });
+        Box::pin(async move { r })
+    }
+
+    fn delete_session(&self, hash: &[u8; 32]) -> BoxFuture<'_, Result<()>> {
+        let hash = hash.to_vec();
+        Box::pin(self.write(move |conn| {
+            conn.execute("DELETE FROM sessions WHERE hash = ?1", [hash]).map_err(backend)?;
+            Ok(())
+        }))
+    }
+}
+
+const PRODUCT_COLUMNS: &str =
+    "id, name, description, secret_hash, redirect_uris, permissions, client_version, created_at";
+
+fn row_to_product(r: &rusqlite::Row<'_>) -> rusqlite::Result<Product> {
+    let uris: String = r.get(4)?;
+    Ok(Product {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        description: r.get(2)?,
+        secret_hash: r.get(3)?,
+        redirect_uris: serde_json::from_str(&uris).unwrap_or_default(),
+        permissions: r.get::<_, i64>(5)? as u32,
+        client_version: r.get::<_, i64>(6)? as u64,
+        created_at: r.get(7)?,
+    })
+}
+
+const CODE_COLUMNS: &str = "hash, product_id, user_id, permissions, structures, client_version, redirect_uri, code_challenge, expires_at, token_hash";
+
+fn to_hash(v: Vec<u8>) -> [u8; 32] {
+    let mut h = [0u8; 32];
+    if v.len() == 32 {
+        h.copy_from_slice(&v);
+    }
+    h
+}
+
+fn row_to_code(r: &rusqlite::Row<'_>) -> rusqlite::Result<CodeRecord> {
+    let structures: String = r.get(4)?;
+    Ok(CodeRecord {
+        hash: to_hash(r.get(0)?),
+        product_id: r.get(1)?,
+        user_id: r.get(2)?,
+        permissions: r.get::<_, i64>(3)? as u32,
+        structures: serde_json::from_str(&structures).unwrap_or_default(),
+        client_version: r.get::<_, i64>(5)? as u64,
+        redirect_uri: r.get(6)?,
+        code_challenge: r.get(7)?,
+        expires_at: r.get(8)?,
+        token_hash: r.get::<_, Option<Vec<u8>>>(9)?.map(to_hash),
+    })
+}
+
+fn insert_token_row(conn: &Connection, token: &TokenRecord) -> Result<()> {
+    conn.execute(
+        "INSERT INTO tokens(hash, user_id, product_id, permissions, structures, client_version, created_at, label)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            token.hash.to_vec(),
+            token.user_id,
+            token.product_id,
+            i64::from(token.permissions),
+            serde_json::to_string(&token.structures).unwrap_or_default(),
+            token.client_version as i64,
+            token.created_at,
+            token.label,
+        ],
+    )
+    .map_err(backend)?;
+    Ok(())
 }
