@@ -99,6 +99,9 @@ struct ServeArgs {
     /// Concurrent streams per user.
     #[arg(long, env = "ROOST_MAX_STREAMS_PER_USER")]
     max_streams_per_user: Option<usize>,
+    /// Lifetime of web-flow authorization codes in seconds (default 600).
+    #[arg(long, env = "ROOST_CODE_TTL_SECS", hide = true)]
+    code_ttl_secs: Option<u64>,
 }
 
 /// The config file: the same settings as the flags.
@@ -202,6 +205,32 @@ enum AdminCommand {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Products (OAuth clients).
+    Product {
+        #[command(subcommand)]
+        command: ProductCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProductCommand {
+    /// Creates a product; prints its client id and secret (the secret is shown only now).
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Registered redirect URI (repeat for several; none = PIN flow).
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// Comma-separated permissions, or `all`.
+        #[arg(long)]
+        permissions: String,
+        /// A public client: no secret, PKCE required.
+        #[arg(long)]
+        public: bool,
+    },
+    List,
 }
 
 #[derive(Subcommand)]
@@ -345,6 +374,9 @@ fn load_config(args: ServeArgs) -> anyhow::Result<Config> {
     if let Some(v) = args.max_streams_per_user.or(file.max_streams_per_user) {
         c.max_streams_per_user = v;
     }
+    if let Some(v) = args.code_ttl_secs {
+        c.code_ttl = Duration::from_secs(v);
+    }
     if let Some(v) = file.min_spread_f {
         c.rules.min_spread_f = v;
     }
@@ -385,6 +417,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             server.url(),
             demo.devices.heat_pump_thermostat
         );
+    }
+    if let Some(demo) = &server.demo {
+        println!("roost: demo login {} password {}", demo.login, demo.password);
+        for p in &demo.products {
+            println!(
+                "roost: demo product '{}': client_id {} secret {}{}",
+                p.name,
+                p.client_id,
+                p.client_secret.as_deref().unwrap_or("(public)"),
+                p.redirect_uris
+                    .first()
+                    .map(|r| format!(" redirect {r}"))
+                    .unwrap_or_else(|| " (PIN flow)".into())
+            );
+        }
     }
     println!("roost: ready ({} structures)", server.structures());
     tokio::spawn(async move {
@@ -532,6 +579,41 @@ async fn admin_command(data: &Path, json: bool, command: AdminCommand) -> anyhow
             let perms = PermissionSet::parse_list(&permissions).map_err(|e| anyhow!("--permissions: {e}"))?;
             let token = admin::issue_token(s, &user, perms, &structures, &label).await?;
             out(token.clone(), serde_json::json!({"access_token": token, "permissions": perms.to_list()}));
+        }
+        AdminCommand::Product {
+            command: ProductCommand::Create { name, description, redirect_uris, permissions, public },
+        } => {
+            let perms = PermissionSet::parse_list(&permissions).map_err(|e| anyhow!("--permissions: {e}"))?;
+            let p = admin::create_product(s, &name, &description, &redirect_uris, perms, public).await?;
+            out(
+                format!(
+                    "created product {} (client id {}){}",
+                    p.name,
+                    p.client_id,
+                    p.client_secret
+                        .as_ref()
+                        .map(|s| format!("\nclient secret (shown once): {s}"))
+                        .unwrap_or_default()
+                ),
+                serde_json::to_value(&p)?,
+            );
+        }
+        AdminCommand::Product { command: ProductCommand::List } => {
+            let products = roost_store::Store::products(s).await?;
+            let v: Vec<_> = products
+                .iter()
+                .map(|p| {
+                    serde_json::json!({
+                        "client_id": p.id, "name": p.name, "redirect_uris": p.redirect_uris,
+                        "permissions": PermissionSet::from_bits(p.permissions).to_list(),
+                        "client_version": p.client_version, "public": p.secret_hash.is_none(),
+                    })
+                })
+                .collect();
+            out(
+                v.iter().map(|x| format!("{}  {}", x["client_id"], x["name"])).collect::<Vec<_>>().join("\n"),
+                v.into(),
+            );
         }
         AdminCommand::Token { command: TokenCommand::Revoke { token } } => {
             let was = admin::revoke_token(s, &token).await?;

@@ -203,6 +203,65 @@ pub async fn issue_token(
     Ok(token)
 }
 
+/// A product as created: the client id and, for confidential products, the secret (shown
+/// once; only its hash is stored).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NewProduct {
+    pub client_id: String,
+    pub client_secret: Option<String>,
+    pub name: String,
+    pub redirect_uris: Vec<String>,
+    pub permissions: Vec<String>,
+}
+
+pub async fn create_product(
+    store: &dyn Store,
+    name: &str,
+    description: &str,
+    redirect_uris: &[String],
+    permissions: PermissionSet,
+    public: bool,
+) -> anyhow::Result<NewProduct> {
+    if name.trim().is_empty() || name.len() > 100 {
+        bail!("--name must be 1 to 100 characters");
+    }
+    for uri in redirect_uris {
+        let ok = (uri.starts_with("https://")
+            || uri.starts_with("http://127.0.0.1")
+            || uri.starts_with("http://localhost"))
+            && !uri.contains('#')
+            && uri.len() <= 512;
+        if !ok {
+            bail!("redirect URI '{uri}' must be https (or http on loopback), without a fragment");
+        }
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let secret = (!public).then(|| ids::random_b64(18));
+    let secret_hash = match &secret {
+        Some(s) => Some(hash_password(s)?),
+        None => None,
+    };
+    store
+        .create_product(roost_store::Product {
+            id: id.clone(),
+            name: name.to_string(),
+            description: description.to_string(),
+            secret_hash,
+            redirect_uris: redirect_uris.to_vec(),
+            permissions: permissions.bits(),
+            client_version: 1,
+            created_at: now(),
+        })
+        .await?;
+    Ok(NewProduct {
+        client_id: id,
+        client_secret: secret,
+        name: name.to_string(),
+        redirect_uris: redirect_uris.to_vec(),
+        permissions: permissions.to_list().into_iter().map(str::to_string).collect(),
+    })
+}
+
 pub async fn revoke_token(store: &dyn Store, token: &str) -> anyhow::Result<bool> {
     Ok(store.revoke_token(&hash_token(token)).await?)
 }
@@ -217,6 +276,55 @@ pub struct DemoInfo {
     pub login: String,
     pub structure_id: String,
     pub devices: DemoIds,
+    /// The demo user's password (for the OAuth login page).
+    #[serde(default)]
+    pub password: String,
+    /// Two demo products: a web-flow one and a PIN-flow one.
+    #[serde(default)]
+    pub products: Vec<NewProduct>,
+}
+
+/// The web-flow demo product's redirect URI (a loopback listener of your own).
+pub const DEMO_REDIRECT_URI: &str = "http://127.0.0.1:8765/callback";
+
+/// Creates the demo products and the demo password when missing.
+async fn ensure_demo_access(store: &dyn Store, info: &mut DemoInfo) -> anyhow::Result<()> {
+    if info.password.is_empty() {
+        info.password = ids::random_b64(12);
+        let hash = hash_password(&info.password)?;
+        store.set_password(&info.user_id, &hash).await?;
+    }
+    if info.products.is_empty() {
+        let web = PermissionSet::parse_list("thermostat:write,away:write,smoke_co:read,camera:read")
+            .map_err(|e| anyhow!(e))?;
+        info.products.push(
+            create_product(
+                store,
+                "Demo web app",
+                "A web app that controls your thermostats and Home/Away (web flow).",
+                &[DEMO_REDIRECT_URI.to_string()],
+                web,
+                false,
+            )
+            .await?,
+        );
+        let pin = PermissionSet::parse_list(
+            "thermostat:write,smoke_co:read,camera:write+images,away:write,eta:write,postal_code:read,energy:read,security_state:read,structure:write",
+        )
+        .map_err(|e| anyhow!(e))?;
+        info.products.push(
+            create_product(
+                store,
+                "Demo device",
+                "A device without a browser that connects with a PIN (PIN flow).",
+                &[],
+                pin,
+                false,
+            )
+            .await?,
+        );
+    }
+    Ok(())
 }
 
 /// Creates the demo user, home and token once; later starts reuse them (the URL and CA are
@@ -233,6 +341,7 @@ pub async fn ensure_demo(
         let mut info: DemoInfo = serde_json::from_str(&text).context("reading demo.json")?;
         info.url = url.to_string();
         info.ca = ca;
+        ensure_demo_access(store, &mut info).await?;
         write_demo(&path, &info)?;
         return Ok(info);
     }
@@ -252,7 +361,7 @@ pub async fn ensure_demo(
     let home = demo_home(&devices, chrono::Utc::now());
     store.create_structure(&user.id, &devices.structure_id, home.into_json(), &now()).await?;
     let token = issue_token(store, &user.id, PermissionSet::all(), &[], "demo").await?;
-    let info = DemoInfo {
+    let mut info = DemoInfo {
         url: url.to_string(),
         ca,
         access_token: token,
@@ -260,7 +369,10 @@ pub async fn ensure_demo(
         login: login.to_string(),
         structure_id: devices.structure_id.clone(),
         devices,
+        password: String::new(),
+        products: Vec::new(),
     };
+    ensure_demo_access(store, &mut info).await?;
     write_demo(&path, &info)?;
     Ok(info)
 }

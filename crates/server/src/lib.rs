@@ -12,6 +12,7 @@ pub mod api;
 pub mod auth;
 pub mod hub;
 pub mod ids;
+pub mod oauth;
 pub mod stream;
 pub mod tls;
 
@@ -56,6 +57,10 @@ pub struct Config {
     pub max_streams_per_token: usize,
     /// Concurrent streams one user may hold open over all tokens.
     pub max_streams_per_user: usize,
+    /// Lifetime of a web-flow authorization code (the original: 10 minutes).
+    pub code_ttl: Duration,
+    /// Lifetime of a PIN (the original: 48 hours).
+    pub pin_ttl: Duration,
     pub rules: RuleConfig,
     pub demo: bool,
 }
@@ -77,6 +82,8 @@ impl Config {
             h2_max_streams: 10_000,
             max_streams_per_token: 100,
             max_streams_per_user: 1_000,
+            code_ttl: Duration::from_secs(600),
+            pin_ttl: Duration::from_secs(48 * 3600),
             rules: RuleConfig::default(),
             demo: false,
         }
@@ -88,6 +95,9 @@ pub struct AppInner {
     pub hub: hub::Hub,
     pub grants: auth::Grants,
     pub streams: stream::Streams,
+    pub logins: oauth::LoginLimiter,
+    /// The data listener's base URL (the OAuth issuer).
+    pub public_url: String,
     pub config: Config,
     pub shutdown: CancellationToken,
     metrics: Option<PrometheusHandle>,
@@ -183,6 +193,8 @@ impl Server {
             hub: hub::Hub::default(),
             grants: auth::Grants::default(),
             streams: stream::Streams::default(),
+            logins: oauth::LoginLimiter::default(),
+            public_url: url.clone(),
             config,
             shutdown,
             metrics,
@@ -213,6 +225,12 @@ impl Server {
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics_page))
+            .route("/login/oauth2", get(oauth::authorize_page).post(oauth::authorize_decision))
+            .route("/login", axum::routing::post(oauth::login_submit))
+            .route("/oauth2/access_token", axum::routing::post(oauth::token))
+            .route("/oauth2/access_tokens/{token}", axum::routing::delete(oauth::revoke_original))
+            .route("/oauth2/revoke", axum::routing::post(oauth::revoke_rfc7009))
+            .route("/.well-known/oauth-authorization-server", get(oauth::metadata))
             .fallback(api::data)
             .layer(axum::middleware::from_fn(api::observe))
             .with_state(app)

@@ -46,6 +46,9 @@ pub async fn run(store: &dyn Store, changelog_keep: u64) {
     assert_eq!(store.user("u1").await.unwrap().unwrap().login, "u1@example.com");
     assert_eq!(store.user_by_login("u1@example.com").await.unwrap().unwrap().id, "u1");
     assert!(store.user("nobody").await.unwrap().is_none());
+    store.set_password("u1", "$argon2id$x").await.unwrap();
+    assert_eq!(store.user("u1").await.unwrap().unwrap().password_hash.as_deref(), Some("$argon2id$x"));
+    assert!(matches!(store.set_password("nobody", "x").await, Err(StoreError::NotFound(_))));
 
     // Structures and revisions.
     assert_eq!(store.create_structure("u1", "s1", json!({"v": 0}), "t").await.unwrap(), 1);

@@ -190,6 +190,8 @@ pub trait Store: Send + Sync + 'static {
     fn user(&self, id: &str) -> BoxFuture<'_, Result<Option<User>>>;
     fn user_by_login(&self, login: &str) -> BoxFuture<'_, Result<Option<User>>>;
     fn users(&self) -> BoxFuture<'_, Result<Vec<User>>>;
+    /// Sets a user's password hash.
+    fn set_password(&self, user_id: &str, password_hash: &str) -> BoxFuture<'_, Result<()>>;
 
     fn insert_token(&self, token: TokenRecord) -> BoxFuture<'_, Result<()>>;
     /// A token that is not revoked.

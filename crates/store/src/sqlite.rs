@@ -578,6 +578,16 @@ impl Store for SqliteStore {
         Box::pin(async move { r })
     }
 
+    fn set_password(&self, user_id: &str, password_hash: &str) -> BoxFuture<'_, Result<()>> {
+        let (id, hash) = (user_id.to_string(), password_hash.to_string());
+        Box::pin(self.write(move |conn| {
+            let n = conn
+                .execute("UPDATE users SET password_hash = ?1 WHERE id = ?2", params![hash, id])
+                .map_err(backend)?;
+            if n == 1 { Ok(()) } else { Err(StoreError::NotFound(id)) }
+        }))
+    }
+
     fn insert_token(&self, token: TokenRecord) -> BoxFuture<'_, Result<()>> {
         Box::pin(self.write(move |conn| insert_token_row(conn, &token)))
     }

@@ -30,6 +30,7 @@ pub struct Options {
     pub body_limit: Option<usize>,
     pub changelog_keep: Option<u64>,
     pub max_streams_per_token: Option<usize>,
+    pub code_ttl_secs: Option<u64>,
 }
 
 impl TestApp {
@@ -61,6 +62,9 @@ impl TestApp {
         }
         if let Some(k) = opts.changelog_keep {
             cmd.args(["--changelog-keep", &k.to_string()]);
+        }
+        if let Some(t) = opts.code_ttl_secs {
+            cmd.args(["--code-ttl-secs", &t.to_string()]);
         }
         if let Some(m) = opts.max_streams_per_token {
             cmd.args(["--max-streams-per-token", &m.to_string()]);

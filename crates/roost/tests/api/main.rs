@@ -9,4 +9,5 @@ mod data;
 mod errors;
 mod helpers;
 mod lifecycle;
+mod oauth;
 mod streams;
