@@ -411,9 +411,9 @@ h1{{font-size:1.4rem}}li{{margin:.3rem 0}}button{{font-size:1rem;padding:.5rem 1
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert(
         "content-security-policy",
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
-        ),
+        // No form-action: the consent form is answered with a redirect to the product's own
+        // registered redirect URI, which form-action would block.
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"),
     );
     r
 }

@@ -40,3 +40,48 @@ async fn a_browser_eventsource_gets_puts_and_resumes() {
     assert_eq!(result["resumed"], json!(73), "resume gets exactly the missed change");
     assert_eq!(result["ids_increase"], json!(true));
 }
+
+#[tokio::test]
+async fn oauth_login_consent_pin_and_web_flow_in_chromium() {
+    tools_ready();
+    let app = TestApp::spawn().await;
+    let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let shot = artifacts.join("consent.png");
+    let _ = std::fs::remove_file(&shot);
+    let d = &app.demo;
+    let redirect = d["products"][0]["redirect_uris"][0].as_str().unwrap().to_string();
+    let out = tokio::process::Command::new("node")
+        .arg("consent.mjs")
+        .args([
+            app.url.as_str(),
+            d["login"].as_str().unwrap(),
+            d["password"].as_str().unwrap(),
+            d["products"][1]["client_id"].as_str().unwrap(),
+            d["products"][0]["client_id"].as_str().unwrap(),
+            &redirect,
+        ])
+        .arg(&shot)
+        .current_dir(browser_dir())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(r["consent_lists_permissions"], json!(true));
+    assert_eq!(r["consent_lists_home"], json!(true));
+    assert_eq!(r["pin"].as_str().unwrap().len(), 8);
+    assert_eq!(r["code"].as_str().unwrap().len(), 16);
+    assert_eq!(r["state"], json!("xyz"));
+    assert!(std::fs::metadata(&shot).unwrap().len() > 1000, "the consent page screenshot was saved");
+    // The PIN from the browser works at the token endpoint.
+    let form = [
+        ("client_id", d["products"][1]["client_id"].as_str().unwrap()),
+        ("client_secret", d["products"][1]["client_secret"].as_str().unwrap()),
+        ("code", r["pin"].as_str().unwrap()),
+        ("grant_type", "authorization_code"),
+    ];
+    let resp = app.client.post(format!("{}/oauth2/access_token", app.url)).form(&form).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+}
