@@ -99,6 +99,18 @@ struct ServeArgs {
     /// Concurrent streams per user.
     #[arg(long, env = "ROOST_MAX_STREAMS_PER_USER")]
     max_streams_per_user: Option<usize>,
+    /// Products' calls per token per minute (0 = no limit; default 600).
+    #[arg(long, env = "ROOST_CALLS_PER_TOKEN_PER_MINUTE")]
+    calls_per_token_per_minute: Option<u32>,
+    /// Products' stream opens per token per hour (default 120).
+    #[arg(long, env = "ROOST_STREAM_OPENS_PER_TOKEN_PER_HOUR")]
+    stream_opens_per_token_per_hour: Option<u32>,
+    /// Writes per device per hour, shared by all products (default 360).
+    #[arg(long, env = "ROOST_WRITES_PER_DEVICE_PER_HOUR")]
+    writes_per_device_per_hour: Option<u32>,
+    /// Writes per structure per hour, shared by all products (default 1200).
+    #[arg(long, env = "ROOST_WRITES_PER_STRUCTURE_PER_HOUR")]
+    writes_per_structure_per_hour: Option<u32>,
     /// Lifetime of web-flow authorization codes in seconds (default 600).
     #[arg(long, env = "ROOST_CODE_TTL_SECS", hide = true)]
     code_ttl_secs: Option<u64>,
@@ -122,6 +134,10 @@ struct FileConfig {
     changelog_keep: Option<u64>,
     max_streams_per_token: Option<usize>,
     max_streams_per_user: Option<usize>,
+    calls_per_token_per_minute: Option<u32>,
+    stream_opens_per_token_per_hour: Option<u32>,
+    writes_per_device_per_hour: Option<u32>,
+    writes_per_structure_per_hour: Option<u32>,
     min_spread_f: Option<f64>,
     min_spread_c: Option<f64>,
     eco_on_away: Option<bool>,
@@ -290,6 +306,10 @@ enum TokenCommand {
         structures: Vec<String>,
         #[arg(long, default_value = "admin")]
         label: String,
+        /// Issue the token to a product (client id): it gets the product's permissions and
+        /// its rate limits, as if the user had consented.
+        #[arg(long)]
+        product: Option<String>,
     },
     Revoke {
         token: String,
@@ -373,6 +393,19 @@ fn load_config(args: ServeArgs) -> anyhow::Result<Config> {
     }
     if let Some(v) = args.max_streams_per_user.or(file.max_streams_per_user) {
         c.max_streams_per_user = v;
+    }
+    let l = &mut c.limits;
+    if let Some(v) = args.calls_per_token_per_minute.or(file.calls_per_token_per_minute) {
+        l.calls_per_token_per_minute = v;
+    }
+    if let Some(v) = args.stream_opens_per_token_per_hour.or(file.stream_opens_per_token_per_hour) {
+        l.stream_opens_per_token_per_hour = v;
+    }
+    if let Some(v) = args.writes_per_device_per_hour.or(file.writes_per_device_per_hour) {
+        l.writes_per_device_per_hour = v;
+    }
+    if let Some(v) = args.writes_per_structure_per_hour.or(file.writes_per_structure_per_hour) {
+        l.writes_per_structure_per_hour = v;
     }
     if let Some(v) = args.code_ttl_secs {
         c.code_ttl = Duration::from_secs(v);
@@ -575,9 +608,14 @@ async fn admin_command(data: &Path, json: bool, command: AdminCommand) -> anyhow
                 v.into(),
             );
         }
-        AdminCommand::Token { command: TokenCommand::Issue { user, permissions, structures, label } } => {
+        AdminCommand::Token {
+            command: TokenCommand::Issue { user, permissions, structures, label, product },
+        } => {
             let perms = PermissionSet::parse_list(&permissions).map_err(|e| anyhow!("--permissions: {e}"))?;
-            let token = admin::issue_token(s, &user, perms, &structures, &label).await?;
+            let token = match product {
+                Some(p) => admin::issue_product_token(s, &user, &p, &structures).await?,
+                None => admin::issue_token(s, &user, perms, &structures, &label).await?,
+            };
             out(token.clone(), serde_json::json!({"access_token": token, "permissions": perms.to_list()}));
         }
         AdminCommand::Product {

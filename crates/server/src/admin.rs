@@ -262,6 +262,41 @@ pub async fn create_product(
     })
 }
 
+/// Issues a token to a product for a user, with the product's permissions (as a consent
+/// would).
+pub async fn issue_product_token(
+    store: &dyn Store,
+    user: &str,
+    product_id: &str,
+    structures: &[String],
+) -> anyhow::Result<String> {
+    let product = store
+        .product(product_id)
+        .await?
+        .ok_or_else(|| anyhow!("no product with client id '{product_id}'"))?;
+    let user = find_user(store, user).await?;
+    let owned = store.structures_of(&user.id).await?;
+    let structures = if structures.is_empty() { owned.clone() } else { structures.to_vec() };
+    if let Some(s) = structures.iter().find(|s| !owned.contains(s)) {
+        bail!("structure '{s}' is not one of {}'s", user.login);
+    }
+    let token = ids::access_token();
+    store
+        .insert_token(TokenRecord {
+            hash: hash_token(&token),
+            user_id: user.id,
+            product_id: Some(product.id),
+            permissions: product.permissions,
+            structures,
+            client_version: product.client_version,
+            created_at: now(),
+            label: product.name,
+            revoked: false,
+        })
+        .await?;
+    Ok(token)
+}
+
 pub async fn revoke_token(store: &dyn Store, token: &str) -> anyhow::Result<bool> {
     Ok(store.revoke_token(&hash_token(token)).await?)
 }

@@ -30,6 +30,11 @@ pub fn error_response(e: &ApiError) -> Response {
     if e.status == 401 {
         resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
+    if e.status == 429
+        && let Some(v) = e.details.get("retry_after").and_then(|s| HeaderValue::from_str(s).ok())
+    {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
     resp
 }
 
@@ -99,19 +104,62 @@ async fn handle(
         client_version: grant.client_version,
         user_id: grant.user_id.clone(),
     };
-    match *method {
-        Method::GET | Method::HEAD => {
-            let wants_stream = headers
-                .get(header::ACCEPT)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|a| a.contains("text/event-stream"));
+    let wants_stream = matches!(*method, Method::GET | Method::HEAD)
+        && headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/event-stream"));
+    // Products' tokens are rate limited (operator-issued tokens are not).
+    let budget = match grant.product_id {
+        Some(_) => {
+            let limits = &app.config.limits;
+            let key = format!("calls:{}", hex8(&grant.hash));
+            let budget = app
+                .limiter
+                .take(&key, limits.calls_per_token_per_minute, Duration::from_secs(60))
+                .map_err(|b| blocked(&b))?;
             if wants_stream {
-                Ok(crate::stream::open(app, grant, location, metadata, headers, uri).await)
-            } else {
-                read(app, &grant, &location, &metadata)
+                let key = format!("streams:{}", hex8(&grant.hash));
+                app.limiter
+                    .take(&key, limits.stream_opens_per_token_per_hour, Duration::from_secs(3600))
+                    .map_err(|b| blocked(&b))?;
             }
+            Some(budget)
         }
+        None => None,
+    };
+    let mut resp = match *method {
+        Method::GET | Method::HEAD if wants_stream => {
+            Ok(crate::stream::open(app, grant, location, metadata, headers, uri).await)
+        }
+        Method::GET | Method::HEAD => read(app, &grant, &location, &metadata),
         _ => write(app, &grant, &location, headers, body).await,
+    }?;
+    if let Some(b) = budget {
+        add_budget_headers(resp.headers_mut(), &b);
+    }
+    Ok(resp)
+}
+
+/// A rate-limit refusal: 429 `blocked`, with when to retry.
+fn blocked(b: &crate::ratelimit::Budget) -> ApiError {
+    let mut e = ApiError::blocked();
+    e.message = format!("Rate limit reached; retry in {} s", b.reset);
+    e.with("retry_after", b.reset.to_string())
+}
+
+pub fn add_budget_headers(h: &mut HeaderMap, b: &crate::ratelimit::Budget) {
+    if b.limit == 0 {
+        return;
+    }
+    for (name, v) in [
+        ("ratelimit-limit", b.limit as u64),
+        ("ratelimit-remaining", b.remaining as u64),
+        ("ratelimit-reset", b.reset),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&v.to_string()) {
+            h.insert(name, v);
+        }
     }
 }
 
@@ -253,6 +301,20 @@ async fn write(
     let snaps = snapshots(app, grant);
     let plan = plan_write(location, &value, snaps.iter().map(|s| &s.home))?;
     let slot = app.hub.slot(&plan.structure_id).ok_or_else(|| ApiError::not_found(&location.to_string()))?;
+    if grant.product_id.is_some() {
+        // Writes per device and per structure, shared by every product.
+        let limits = &app.config.limits;
+        let hour = Duration::from_secs(3600);
+        for w in &plan.writes {
+            if let roost_model::write::Target::Device(_, id) = &w.target {
+                app.limiter
+                    .take(&format!("device:{id}"), limits.writes_per_device_per_hour, hour)
+                    .map_err(|b| blocked(&b))?;
+            }
+        }
+        let key = format!("structure:{}", plan.structure_id);
+        app.limiter.take(&key, limits.writes_per_structure_per_hour, hour).map_err(|b| blocked(&b))?;
+    }
     let actor = Actor::Product { permissions: grant.permissions };
     let actor_name = match &grant.product_id {
         Some(p) => format!("product:{p}"),

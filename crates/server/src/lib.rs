@@ -13,6 +13,7 @@ pub mod auth;
 pub mod hub;
 pub mod ids;
 pub mod oauth;
+pub mod ratelimit;
 pub mod stream;
 pub mod tls;
 
@@ -57,6 +58,8 @@ pub struct Config {
     pub max_streams_per_token: usize,
     /// Concurrent streams one user may hold open over all tokens.
     pub max_streams_per_user: usize,
+    /// Rate limits for products' tokens.
+    pub limits: ratelimit::Limits,
     /// Lifetime of a web-flow authorization code (the original: 10 minutes).
     pub code_ttl: Duration,
     /// Lifetime of a PIN (the original: 48 hours).
@@ -82,6 +85,7 @@ impl Config {
             h2_max_streams: 10_000,
             max_streams_per_token: 100,
             max_streams_per_user: 1_000,
+            limits: ratelimit::Limits::default(),
             code_ttl: Duration::from_secs(600),
             pin_ttl: Duration::from_secs(48 * 3600),
             rules: RuleConfig::default(),
@@ -96,6 +100,7 @@ pub struct AppInner {
     pub grants: auth::Grants,
     pub streams: stream::Streams,
     pub logins: oauth::LoginLimiter,
+    pub limiter: ratelimit::Limiter,
     /// The data listener's base URL (the OAuth issuer).
     pub public_url: String,
     pub config: Config,
@@ -194,6 +199,7 @@ impl Server {
             grants: auth::Grants::default(),
             streams: stream::Streams::default(),
             logins: oauth::LoginLimiter::default(),
+            limiter: ratelimit::Limiter::default(),
             public_url: url.clone(),
             config,
             shutdown,

@@ -31,6 +31,8 @@ pub struct Options {
     pub changelog_keep: Option<u64>,
     pub max_streams_per_token: Option<usize>,
     pub code_ttl_secs: Option<u64>,
+    /// More `roost serve` flags.
+    pub extra: Vec<String>,
 }
 
 impl TestApp {
@@ -63,6 +65,7 @@ impl TestApp {
         if let Some(k) = opts.changelog_keep {
             cmd.args(["--changelog-keep", &k.to_string()]);
         }
+        cmd.args(&opts.extra);
         if let Some(t) = opts.code_ttl_secs {
             cmd.args(["--code-ttl-secs", &t.to_string()]);
         }

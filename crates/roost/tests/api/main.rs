@@ -9,5 +9,6 @@ mod data;
 mod errors;
 mod helpers;
 mod lifecycle;
+mod limits;
 mod oauth;
 mod streams;

@@ -1,0 +1,78 @@
+//! Rate limits for products' tokens: calls per minute with visible budget, writes per device
+//! shared by all products, 429 `blocked` with Retry-After; operator tokens are exempt.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Options, TestApp, roost};
+
+fn product_token(app: &TestApp, product: usize) -> String {
+    let id = app.demo["products"][product]["client_id"].as_str().unwrap();
+    let out = roost()
+        .arg("admin")
+        .arg("--data")
+        .arg(&app.dir)
+        .args(["--json", "token", "issue", "--user", app.demo["login"].as_str().unwrap(), "--product", id])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["access_token"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn products_see_their_budget_and_get_429_blocked_past_it() {
+    let app = TestApp::spawn_with(Options {
+        extra: vec![
+            "--calls-per-token-per-minute".into(),
+            "3".into(),
+            "--writes-per-device-per-hour".into(),
+            "2".into(),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let token = product_token(&app, 0);
+    let mut remaining = Vec::new();
+    for _ in 0..3 {
+        let r = app.client.get(format!("{}/metadata", app.url)).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["ratelimit-limit"], "3");
+        remaining.push(r.headers()["ratelimit-remaining"].to_str().unwrap().to_string());
+    }
+    assert_eq!(remaining, ["2", "1", "0"]);
+    let r = app.client.get(format!("{}/metadata", app.url)).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait));
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], json!("blocked"));
+    // Writes per device are shared by every product: two products, one thermostat.
+    let t = app.thermostat_path();
+    let (a, b) = (product_token(&app, 0), product_token(&app, 1));
+    for (token, f) in [(&a, 70), (&b, 71)] {
+        let r = app
+            .client
+            .put(format!("{}{t}", app.url))
+            .bearer_auth(token)
+            .body(json!({"target_temperature_f": f}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let r = app
+        .client
+        .put(format!("{}{t}", app.url))
+        .bearer_auth(&b)
+        .body(r#"{"target_temperature_f":72}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    let (_, v) = app.get_json(&format!("{t}/target_temperature_f")).await;
+    assert_eq!(v, json!(71), "the refused write changed nothing");
+    // The operator's own token is not limited.
+    for _ in 0..10 {
+        assert_eq!(app.get("/metadata").send().await.unwrap().status(), 200);
+    }
+}
