@@ -24,6 +24,11 @@ impl Events {
         Events::open_with(app, path, None).await
     }
 
+    pub fn from_response(r: reqwest::Response) -> Events {
+        assert_eq!(r.status(), 200);
+        Events { stream: r.bytes_stream().boxed(), buf: String::new() }
+    }
+
     pub async fn open_with(app: &TestApp, path: &str, last_event_id: Option<&str>) -> Events {
         let mut req = app.get(path).header("accept", "text/event-stream");
         if let Some(id) = last_event_id {
