@@ -233,6 +233,8 @@ impl Server {
             .route("/metrics", get(metrics_page))
             .route("/login/oauth2", get(oauth::authorize_page).post(oauth::authorize_decision))
             .route("/login", axum::routing::post(oauth::login_submit))
+            .route("/connections", get(oauth::connections_page))
+            .route("/connections/revoke", axum::routing::post(oauth::connections_revoke))
             .route("/oauth2/access_token", axum::routing::post(oauth::token))
             .route("/oauth2/access_tokens/{token}", axum::routing::delete(oauth::revoke_original))
             .route("/oauth2/revoke", axum::routing::post(oauth::revoke_rfc7009))

@@ -645,8 +645,12 @@ pub async fn login_submit(State(app): State<App>, headers: HeaderMap, body: Byte
             "Oops! We've encountered an error. Please try again.",
         );
     }
-    // Only ever back to the authorization page, whatever `next` says.
-    let target = format!("/login/oauth2?{}", next.trim_start_matches('?'));
+    // Only ever back to one of our own pages, whatever `next` says.
+    let target = if next == "/connections" {
+        next.clone()
+    } else {
+        format!("/login/oauth2?{}", next.trim_start_matches("/login/oauth2?").trim_start_matches('?'))
+    };
     let mut r = StatusCode::SEE_OTHER.into_response();
     let h = r.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&target) {
@@ -741,6 +745,81 @@ pub async fn authorize_decision(State(app): State<App>, headers: HeaderMap, body
         );
     }
     redirect_to(&format!("{}{sep}code={code}&state={}", req.redirect_uri, enc(&req.state)))
+}
+
+// ---------- connected products ----------
+
+fn hex(h: &[u8; 32]) -> String {
+    h.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `GET /connections`: the products a user connected, with a button to disconnect each.
+pub async fn connections_page(State(app): State<App>, headers: HeaderMap) -> Response {
+    let Some(session) = session_of(&app, &headers).await else {
+        return login_form(&app, "/connections", None);
+    };
+    let tokens = app.store.tokens_of(&session.user_id).await.unwrap_or_default();
+    let mut rows = String::new();
+    for t in tokens.iter().filter(|t| t.product_id.is_some() && !t.revoked) {
+        let perms: String = PermissionSet::from_bits(t.permissions)
+            .iter()
+            .map(|p| format!("<li>{}</li>", esc(p.plain_words())))
+            .collect();
+        let homes: Vec<String> = t
+            .structures
+            .iter()
+            .map(|sid| {
+                app.hub
+                    .slot(sid)
+                    .and_then(|s| {
+                        s.current().home.structure().get("name").and_then(|n| n.as_str()).map(str::to_string)
+                    })
+                    .unwrap_or_else(|| sid.clone())
+            })
+            .collect();
+        rows.push_str(&format!(
+            "<section><h2>{name}</h2><p>Connected {at}, to {homes}.</p><ul>{perms}</ul><form method=\"post\" action=\"/connections/revoke\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"grant\" value=\"{id}\"><button type=\"submit\">Disconnect</button></form></section>",
+            name = esc(&t.label),
+            at = esc(&t.created_at),
+            homes = esc(&homes.join(", ")),
+            csrf = esc(&session.csrf),
+            id = hex(&t.hash),
+        ));
+    }
+    if rows.is_empty() {
+        rows = "<p>No products are connected to your account.</p>".into();
+    }
+    page(StatusCode::OK, "Connected products", &rows)
+}
+
+/// `POST /connections/revoke`: disconnects one product (its token stops working at once).
+pub async fn connections_revoke(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let Ok(form) = Params::parse(&[&body]) else {
+        return error_page(StatusCode::BAD_REQUEST, "The form was not valid.");
+    };
+    let Some(session) = session_of(&app, &headers).await else {
+        return error_page(StatusCode::FORBIDDEN, "Your session expired. Please sign in again.");
+    };
+    if !form.get("csrf").is_some_and(|c| bool::from(c.as_bytes().ct_eq(session.csrf.as_bytes()))) {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "The form expired or did not come from this site. Please try again.",
+        );
+    }
+    let wanted = form.get("grant").unwrap_or("");
+    let tokens = app.store.tokens_of(&session.user_id).await.unwrap_or_default();
+    // Only the user's own grants can be disconnected here.
+    let Some(t) = tokens.iter().find(|t| hex(&t.hash) == wanted) else {
+        return error_page(StatusCode::NOT_FOUND, "That connection does not exist.");
+    };
+    if app.store.revoke_token(&t.hash).await.is_err() {
+        return error_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Oops! We've encountered an error. Please try again.",
+        );
+    }
+    app.revoke(&t.hash);
+    redirect_to("/connections")
 }
 
 fn redirect_to(location: &str) -> Response {

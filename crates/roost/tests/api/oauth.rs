@@ -471,3 +471,64 @@ async fn rfc7009_revocation_metadata_and_login_limits() {
     assert_eq!(&statuses[..10], &[401; 10]);
     assert_eq!(statuses[10], 429);
 }
+
+#[tokio::test]
+async fn a_user_sees_connected_products_and_disconnects_one() {
+    let app = TestApp::spawn().await;
+    let (id, secret) = product(&app, 1);
+    let c = browser(&app);
+    let html = consent(&app, &c, &format!("client_id={id}&state=s"), "allow").await.text().await.unwrap();
+    let pin = html.split("id=\"pin\">").nth(1).unwrap().split('<').next().unwrap().to_string();
+    let (_, v) = exchange(
+        &app,
+        &[
+            ("client_id", &id),
+            ("client_secret", &secret),
+            ("code", &pin),
+            ("grant_type", "authorization_code"),
+        ],
+    )
+    .await;
+    let token = v["access_token"].as_str().unwrap().to_string();
+    // The same browser session shows the connection.
+    let page = c.get(format!("{}/connections", app.url)).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Demo device"), "{page}");
+    assert!(page.contains("Demo Home"));
+    let form = [("csrf", hidden(&page, "csrf")), ("grant", hidden(&page, "grant"))];
+    // Without the CSRF token nothing happens.
+    let r = c
+        .post(format!("{}/connections/revoke", app.url))
+        .form(&[("grant", form[1].1.clone())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        app.client.get(format!("{}/", app.url)).bearer_auth(&token).send().await.unwrap().status(),
+        200
+    );
+    let r = c.post(format!("{}/connections/revoke", app.url)).form(&form).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        app.client.get(format!("{}/", app.url)).bearer_auth(&token).send().await.unwrap().status(),
+        401
+    );
+    let page = c.get(format!("{}/connections", app.url)).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("No products are connected"));
+    // A fresh browser must sign in first, and comes back to the page.
+    let other = browser(&app);
+    let html = other.get(format!("{}/connections", app.url)).send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("Sign in"));
+    let r = other
+        .post(format!("{}/login", app.url))
+        .form(&[
+            ("login", app.demo["login"].as_str().unwrap()),
+            ("password", app.demo["password"].as_str().unwrap()),
+            ("csrf", &hidden(&html, "csrf")),
+            ("next", "/connections"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["location"], "/connections");
+}
