@@ -246,6 +246,13 @@ enum ProductCommand {
         #[arg(long)]
         public: bool,
     },
+    /// Changes a product's permissions; its client version goes up and users re-consent.
+    Update {
+        #[arg(long)]
+        client_id: String,
+        #[arg(long)]
+        permissions: String,
+    },
     List,
 }
 
@@ -622,7 +629,8 @@ async fn admin_command(data: &Path, json: bool, command: AdminCommand) -> anyhow
             command: ProductCommand::Create { name, description, redirect_uris, permissions, public },
         } => {
             let perms = PermissionSet::parse_list(&permissions).map_err(|e| anyhow!("--permissions: {e}"))?;
-            let p = admin::create_product(s, &name, &description, &redirect_uris, perms, public).await?;
+            let p =
+                admin::create_product(s, &name, &description, &redirect_uris, perms, public, None).await?;
             out(
                 format!(
                     "created product {} (client id {}){}",
@@ -634,6 +642,14 @@ async fn admin_command(data: &Path, json: bool, command: AdminCommand) -> anyhow
                         .unwrap_or_default()
                 ),
                 serde_json::to_value(&p)?,
+            );
+        }
+        AdminCommand::Product { command: ProductCommand::Update { client_id, permissions } } => {
+            let perms = PermissionSet::parse_list(&permissions).map_err(|e| anyhow!("--permissions: {e}"))?;
+            let v = roost_store::Store::update_product_permissions(s, &client_id, perms.bits()).await?;
+            out(
+                format!("product {client_id} is now at client version {v}"),
+                serde_json::json!({"client_id": client_id, "client_version": v}),
             );
         }
         AdminCommand::Product { command: ProductCommand::List } => {

@@ -221,6 +221,7 @@ pub async fn create_product(
     redirect_uris: &[String],
     permissions: PermissionSet,
     public: bool,
+    owner: Option<&str>,
 ) -> anyhow::Result<NewProduct> {
     if name.trim().is_empty() || name.len() > 100 {
         bail!("--name must be 1 to 100 characters");
@@ -244,6 +245,7 @@ pub async fn create_product(
     store
         .create_product(roost_store::Product {
             id: id.clone(),
+            owner: owner.map(str::to_string),
             name: name.to_string(),
             description: description.to_string(),
             secret_hash,
@@ -340,6 +342,7 @@ async fn ensure_demo_access(store: &dyn Store, info: &mut DemoInfo) -> anyhow::R
                 &[DEMO_REDIRECT_URI.to_string()],
                 web,
                 false,
+                None,
             )
             .await?,
         );
@@ -355,6 +358,7 @@ async fn ensure_demo_access(store: &dyn Store, info: &mut DemoInfo) -> anyhow::R
                 &[],
                 pin,
                 false,
+                None,
             )
             .await?,
         );

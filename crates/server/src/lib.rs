@@ -234,6 +234,7 @@ impl Server {
             .route("/login/oauth2", get(oauth::authorize_page).post(oauth::authorize_decision))
             .route("/login", axum::routing::post(oauth::login_submit))
             .route("/connections", get(oauth::connections_page))
+            .route("/developer", get(oauth::developer_page).post(oauth::developer_create))
             .route("/connections/revoke", axum::routing::post(oauth::connections_revoke))
             .route("/oauth2/access_token", axum::routing::post(oauth::token))
             .route("/oauth2/access_tokens/{token}", axum::routing::delete(oauth::revoke_original))

@@ -646,7 +646,7 @@ pub async fn login_submit(State(app): State<App>, headers: HeaderMap, body: Byte
         );
     }
     // Only ever back to one of our own pages, whatever `next` says.
-    let target = if next == "/connections" {
+    let target = if next == "/connections" || next == "/developer" {
         next.clone()
     } else {
         format!("/login/oauth2?{}", next.trim_start_matches("/login/oauth2?").trim_start_matches('?'))
@@ -745,6 +745,122 @@ pub async fn authorize_decision(State(app): State<App>, headers: HeaderMap, body
         );
     }
     redirect_to(&format!("{}{sep}code={code}&state={}", req.redirect_uri, enc(&req.state)))
+}
+
+// ---------- developer page ----------
+
+/// `GET /developer`: the signed-in user's products, and a form to register one.
+pub async fn developer_page(State(app): State<App>, headers: HeaderMap) -> Response {
+    let Some(session) = session_of(&app, &headers).await else {
+        return login_form(&app, "/developer", None);
+    };
+    developer_view(&app, &session, None).await
+}
+
+async fn developer_view(
+    app: &App,
+    session: &Session,
+    created: Option<&crate::admin::NewProduct>,
+) -> Response {
+    let mut body = String::new();
+    if let Some(p) = created {
+        body.push_str(&format!(
+            "<p class=\"error\">Registered. Copy the secret now: it is shown only once.</p>\
+<p>Client id: <code id=\"client_id\">{}</code><br>Client secret: <code id=\"client_secret\">{}</code></p>",
+            esc(&p.client_id),
+            esc(p.client_secret.as_deref().unwrap_or("(public product: none, use PKCE)"))
+        ));
+    }
+    let mine: Vec<Product> = app
+        .store
+        .products()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| p.owner.as_deref() == Some(session.user_id.as_str()))
+        .collect();
+    body.push_str("<h2>Your products</h2>");
+    if mine.is_empty() {
+        body.push_str("<p>None yet.</p>");
+    }
+    for p in &mine {
+        let perms: Vec<&str> = PermissionSet::from_bits(p.permissions).iter().map(|x| x.title()).collect();
+        body.push_str(&format!(
+            "<section><strong>{}</strong> — client id <code>{}</code>, version {}<br>{}<br>Redirect URIs: {}</section>",
+            esc(&p.name),
+            esc(&p.id),
+            p.client_version,
+            esc(&perms.join(", ")),
+            esc(&if p.redirect_uris.is_empty() { "none (PIN flow)".to_string() } else { p.redirect_uris.join(", ") })
+        ));
+    }
+    let boxes: String = Permission::ALL
+        .iter()
+        .map(|p| {
+            format!(
+                "<label><input type=\"checkbox\" name=\"permission\" value=\"{}\"> {}</label>",
+                p.id(),
+                esc(p.title())
+            )
+        })
+        .collect();
+    body.push_str(&format!(
+        "<h2>Register a product</h2><form method=\"post\" action=\"/developer\">\
+<input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+<label>Name <input name=\"name\" required maxlength=\"100\"></label>\
+<label>Description <input name=\"description\" maxlength=\"500\"></label>\
+<label>Redirect URIs, one per line (none: PIN flow) <textarea name=\"redirect_uris\"></textarea></label>\
+{boxes}<label><input type=\"checkbox\" name=\"public\" value=\"1\"> Public (no secret; PKCE)</label>\
+<button type=\"submit\">Register</button></form>",
+        esc(&session.csrf)
+    ));
+    page(StatusCode::OK, "Developer", &body)
+}
+
+/// `POST /developer`: registers a product owned by the signed-in user.
+pub async fn developer_create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let Ok(form) = parse_form_with_lists(&body, &["permission"]) else {
+        return error_page(StatusCode::BAD_REQUEST, "The form was not valid.");
+    };
+    let Some(session) = session_of(&app, &headers).await else {
+        return error_page(StatusCode::FORBIDDEN, "Your session expired. Please sign in again.");
+    };
+    if !form.get("csrf").is_some_and(|c| bool::from(c.as_bytes().ct_eq(session.csrf.as_bytes()))) {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "The form expired or did not come from this site. Please try again.",
+        );
+    }
+    let mut perms = PermissionSet::EMPTY;
+    for p in form.all("permission") {
+        match Permission::parse(p) {
+            Some(p) => perms = perms.union(PermissionSet::of(&[p])),
+            None => return error_page(StatusCode::BAD_REQUEST, &format!("Unknown permission: {p}")),
+        }
+    }
+    let uris: Vec<String> = form
+        .get("redirect_uris")
+        .unwrap_or("")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    let name = form.get("name").unwrap_or("");
+    let created = crate::admin::create_product(
+        app.store.as_ref(),
+        name,
+        form.get("description").unwrap_or(""),
+        &uris,
+        perms,
+        form.get("public").is_some(),
+        Some(&session.user_id),
+    )
+    .await;
+    match created {
+        Ok(p) => developer_view(&app, &session, Some(&p)).await,
+        Err(e) => error_page(StatusCode::BAD_REQUEST, &e.to_string()),
+    }
 }
 
 // ---------- connected products ----------

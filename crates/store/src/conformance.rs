@@ -132,6 +132,7 @@ pub async fn run(store: &dyn Store, changelog_keep: u64) {
     // Products, single-use codes and sessions.
     let product = Product {
         id: "p1".into(),
+        owner: Some("u1".into()),
         name: "Acme".into(),
         description: "d".into(),
         secret_hash: Some("$argon2id$x".into()),
@@ -143,6 +144,11 @@ pub async fn run(store: &dyn Store, changelog_keep: u64) {
     store.create_product(product.clone()).await.unwrap();
     assert_eq!(store.product("p1").await.unwrap(), Some(product.clone()));
     assert_eq!(store.products().await.unwrap(), vec![product]);
+    assert_eq!(store.update_product_permissions("p1", 7).await.unwrap(), 2);
+    let updated = store.product("p1").await.unwrap().unwrap();
+    assert_eq!((updated.permissions, updated.client_version), (7, 2));
+    assert_eq!(store.update_product_permissions("p1", 5).await.unwrap(), 3);
+    assert!(matches!(store.update_product_permissions("nope", 1).await, Err(StoreError::NotFound(_))));
     let code = CodeRecord {
         hash: [9; 32],
         product_id: "p1".into(),

@@ -122,6 +122,9 @@ pub struct TokenRecord {
 pub struct Product {
     /// The client id (a UUID).
     pub id: String,
+    /// The user who registered it on the developer page (`None` for admin-created ones).
+    #[serde(default)]
+    pub owner: Option<String>,
     pub name: String,
     pub description: String,
     /// PHC string; `None` for public clients (which must use PKCE).
@@ -205,6 +208,10 @@ pub trait Store: Send + Sync + 'static {
     fn create_product(&self, product: Product) -> BoxFuture<'_, Result<()>>;
     fn product(&self, id: &str) -> BoxFuture<'_, Result<Option<Product>>>;
     fn products(&self) -> BoxFuture<'_, Result<Vec<Product>>>;
+    /// Changes a product's permissions; its client version goes up by one (users re-consent
+    /// to the new set; their existing grants keep what they consented to). Returns the new
+    /// version.
+    fn update_product_permissions(&self, id: &str, permissions: u32) -> BoxFuture<'_, Result<u64>>;
 
     fn insert_code(&self, code: CodeRecord) -> BoxFuture<'_, Result<()>>;
     /// Exchanges a code exactly once: inserts `token` and marks the code used in one

@@ -117,6 +117,7 @@ CREATE INDEX IF NOT EXISTS tokens_user ON tokens(user_id);
 CREATE INDEX IF NOT EXISTS tokens_revoked ON tokens(revoked_seq);
 CREATE TABLE IF NOT EXISTS products(
     id TEXT PRIMARY KEY,
+    owner TEXT,
     name TEXT NOT NULL,
     description TEXT NOT NULL,
     secret_hash TEXT,
@@ -653,8 +654,8 @@ impl Store for SqliteStore {
     fn create_product(&self, product: Product) -> BoxFuture<'_, Result<()>> {
         Box::pin(self.write(move |conn| {
             conn.execute(
-                "INSERT INTO products(id, name, description, secret_hash, redirect_uris, permissions, client_version, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO products(id, name, description, secret_hash, redirect_uris, permissions, client_version, created_at, owner)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
                     product.id,
                     product.name,
@@ -664,6 +665,7 @@ impl Store for SqliteStore {
                     i64::from(product.permissions),
                     product.client_version as i64,
                     product.created_at,
+                    product.owner,
                 ],
             )
             .map_err(|e| if unique_violation(&e) { StoreError::AlreadyExists(product.id.clone()) } else { backend(e) })?;
@@ -686,6 +688,22 @@ impl Store for SqliteStore {
             st.query_map([], row_to_product)?.collect()
         });
         Box::pin(async move { r })
+    }
+
+    fn update_product_permissions(&self, id: &str, permissions: u32) -> BoxFuture<'_, Result<u64>> {
+        let id = id.to_string();
+        Box::pin(self.write(move |conn| {
+            let v: Option<i64> = conn
+                .query_row(
+                    "UPDATE products SET permissions = ?1, client_version = client_version + 1 WHERE id = ?2
+                     RETURNING client_version",
+                    params![i64::from(permissions), id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            v.map(|v| v as u64).ok_or(StoreError::NotFound(id))
+        }))
     }
 
     fn insert_code(&self, code: CodeRecord) -> BoxFuture<'_, Result<()>> {
@@ -781,7 +799,7 @@ impl Store for SqliteStore {
 }
 
 const PRODUCT_COLUMNS: &str =
-    "id, name, description, secret_hash, redirect_uris, permissions, client_version, created_at";
+    "id, name, description, secret_hash, redirect_uris, permissions, client_version, created_at, owner";
 
 fn row_to_product(r: &rusqlite::Row<'_>) -> rusqlite::Result<Product> {
     let uris: String = r.get(4)?;
@@ -794,6 +812,7 @@ fn row_to_product(r: &rusqlite::Row<'_>) -> rusqlite::Result<Product> {
         permissions: r.get::<_, i64>(5)? as u32,
         client_version: r.get::<_, i64>(6)? as u64,
         created_at: r.get(7)?,
+        owner: r.get(8)?,
     })
 }
 

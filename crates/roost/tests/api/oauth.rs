@@ -532,3 +532,95 @@ async fn a_user_sees_connected_products_and_disconnects_one() {
         .unwrap();
     assert_eq!(r.headers()["location"], "/connections");
 }
+
+#[tokio::test]
+async fn a_developer_registers_a_product_whose_permission_change_needs_new_consent() {
+    let app = TestApp::spawn().await;
+    let c = browser(&app);
+    let html = c.get(format!("{}/developer", app.url)).send().await.unwrap().text().await.unwrap();
+    let r = c
+        .post(format!("{}/login", app.url))
+        .form(&[
+            ("login", app.demo["login"].as_str().unwrap()),
+            ("password", app.demo["password"].as_str().unwrap()),
+            ("csrf", &hidden(&html, "csrf")),
+            ("next", "/developer"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["location"], "/developer");
+    let page = c.get(format!("{}/developer", app.url)).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("None yet."));
+    let body = format!(
+        "csrf={}&name=Kiosk&description=Lobby%20screen&redirect_uris=&permission=thermostat%3Aread&permission=away%3Aread",
+        hidden(&page, "csrf")
+    );
+    let r = c
+        .post(format!("{}/developer", app.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let page = r.text().await.unwrap();
+    let id = page.split("id=\"client_id\">").nth(1).unwrap().split('<').next().unwrap().to_string();
+    let secret = page.split("id=\"client_secret\">").nth(1).unwrap().split('<').next().unwrap().to_string();
+    assert!(page.contains("Thermostat read, Away read"));
+    // The secret is shown once.
+    let again = c.get(format!("{}/developer", app.url)).send().await.unwrap().text().await.unwrap();
+    assert!(again.contains(&id) && !again.contains(&secret));
+    // Consent at version 1, then the permissions change: the old grant keeps version 1 and its
+    // permissions; a new consent gets version 2.
+    let token_for = |c: reqwest::Client| {
+        let (app_url, id, secret) = (app.url.clone(), id.clone(), secret.clone());
+        let app = &app;
+        async move {
+            let html =
+                consent(app, &c, &format!("client_id={id}&state=s"), "allow").await.text().await.unwrap();
+            let pin = html.split("id=\"pin\">").nth(1).unwrap().split('<').next().unwrap().to_string();
+            let r = app
+                .client
+                .post(format!("{app_url}/oauth2/access_token"))
+                .form(&[
+                    ("client_id", id.as_str()),
+                    ("client_secret", &secret),
+                    ("code", &pin),
+                    ("grant_type", "authorization_code"),
+                ])
+                .send()
+                .await
+                .unwrap();
+            r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_string()
+        }
+    };
+    let old = token_for(browser(&app)).await;
+    let out = crate::helpers::roost()
+        .arg("admin")
+        .arg("--data")
+        .arg(&app.dir)
+        .args([
+            "--json",
+            "product",
+            "update",
+            "--client-id",
+            &id,
+            "--permissions",
+            "thermostat:read,away:read,postal_code:read",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap()["client_version"], json!(2));
+    let new = token_for(browser(&app)).await;
+    let view = |t: String| {
+        let c = app.client.clone();
+        let url = app.url.clone();
+        async move { c.get(format!("{url}/")).bearer_auth(t).send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let (old_view, new_view) = (view(old).await, view(new).await);
+    let sid = app.id("structure_id");
+    assert_eq!(old_view["metadata"]["client_version"], json!(1));
+    assert!(old_view["structures"][&sid].get("postal_code").is_none());
+    assert_eq!(new_view["metadata"]["client_version"], json!(2));
+    assert_eq!(new_view["structures"][&sid]["postal_code"], json!("94304"));
+}
