@@ -624,3 +624,97 @@ async fn a_developer_registers_a_product_whose_permission_change_needs_new_conse
     assert_eq!(new_view["metadata"]["client_version"], json!(2));
     assert_eq!(new_view["structures"][&sid]["postal_code"], json!("94304"));
 }
+
+#[tokio::test]
+async fn a_foreign_code_is_refused_and_homes_left_out_stay_invisible() {
+    let app = TestApp::spawn().await;
+    // A second home for the demo user, left out of the grant.
+    let out = crate::helpers::roost()
+        .arg("admin")
+        .arg("--data")
+        .arg(&app.dir)
+        .args([
+            "--json",
+            "structure",
+            "create",
+            "--owner",
+            app.demo["login"].as_str().unwrap(),
+            "--name",
+            "Cabin",
+        ])
+        .output()
+        .unwrap();
+    let cabin =
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["structure_id"].as_str().unwrap().to_string();
+    let out = crate::helpers::roost()
+        .arg("admin")
+        .arg("--data")
+        .arg(&app.dir)
+        .args(["--json", "device", "add", "--structure", &cabin, "--kind", "thermostat", "--where", "Attic"])
+        .output()
+        .unwrap();
+    let cabin_thermostat =
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["device_id"].as_str().unwrap().to_string();
+    let (pin_id, pin_secret) = product(&app, 1);
+    let (web_id, web_secret) = product(&app, 0);
+    // consent() ticks only the demo home.
+    let html = consent(&app, &browser(&app), &format!("client_id={pin_id}&state=s"), "allow")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let pin = html.split("id=\"pin\">").nth(1).unwrap().split('<').next().unwrap().to_string();
+    // The PIN belongs to the PIN product: the web product cannot use it, even with its own secret.
+    let (s, v) = exchange(
+        &app,
+        &[
+            ("client_id", &web_id),
+            ("client_secret", &web_secret),
+            ("code", &pin),
+            ("grant_type", "authorization_code"),
+        ],
+    )
+    .await;
+    assert_eq!((s, v["error_description"].clone()), (400, json!("authorization code not found")));
+    let (s, v) = exchange(
+        &app,
+        &[
+            ("client_id", &pin_id),
+            ("client_secret", &pin_secret),
+            ("code", &pin),
+            ("grant_type", "authorization_code"),
+        ],
+    )
+    .await;
+    assert_eq!(s, 200, "the foreign attempt did not use the PIN up");
+    let token = v["access_token"].as_str().unwrap().to_string();
+    let view: Value = app
+        .client
+        .get(format!("{}/", app.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(view["structures"].get(&cabin).is_none(), "a home left out of the grant is invisible");
+    assert!(view["devices"]["thermostats"].get(&cabin_thermostat).is_none());
+    let r = app
+        .client
+        .get(format!("{}/devices/thermostats/{cabin_thermostat}", app.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = app
+        .client
+        .put(format!("{}/devices/thermostats/{cabin_thermostat}", app.url))
+        .bearer_auth(&token)
+        .body(r#"{"target_temperature_f":70}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
