@@ -180,6 +180,19 @@ pub async fn issue_token(
     structures: &[String],
     label: &str,
 ) -> anyhow::Result<String> {
+    mint_token(store, user, structures, None, permissions.bits(), 1, label).await
+}
+
+/// Mints and stores a token (operator-issued when `product` is `None`).
+async fn mint_token(
+    store: &dyn Store,
+    user: &str,
+    structures: &[String],
+    product: Option<String>,
+    permissions: u32,
+    client_version: u64,
+    label: &str,
+) -> anyhow::Result<String> {
     let user = find_user(store, user).await?;
     let owned = store.structures_of(&user.id).await?;
     let structures = if structures.is_empty() { owned.clone() } else { structures.to_vec() };
@@ -191,10 +204,10 @@ pub async fn issue_token(
         .insert_token(TokenRecord {
             hash: hash_token(&token),
             user_id: user.id,
-            product_id: None,
-            permissions: permissions.bits(),
+            product_id: product,
+            permissions,
             structures,
-            client_version: 1,
+            client_version,
             created_at: now(),
             label: label.to_string(),
             revoked: false,
@@ -272,31 +285,11 @@ pub async fn issue_product_token(
     product_id: &str,
     structures: &[String],
 ) -> anyhow::Result<String> {
-    let product = store
+    let p = store
         .product(product_id)
         .await?
         .ok_or_else(|| anyhow!("no product with client id '{product_id}'"))?;
-    let user = find_user(store, user).await?;
-    let owned = store.structures_of(&user.id).await?;
-    let structures = if structures.is_empty() { owned.clone() } else { structures.to_vec() };
-    if let Some(s) = structures.iter().find(|s| !owned.contains(s)) {
-        bail!("structure '{s}' is not one of {}'s", user.login);
-    }
-    let token = ids::access_token();
-    store
-        .insert_token(TokenRecord {
-            hash: hash_token(&token),
-            user_id: user.id,
-            product_id: Some(product.id),
-            permissions: product.permissions,
-            structures,
-            client_version: product.client_version,
-            created_at: now(),
-            label: product.name,
-            revoked: false,
-        })
-        .await?;
-    Ok(token)
+    mint_token(store, user, structures, Some(p.id), p.permissions, p.client_version, &p.name).await
 }
 
 pub async fn revoke_token(store: &dyn Store, token: &str) -> anyhow::Result<bool> {

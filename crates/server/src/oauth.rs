@@ -488,6 +488,20 @@ async fn session_of(app: &App, headers: &HeaderMap) -> Option<Session> {
     (s.expires_at > unix_now()).then_some(s)
 }
 
+/// The session of a form post whose CSRF token matches it; otherwise the page to answer.
+async fn form_session(app: &App, headers: &HeaderMap, form: &Params) -> Result<Session, Response> {
+    let Some(session) = session_of(app, headers).await else {
+        return Err(error_page(StatusCode::FORBIDDEN, "Your session expired. Please sign in again."));
+    };
+    if !form.get("csrf").is_some_and(|c| bool::from(c.as_bytes().ct_eq(session.csrf.as_bytes()))) {
+        return Err(error_page(
+            StatusCode::FORBIDDEN,
+            "The form expired or did not come from this site. Please try again.",
+        ));
+    }
+    Ok(session)
+}
+
 fn set_cookie(app: &App, name: &str, value: &str, max_age: i64) -> HeaderValue {
     let secure = if app.config.insecure_http { "" } else { "; Secure" };
     HeaderValue::from_str(&format!(
@@ -670,19 +684,10 @@ pub async fn authorize_decision(State(app): State<App>, headers: HeaderMap, body
     let Ok(form) = parse_form_with_lists(&body, &["home"]) else {
         return error_page(StatusCode::BAD_REQUEST, "The form was not valid.");
     };
-    let Some(session) = session_of(&app, &headers).await else {
-        return error_page(
-            StatusCode::FORBIDDEN,
-            "Your session expired. Please start again from the product.",
-        );
+    let session = match form_session(&app, &headers, &form).await {
+        Ok(s) => s,
+        Err(page) => return page,
     };
-    let csrf_ok = form.get("csrf").is_some_and(|c| bool::from(c.as_bytes().ct_eq(session.csrf.as_bytes())));
-    if !csrf_ok {
-        return error_page(
-            StatusCode::FORBIDDEN,
-            "The form expired or did not come from this site. Please try again.",
-        );
-    }
     let query = form.get("request").unwrap_or("").to_string();
     let Ok(params) = Params::parse(&[query.as_bytes()]) else {
         return error_page(StatusCode::BAD_REQUEST, "Oops! We've encountered an error. Please try again.");
@@ -822,15 +827,10 @@ pub async fn developer_create(State(app): State<App>, headers: HeaderMap, body: 
     let Ok(form) = parse_form_with_lists(&body, &["permission"]) else {
         return error_page(StatusCode::BAD_REQUEST, "The form was not valid.");
     };
-    let Some(session) = session_of(&app, &headers).await else {
-        return error_page(StatusCode::FORBIDDEN, "Your session expired. Please sign in again.");
+    let session = match form_session(&app, &headers, &form).await {
+        Ok(s) => s,
+        Err(page) => return page,
     };
-    if !form.get("csrf").is_some_and(|c| bool::from(c.as_bytes().ct_eq(session.csrf.as_bytes()))) {
-        return error_page(
-            StatusCode::FORBIDDEN,
-            "The form expired or did not come from this site. Please try again.",
-        );
-    }
     let mut perms = PermissionSet::EMPTY;
     for p in form.all("permission") {
         match Permission::parse(p) {
@@ -913,15 +913,10 @@ pub async fn connections_revoke(State(app): State<App>, headers: HeaderMap, body
     let Ok(form) = Params::parse(&[&body]) else {
         return error_page(StatusCode::BAD_REQUEST, "The form was not valid.");
     };
-    let Some(session) = session_of(&app, &headers).await else {
-        return error_page(StatusCode::FORBIDDEN, "Your session expired. Please sign in again.");
+    let session = match form_session(&app, &headers, &form).await {
+        Ok(s) => s,
+        Err(page) => return page,
     };
-    if !form.get("csrf").is_some_and(|c| bool::from(c.as_bytes().ct_eq(session.csrf.as_bytes()))) {
-        return error_page(
-            StatusCode::FORBIDDEN,
-            "The form expired or did not come from this site. Please try again.",
-        );
-    }
     let wanted = form.get("grant").unwrap_or("");
     let tokens = app.store.tokens_of(&session.user_id).await.unwrap_or_default();
     // Only the user's own grants can be disconnected here.
