@@ -356,3 +356,83 @@ pub async fn roost_bed(channels: usize) -> anyhow::Result<(Bed, Peer)> {
     let peer = roost_peer(&bed).await?;
     Ok((bed, peer))
 }
+
+#[derive(Debug, Serialize)]
+pub struct RevokeStats {
+    pub streams: usize,
+    pub all_closed: bool,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+/// Opens `streams` streams of one token, revokes it (`DELETE /oauth2/access_tokens/{token}`)
+/// and measures how long each stream takes to get `auth_revoked`.
+pub async fn revoke(bed: &Bed, streams: usize) -> anyhow::Result<RevokeStats> {
+    let token = bed.homes[0].1.clone();
+    let addr = bed.target.addr;
+    let ready = Arc::new(AtomicU64::new(0));
+    let (start_tx, start_rx) = tokio::sync::watch::channel(None::<Instant>);
+    let mut tasks = Vec::new();
+    for _ in 0..streams {
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+        tokio::spawn(conn);
+        let req = hyper::Request::builder()
+            .uri("/metadata")
+            .header("host", "localhost")
+            .header("accept", "text/event-stream")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Empty::<Bytes>::new())?;
+        let resp = send.send_request(req).await?;
+        let (ready, start_rx) = (ready.clone(), start_rx.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut body = resp.into_body();
+            let mut first = true;
+            while let Some(Ok(frame)) = body.frame().await {
+                let Ok(data) = frame.into_data() else { continue };
+                if first {
+                    first = false;
+                    ready.fetch_add(1, Ordering::Relaxed);
+                }
+                if String::from_utf8_lossy(&data).contains("event: auth_revoked") {
+                    let started = *start_rx.borrow();
+                    return started.map(|s| s.elapsed());
+                }
+            }
+            None
+        }));
+    }
+    while (ready.load(Ordering::Relaxed) as usize) < streams {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+    tokio::spawn(conn);
+    let req = hyper::Request::builder()
+        .method("DELETE")
+        .uri(format!("/oauth2/access_tokens/{token}"))
+        .header("host", "localhost")
+        .body(Empty::<Bytes>::new())?;
+    let _ = start_tx.send(Some(Instant::now()));
+    let resp = send.send_request(req).await?;
+    if resp.status() != hyper::StatusCode::NO_CONTENT {
+        bail!("revocation answered {}", resp.status());
+    }
+    let mut times = Vec::new();
+    for t in tasks {
+        if let Ok(Ok(Some(d))) = tokio::time::timeout(Duration::from_secs(10), t).await {
+            times.push(d.as_secs_f64() * 1000.0);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let pct = |q: f64| if times.is_empty() { 0.0 } else { times[((times.len() - 1) as f64 * q) as usize] };
+    Ok(RevokeStats {
+        streams,
+        all_closed: times.len() == streams,
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+        max_ms: times.last().copied().unwrap_or(0.0),
+    })
+}

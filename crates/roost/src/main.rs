@@ -188,6 +188,13 @@ enum BenchCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Revocation latency: streams of one token, revoke it, time to each auth_revoked.
+    Revoke {
+        #[arg(long, default_value_t = 100)]
+        streams: usize,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Idle streams held by one server, multiplexed over HTTP/2; memory per stream.
     Idle {
         #[arg(long, default_value_t = 100_000)]
@@ -535,6 +542,13 @@ async fn bench_command(command: BenchCommand) -> anyhow::Result<()> {
                 other => anyhow::bail!("--peer: unknown peer '{other}'; use roost or nchan"),
             };
             write_json(out.as_deref(), &stats)
+        }
+        BenchCommand::Revoke { streams, out } => {
+            let (mut bed, _) = fanout::roost_bed(1).await?;
+            let s = fanout::revoke(&bed, streams).await;
+            let _ = bed.child.kill().await;
+            let _ = std::fs::remove_dir_all(&bed.dir);
+            write_json(out.as_deref(), &s?)
         }
         BenchCommand::Idle { streams, per_connection, out } => {
             let (mut bed, p) = fanout::roost_bed(1).await?;
