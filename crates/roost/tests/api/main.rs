@@ -4,6 +4,7 @@
 
 mod browser;
 mod cli;
+mod compat;
 mod crash;
 mod data;
 mod errors;
