@@ -2,7 +2,7 @@
 HTTP forms, then request_token), reads through its stream, writes, a rule error as APIError,
 and AuthorizationError after revocation. Prints one JSON line of what it saw.
 
-Usage: python python_nest_flow.py URL DEMO_JSON [FRONT_URL]
+Usage: python python_nest_flow.py URL DEMO_JSON [FRONT_URL [HEAT_COOL_THERMOSTAT_ID]]
 """
 import json
 import os
@@ -18,6 +18,7 @@ import nest.nest as nn
 
 url, demo_path = sys.argv[1], sys.argv[2]
 front = sys.argv[3] if len(sys.argv) > 3 else url
+heat_cool_id = sys.argv[4] if len(sys.argv) > 4 else None
 demo = json.load(open(demo_path))
 product = demo["products"][1]  # the PIN-flow product
 ca = demo["ca"]
@@ -81,6 +82,12 @@ try:
     out["rule_error"] = None
 except nest.nest.APIError as e:
     out["rule_error"] = str(e)
+if heat_cool_id:
+    hc = thermostats[heat_cool_id]
+    hc.mode = "heat-cool"
+    out["heat_cool_mode"] = wait_for(lambda: hc.mode == "heat-cool")
+    hc.target = (64, 78)
+    out["heat_cool_range"] = wait_for(lambda: tuple(hc.target) == (64, 78))
 hp.fan = True
 out["fan"] = wait_for(lambda: hp.fan is True)
 structure.away = "away"

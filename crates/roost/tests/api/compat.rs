@@ -11,12 +11,43 @@ fn python() -> std::path::PathBuf {
     p
 }
 
+/// A thermostat that can heat and cool (the demo's heat pump is on emergency heat).
+fn add_heat_cool_thermostat(app: &TestApp) -> String {
+    let out = crate::helpers::roost()
+        .arg("admin")
+        .arg("--data")
+        .arg(&app.dir)
+        .args([
+            "--json",
+            "device",
+            "add",
+            "--structure",
+            &app.id("structure_id"),
+            "--kind",
+            "thermostat",
+            "--where",
+            "Office",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    serde_json::from_slice::<Value>(&out.stdout).unwrap()["device_id"].as_str().unwrap().to_string()
+}
+
 async fn run_flow(app: &TestApp, api_url: &str) -> Value {
+    let heat_cool = add_heat_cool_thermostat(app);
+    // The server picks up the admin change within its refresh period.
+    for _ in 0..50 {
+        if app.get(&format!("/devices/thermostats/{heat_cool}")).send().await.unwrap().status() == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/compat/python_nest_flow.py");
     let out = tokio::process::Command::new(python())
         .arg(script)
-        .args([app.url.as_str(), app.dir.join("demo.json").to_str().unwrap(), api_url])
+        .args([app.url.as_str(), app.dir.join("demo.json").to_str().unwrap(), api_url, &heat_cool])
         .current_dir(&app.dir)
         .output()
         .await
@@ -73,4 +104,59 @@ async fn python_nest_runs_unchanged_through_the_307_front_door() {
     let port = app.front.clone().unwrap().rsplit(':').next().unwrap().to_string();
     let r = run_flow(&app, &format!("https://localhost:{port}")).await;
     check(&r, true);
+}
+
+/// The original curl usage against the demo: Bearer header, `?auth=`, `-L` through the front
+/// door (`--location-trusted` to resend the header), `Accept: text/event-stream`.
+#[tokio::test]
+async fn the_original_curl_usage_works() {
+    let app = TestApp::spawn_with(Options { front: true, ..Options::default() }).await;
+    let port = app.front.clone().unwrap().rsplit(':').next().unwrap().to_string();
+    let front = format!("https://localhost:{port}");
+    let t = app.thermostat_path();
+    let ca = app.dir.join("ca.pem");
+    let curl = |args: Vec<String>| {
+        let out = std::process::Command::new("curl")
+            .arg("-sS")
+            .arg("--cacert")
+            .arg(&ca)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let bearer = format!("Authorization: Bearer {}", app.token);
+    assert_eq!(curl(vec!["-H".into(), bearer.clone(), format!("{}{t}/target_temperature_f", app.url)]), "68");
+    assert_eq!(curl(vec![format!("{}{t}/hvac_mode?auth={}", app.url, app.token)]), "\"heat\"");
+    assert_eq!(curl(vec!["-L".into(), format!("{front}{t}/hvac_mode?auth={}", app.token)]), "\"heat\"");
+    assert_eq!(
+        curl(vec![
+            "--location-trusted".into(),
+            "-H".into(),
+            bearer.clone(),
+            format!("{front}{t}/target_temperature_f")
+        ]),
+        "68"
+    );
+    let put = curl(vec![
+        "--location-trusted".into(),
+        "-X".into(),
+        "PUT".into(),
+        "-H".into(),
+        bearer.clone(),
+        "-d".into(),
+        "{\"target_temperature_f\": 70}".into(),
+        format!("{front}{t}"),
+    ]);
+    assert_eq!(put, "{\"target_temperature_f\": 70}");
+    // A stream never ends by itself: curl stops it after 2 s (exit 28), with what it got.
+    let out = std::process::Command::new("curl")
+        .args(["-sN", "--max-time", "2", "--cacert"])
+        .arg(&ca)
+        .args(["-H", &bearer, "-H", "Accept: text/event-stream", &format!("{}{t}", app.url)])
+        .output()
+        .unwrap();
+    let stream = String::from_utf8_lossy(&out.stdout);
+    assert!(stream.contains("event: put") && stream.contains("\"target_temperature_f\":70"), "{stream}");
 }
