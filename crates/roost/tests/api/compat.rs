@@ -160,3 +160,66 @@ async fn the_original_curl_usage_works() {
     let stream = String::from_utf8_lossy(&out.stdout);
     assert!(stream.contains("event: put") && stream.contains("\"target_temperature_f\":70"), "{stream}");
 }
+
+/// docs/compatibility.md names every endpoint and every error anchor the server has.
+#[test]
+fn docs_name_every_endpoint_and_error() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/compatibility.md")).unwrap();
+    let anchors = [
+        "no-write-permission",
+        "invalid-content-sent",
+        "format-error",
+        "high-f-value",
+        "low-f-value",
+        "high-c-value",
+        "low-c-value",
+        "low-high-error",
+        "mode-error",
+        "incompatible-mode",
+        "safety-shutoff-on",
+        "auth-error",
+        "blocked",
+        "service-unavailable",
+        "internal-error",
+        "spread-error",
+        "emergency-heat",
+        "invalid-value",
+        "no-fan",
+        "fan-duration",
+        "multiple-structures",
+        "not-found",
+        "method-not-allowed",
+        "precondition-failed",
+        "payload-too-large",
+        "invalid-location",
+        "eta-window",
+    ];
+    for a in anchors {
+        assert!(doc.contains(&format!("#{a}")), "docs/compatibility.md does not name #{a}");
+    }
+    for e in [
+        "/login/oauth2",
+        "/oauth2/access_token",
+        "/oauth2/access_tokens/{token}",
+        "/oauth2/revoke",
+        "/.well-known/oauth-authorization-server",
+    ] {
+        assert!(doc.contains(e), "docs/compatibility.md does not name {e}");
+    }
+    // Every anchor the model can produce is in the list above.
+    let model = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../model/src/rules.rs"))
+        .unwrap()
+        + &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../model/src/error.rs")).unwrap()
+        + &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../model/src/write.rs")).unwrap();
+    for line in model.lines() {
+        for (i, _) in line.match_indices("ApiError::new(") {
+            let rest = &line[i..];
+            if let Some(anchor) = rest.split('"').nth(1)
+                && anchor.chars().all(|c| c.is_ascii_lowercase() || c == '-' || c.is_ascii_digit())
+            {
+                assert!(anchors.contains(&anchor), "anchor {anchor} is missing from the list and the doc");
+            }
+        }
+    }
+}
