@@ -9,6 +9,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 import time
 
 import requests
@@ -50,6 +51,9 @@ def wait_for(pred, timeout=10):
 
 
 out = {}
+# python-nest reads its stream in a thread; what that thread raises is recorded here.
+thread_errors = []
+threading.excepthook = lambda args: thread_errors.append(args.exc_type.__name__)
 nn.API_URL = front
 nn.ACCESS_TOKEN_URL = f"{url}/oauth2/access_token"
 cache = tempfile.mktemp()
@@ -114,7 +118,10 @@ def after_revoke(action):
         return f"APIError: {e}"
 
 
-# The open stream got auth_revoked; a new stream and a write are refused.
+# The open stream got auth_revoked: python-nest's stream thread raised AuthorizationError.
+wait_for(lambda: thread_errors)
+out["stream_after_revoke"] = thread_errors[0] if thread_errors else None
+# A write and a token check are refused.
 # (python-nest's own write call: its cached state is gone once its stream saw auth_revoked.)
 out["write_after_revoke"] = after_revoke(
     lambda: napi._put("/devices/thermostats/" + demo["devices"]["heat_pump_thermostat"], {"target_temperature_f": 71}))

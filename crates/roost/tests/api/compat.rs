@@ -82,6 +82,7 @@ fn check(r: &Value, through_redirect: bool) {
     // After revocation the token is refused with 401. python-nest turns a 401 into
     // AuthorizationError, except after following a 307, where it raises APIError with the
     // body's error text (its own behaviour).
+    assert_eq!(r["stream_after_revoke"], json!("AuthorizationError"), "the stream's auth_revoked");
     if through_redirect {
         assert_eq!(r["write_after_revoke"], json!("APIError: unauthorized"));
         assert_eq!(r["check_after_revoke"], json!("APIError: unauthorized"));
