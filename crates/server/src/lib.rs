@@ -270,9 +270,16 @@ impl Server {
                 if h.contains("://") { h } else { format!("{scheme}://{h}") }
             });
             let target = target.unwrap_or_else(|| url.clone());
-            let redirect = Router::new().fallback(move |uri: Uri| {
+            let limit = app.config.body_limit;
+            let redirect = Router::new().fallback(move |uri: Uri, body: axum::body::Body| {
                 let target = target.clone();
-                async move { redirect(&target, &uri) }
+                async move {
+                    // Read the request body before answering: a client still sending a PUT
+                    // body would otherwise see its stream reset (curl over HTTP/2 reports a
+                    // framing error). Bounded like every body.
+                    let _ = axum::body::to_bytes(body, limit).await;
+                    redirect(&target, &uri)
+                }
             });
             let svc = redirect.into_make_service();
             let handle = handle.clone();
