@@ -219,14 +219,7 @@ pub async fn bed(dir: &Path, homes: usize, tls: bool, extra_args: &[&str]) -> an
     let mut seeded = Vec::new();
     let now = chrono::Utc::now();
     for _ in 0..homes {
-        let d = DemoIds {
-            structure_id: ids::element_id(),
-            heat_pump_thermostat: ids::element_id(),
-            heat_only_thermostat: ids::element_id(),
-            kitchen_protect: ids::element_id(),
-            hallway_protect: ids::element_id(),
-            camera: ids::element_id(),
-        };
+        let d = admin::random_demo_ids();
         let home = demo_home(&d, now);
         roost_store::Store::create_structure(
             store.as_ref(),

@@ -296,6 +296,18 @@ pub async fn revoke_token(store: &dyn Store, token: &str) -> anyhow::Result<bool
     Ok(store.revoke_token(&hash_token(token)).await?)
 }
 
+/// Fresh random ids for a demo-shaped home (the demo, and the bench's seeded homes).
+pub fn random_demo_ids() -> DemoIds {
+    DemoIds {
+        structure_id: ids::element_id(),
+        heat_pump_thermostat: ids::element_id(),
+        heat_only_thermostat: ids::element_id(),
+        kitchen_protect: ids::element_id(),
+        hallway_protect: ids::element_id(),
+        camera: ids::element_id(),
+    }
+}
+
 /// What `serve --demo` writes to `DIR/demo.json` for scripts.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct DemoInfo {
@@ -382,14 +394,7 @@ pub async fn ensure_demo(
         Some(u) => u,
         None => create_user(store, login, None).await?,
     };
-    let devices = DemoIds {
-        structure_id: ids::element_id(),
-        heat_pump_thermostat: ids::element_id(),
-        heat_only_thermostat: ids::element_id(),
-        kitchen_protect: ids::element_id(),
-        hallway_protect: ids::element_id(),
-        camera: ids::element_id(),
-    };
+    let devices = random_demo_ids();
     let home = demo_home(&devices, chrono::Utc::now());
     store.create_structure(&user.id, &devices.structure_id, home.into_json(), &now()).await?;
     let token = issue_token(store, &user.id, PermissionSet::all(), &[], "demo").await?;

@@ -6,23 +6,16 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, roost};
 
-fn admin(dir: &std::path::Path, args: &[&str]) -> Value {
-    let out = roost().arg("admin").arg("--data").arg(dir).arg("--json").args(args).output().unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 #[tokio::test]
 async fn admin_changes_reach_a_running_server() {
     let app = TestApp::spawn().await;
-    let user = admin(&app.dir, &["user", "create", "--login", "ada@example.com"]);
+    let user = app.admin(&["user", "create", "--login", "ada@example.com"]);
     let uid = user["user_id"].as_str().unwrap().to_string();
-    let s = admin(&app.dir, &["structure", "create", "--owner", "ada@example.com", "--name", "Cabin"]);
+    let s = app.admin(&["structure", "create", "--owner", "ada@example.com", "--name", "Cabin"]);
     let sid = s["structure_id"].as_str().unwrap().to_string();
-    let d =
-        admin(&app.dir, &["device", "add", "--structure", &sid, "--kind", "thermostat", "--where", "Attic"]);
+    let d = app.admin(&["device", "add", "--structure", &sid, "--kind", "thermostat", "--where", "Attic"]);
     let did = d["device_id"].as_str().unwrap().to_string();
-    let t = admin(&app.dir, &["token", "issue", "--user", &uid, "--permissions", "thermostat:read"]);
+    let t = app.admin(&["token", "issue", "--user", &uid, "--permissions", "thermostat:read"]);
     let token = t["access_token"].as_str().unwrap().to_string();
     assert!(token.starts_with("c."));
     // The server loaded the new structure written by another process.
@@ -53,7 +46,7 @@ async fn admin_changes_reach_a_running_server() {
         .unwrap();
     assert_eq!(r.status(), 400);
     // Revoked from the CLI: 401 within a second.
-    let v = admin(&app.dir, &["token", "revoke", &token]);
+    let v = app.admin(&["token", "revoke", &token]);
     assert_eq!(v, json!({"revoked": true}));
     let mut status = 0;
     for _ in 0..20 {
@@ -65,7 +58,7 @@ async fn admin_changes_reach_a_running_server() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(status, 401);
-    let list = admin(&app.dir, &["token", "list", "--user", "ada@example.com"]);
+    let list = app.admin(&["token", "list", "--user", "ada@example.com"]);
     assert_eq!(list[0]["revoked"], json!(true));
     let tokens = std::fs::read(app.dir.join("roost.db")).unwrap();
     assert!(!tokens.windows(token.len()).any(|w| w == token.as_bytes()), "tokens are stored only hashed");

@@ -13,25 +13,9 @@ fn python() -> std::path::PathBuf {
 
 /// A thermostat that can heat and cool (the demo's heat pump is on emergency heat).
 fn add_heat_cool_thermostat(app: &TestApp) -> String {
-    let out = crate::helpers::roost()
-        .arg("admin")
-        .arg("--data")
-        .arg(&app.dir)
-        .args([
-            "--json",
-            "device",
-            "add",
-            "--structure",
-            &app.id("structure_id"),
-            "--kind",
-            "thermostat",
-            "--where",
-            "Office",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    serde_json::from_slice::<Value>(&out.stdout).unwrap()["device_id"].as_str().unwrap().to_string()
+    let sid = app.id("structure_id");
+    let v = app.admin(&["device", "add", "--structure", &sid, "--kind", "thermostat", "--where", "Office"]);
+    v["device_id"].as_str().unwrap().to_string()
 }
 
 async fn run_flow(app: &TestApp, api_url: &str) -> Value {

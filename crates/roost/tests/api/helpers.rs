@@ -142,6 +142,14 @@ impl TestApp {
         (status, r.json().await.unwrap())
     }
 
+    /// Runs `roost admin --json ARGS` on this server's data dir and returns its JSON answer.
+    pub fn admin(&self, args: &[&str]) -> Value {
+        let out =
+            roost().arg("admin").arg("--data").arg(&self.dir).arg("--json").args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
     /// `kill -9`.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

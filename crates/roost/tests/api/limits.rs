@@ -3,19 +3,11 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Options, TestApp, roost};
+use crate::helpers::{Options, TestApp};
 
 fn product_token(app: &TestApp, product: usize) -> String {
     let id = app.demo["products"][product]["client_id"].as_str().unwrap();
-    let out = roost()
-        .arg("admin")
-        .arg("--data")
-        .arg(&app.dir)
-        .args(["--json", "token", "issue", "--user", app.demo["login"].as_str().unwrap(), "--product", id])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = app.admin(&["token", "issue", "--user", app.demo["login"].as_str().unwrap(), "--product", id]);
     v["access_token"].as_str().unwrap().to_string()
 }
 

@@ -595,22 +595,15 @@ async fn a_developer_registers_a_product_whose_permission_change_needs_new_conse
         }
     };
     let old = token_for(browser(&app)).await;
-    let out = crate::helpers::roost()
-        .arg("admin")
-        .arg("--data")
-        .arg(&app.dir)
-        .args([
-            "--json",
-            "product",
-            "update",
-            "--client-id",
-            &id,
-            "--permissions",
-            "thermostat:read,away:read,postal_code:read",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap()["client_version"], json!(2));
+    let v = app.admin(&[
+        "product",
+        "update",
+        "--client-id",
+        &id,
+        "--permissions",
+        "thermostat:read,away:read,postal_code:read",
+    ]);
+    assert_eq!(v["client_version"], json!(2));
     let new = token_for(browser(&app)).await;
     let view = |t: String| {
         let c = app.client.clone();
@@ -629,32 +622,14 @@ async fn a_developer_registers_a_product_whose_permission_change_needs_new_conse
 async fn a_foreign_code_is_refused_and_homes_left_out_stay_invisible() {
     let app = TestApp::spawn().await;
     // A second home for the demo user, left out of the grant.
-    let out = crate::helpers::roost()
-        .arg("admin")
-        .arg("--data")
-        .arg(&app.dir)
-        .args([
-            "--json",
-            "structure",
-            "create",
-            "--owner",
-            app.demo["login"].as_str().unwrap(),
-            "--name",
-            "Cabin",
-        ])
-        .output()
-        .unwrap();
-    let cabin =
-        serde_json::from_slice::<Value>(&out.stdout).unwrap()["structure_id"].as_str().unwrap().to_string();
-    let out = crate::helpers::roost()
-        .arg("admin")
-        .arg("--data")
-        .arg(&app.dir)
-        .args(["--json", "device", "add", "--structure", &cabin, "--kind", "thermostat", "--where", "Attic"])
-        .output()
-        .unwrap();
-    let cabin_thermostat =
-        serde_json::from_slice::<Value>(&out.stdout).unwrap()["device_id"].as_str().unwrap().to_string();
+    let login = app.demo["login"].as_str().unwrap();
+    let cabin = app.admin(&["structure", "create", "--owner", login, "--name", "Cabin"])["structure_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let added =
+        app.admin(&["device", "add", "--structure", &cabin, "--kind", "thermostat", "--where", "Attic"]);
+    let cabin_thermostat = added["device_id"].as_str().unwrap().to_string();
     let (pin_id, pin_secret) = product(&app, 1);
     let (web_id, web_secret) = product(&app, 0);
     // consent() ticks only the demo home.

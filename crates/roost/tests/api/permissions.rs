@@ -9,28 +9,14 @@ use roost_model::schema::{self, Entity};
 use roost_model::{PermissionSet, write::Actor, write::may_write};
 use serde_json::{Map, Value, json};
 
-use crate::helpers::{TestApp, roost};
+use crate::helpers::TestApp;
 use crate::streams::Events;
 
 fn issue(app: &TestApp, perms: PermissionSet) -> String {
     let list = if perms.is_empty() { String::new() } else { perms.to_list().join(",") };
-    let out = roost()
-        .arg("admin")
-        .arg("--data")
-        .arg(&app.dir)
-        .args([
-            "--json",
-            "token",
-            "issue",
-            "--user",
-            app.demo["login"].as_str().unwrap(),
-            "--permissions",
-            &list,
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice::<Value>(&out.stdout).unwrap()["access_token"].as_str().unwrap().to_string()
+    let v =
+        app.admin(&["token", "issue", "--user", app.demo["login"].as_str().unwrap(), "--permissions", &list]);
+    v["access_token"].as_str().unwrap().to_string()
 }
 
 /// Every shown field has a row that the permissions show.
