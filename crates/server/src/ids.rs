@@ -14,9 +14,27 @@ pub fn random_b64(n: usize) -> String {
     URL_SAFE_NO_PAD.encode(buf)
 }
 
-/// A device or structure id: 32 characters, like the original API's ids.
+/// A device or structure id: 32 characters, like the original API's ids. It starts with a
+/// letter or digit, so it never reads as an option on a command line (`--structure -x…`).
 pub fn element_id() -> String {
-    random_b64(24)
+    loop {
+        let id = random_b64(24);
+        if id.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+            return id;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn element_ids_start_with_a_letter_or_digit() {
+        for _ in 0..2000 {
+            let id = super::element_id();
+            assert_eq!(id.len(), 32);
+            assert!(id.starts_with(|c: char| c.is_ascii_alphanumeric()), "{id}");
+        }
+    }
 }
 
 /// An obfuscated user id in the original form `z.1.1.<random>`.
