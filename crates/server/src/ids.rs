@@ -25,6 +25,16 @@ pub fn element_id() -> String {
     }
 }
 
+/// An obfuscated user id in the original form `z.1.1.<random>`.
+pub fn user_id() -> String {
+    format!("z.1.1.{}", random_b64(18))
+}
+
+/// An access token: `c.` and 256 random bits.
+pub fn access_token() -> String {
+    format!("c.{}", random_b64(32))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -35,14 +45,4 @@ mod tests {
             assert!(id.starts_with(|c: char| c.is_ascii_alphanumeric()), "{id}");
         }
     }
-}
-
-/// An obfuscated user id in the original form `z.1.1.<random>`.
-pub fn user_id() -> String {
-    format!("z.1.1.{}", random_b64(18))
-}
-
-/// An access token: `c.` and 256 random bits.
-pub fn access_token() -> String {
-    format!("c.{}", random_b64(32))
 }
