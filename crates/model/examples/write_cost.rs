@@ -32,7 +32,7 @@ fn main() {
         let b = Instant::now();
         let next = apply_write(&home, &plan, &ctx).unwrap();
         let c = Instant::now();
-        let (paths, _) = roost_model::diff::diff_homes(&home, &next);
+        let paths = roost_model::diff::diff_homes(&home, &next).paths;
         let d = Instant::now();
         let _ = next.to_json().to_string();
         let e = Instant::now();

@@ -9,35 +9,47 @@ use crate::location::Location;
 
 /// `(changed leaf locations, merge patch)`. Equal documents give `([], {})`.
 pub fn diff(old: &Value, new: &Value) -> (Vec<String>, Value) {
-    let mut paths = Vec::new();
-    let patch = walk(&Location::root(), old, new, &mut paths).unwrap_or_else(|| Value::Object(Map::new()));
-    (paths, patch)
+    let mut out = Walk { paths: Vec::new(), inverse: false };
+    let patch = out.value(&Location::root(), old, new).map_or_else(|| Value::Object(Map::new()), |(p, _)| p);
+    (out.paths, patch)
 }
 
-/// [`diff`] of two revisions of a home, looking only at the elements that are not shared
-/// between them (most writes change one device and leave everything else shared).
-pub fn diff_homes(old: &Home, new: &Home) -> (Vec<String>, Value) {
-    let mut paths = Vec::new();
+/// What a write changed in a home: the leaf locations, the merge patch from the old revision
+/// to the new one, and the inverse patch back (resume replays it backwards).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HomeDiff {
+    pub paths: Vec<String>,
+    pub patch: Value,
+    pub inverse: Value,
+}
+
+/// [`HomeDiff`] of two revisions of a home, looking only at the elements that are not shared
+/// between them (most writes change one device and leave everything else shared). One pass
+/// over each changed element gives both patches.
+pub fn diff_homes(old: &Home, new: &Home) -> HomeDiff {
+    let mut out = Walk { paths: Vec::new(), inverse: true };
     let mut patch = Map::new();
+    let mut inverse = Map::new();
     for (prefix, a, b) in old.changed_elements(new) {
         let at = Location::parse(&prefix).unwrap_or_default();
         let part = match (a, b) {
-            (Some(a), Some(b)) => walk_maps(&at, a, b, &mut paths),
+            (Some(a), Some(b)) => out.maps(&at, a, b),
             (None, Some(b)) => {
-                paths.push(at.to_string());
-                Some(Value::Object(b.clone()))
+                out.paths.push(at.to_string());
+                Some((Value::Object(b.clone()), Value::Null))
             }
-            (Some(_), None) => {
-                paths.push(at.to_string());
-                Some(Value::Null)
+            (Some(a), None) => {
+                out.paths.push(at.to_string());
+                Some((Value::Null, Value::Object(a.clone())))
             }
             (None, None) => None,
         };
-        if let Some(part) = part {
-            insert_at(&mut patch, at.segments(), part);
+        if let Some((forward, backward)) = part {
+            insert_at(&mut patch, at.segments(), forward);
+            insert_at(&mut inverse, at.segments(), backward);
         }
     }
-    (paths, Value::Object(patch))
+    HomeDiff { paths: out.paths, patch: Value::Object(patch), inverse: Value::Object(inverse) }
 }
 
 /// Puts `value` at `path` inside `tree`, merging with what is already there.
@@ -60,43 +72,79 @@ fn insert_at(tree: &mut Map<String, Value>, path: &[String], value: Value) {
     }
 }
 
-fn walk(at: &Location, old: &Value, new: &Value, paths: &mut Vec<String>) -> Option<Value> {
-    match (old, new) {
-        (Value::Object(o), Value::Object(n)) => walk_maps(at, o, n, paths),
-        _ if old == new => None,
-        _ => {
-            paths.push(at.to_string());
-            Some(new.clone())
-        }
-    }
+/// One walk over two versions. Patches come back as `(forward, inverse)`; the inverse side is
+/// left `Null` when not asked for.
+struct Walk {
+    paths: Vec<String>,
+    inverse: bool,
 }
 
-fn walk_maps(
-    at: &Location,
-    o: &Map<String, Value>,
-    n: &Map<String, Value>,
-    paths: &mut Vec<String>,
-) -> Option<Value> {
-    let mut patch = Map::new();
-    for (k, nv) in n {
-        match o.get(k) {
-            Some(ov) if ov == nv => {}
-            Some(ov) => {
-                if let Some(p) = walk(&at.child(k.clone()), ov, nv, paths) {
-                    patch.insert(k.clone(), p);
-                }
-            }
-            None => {
-                paths.push(at.child(k.clone()).to_string());
-                patch.insert(k.clone(), nv.clone());
+impl Walk {
+    fn value(&mut self, at: &Location, old: &Value, new: &Value) -> Option<(Value, Value)> {
+        match (old, new) {
+            (Value::Object(o), Value::Object(n)) => self.maps(at, o, n),
+            _ if old == new => None,
+            _ => {
+                self.paths.push(at.to_string());
+                Some((new.clone(), self.keep(old)))
             }
         }
     }
-    for k in o.keys().filter(|k| !n.contains_key(*k)) {
-        paths.push(at.child(k.clone()).to_string());
-        patch.insert(k.clone(), Value::Null);
+
+    fn keep(&self, v: &Value) -> Value {
+        if self.inverse { v.clone() } else { Value::Null }
     }
-    (!patch.is_empty()).then_some(Value::Object(patch))
+
+    /// Both maps iterate in key order (serde_json's `Map` is a `BTreeMap` here), so one
+    /// merge-join pass finds every added, removed and changed key.
+    fn maps(
+        &mut self,
+        at: &Location,
+        o: &Map<String, Value>,
+        n: &Map<String, Value>,
+    ) -> Option<(Value, Value)> {
+        let mut forward = Map::new();
+        let mut backward = Map::new();
+        let mut olds = o.iter().peekable();
+        let mut news = n.iter().peekable();
+        loop {
+            let order = match (olds.peek(), news.peek()) {
+                (None, None) => break,
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (Some((ok, _)), Some((nk, _))) => ok.as_str().cmp(nk.as_str()),
+            };
+            match order {
+                std::cmp::Ordering::Less => {
+                    // Removed.
+                    if let Some((k, ov)) = olds.next() {
+                        self.paths.push(at.child(k.clone()).to_string());
+                        forward.insert(k.clone(), Value::Null);
+                        backward.insert(k.clone(), self.keep(ov));
+                    }
+                }
+                std::cmp::Ordering::Greater => {
+                    // Added.
+                    if let Some((k, nv)) = news.next() {
+                        self.paths.push(at.child(k.clone()).to_string());
+                        forward.insert(k.clone(), nv.clone());
+                        backward.insert(k.clone(), Value::Null);
+                    }
+                }
+                std::cmp::Ordering::Equal => {
+                    if let (Some((k, ov)), Some((_, nv))) = (olds.next(), news.next()) {
+                        if ov != nv {
+                            if let Some((f, b)) = self.value(&at.child(k.clone()), ov, nv) {
+                                forward.insert(k.clone(), f);
+                                backward.insert(k.clone(), b);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        (!forward.is_empty()).then_some((Value::Object(forward), Value::Object(backward)))
+    }
 }
 
 #[cfg(test)]
@@ -111,7 +159,7 @@ mod tests {
         let old = json!({"a": {"b": 1, "c": 2}, "d": [1], "e": true});
         let new = json!({"a": {"b": 1, "c": 3}, "d": [1, 2], "f": "x"});
         let (paths, patch) = diff(&old, &new);
-        assert_eq!(paths, ["/a/c", "/d", "/f", "/e"]);
+        assert_eq!(paths, ["/a/c", "/d", "/e", "/f"]);
         assert_eq!(patch, json!({"a": {"c": 3}, "d": [1, 2], "f": "x", "e": null}));
         let mut applied = old.clone();
         json_merge(&mut applied, &patch);
@@ -131,7 +179,7 @@ mod tests {
         b.insert_device(Entity::SmokeCoAlarm, "p1", json!({"ok": true}).as_object().unwrap().clone());
         b.structure_mut().insert("name".into(), json!("Cabin"));
         b.product_data_mut("acme", "meter").insert("m".into(), json!({"v": 1}));
-        let (paths, patch) = diff_homes(&a, &b);
+        let HomeDiff { paths, patch, inverse } = diff_homes(&a, &b);
         for expected in [
             "/devices/thermostats/t1/x",
             "/devices/cameras/c1",
@@ -143,7 +191,12 @@ mod tests {
         // The patch turns the old document into the new one.
         let mut rebuilt = a.to_json();
         json_merge(&mut rebuilt, &patch);
-        assert_eq!(Home::from_json("s", rebuilt).unwrap(), b);
-        assert_eq!(diff_homes(&b, &b.clone()), (vec![], json!({})));
+        assert_eq!(Home::from_json("s", rebuilt.clone()).unwrap(), b);
+        // The inverse turns it back, and equals the diff taken the other way.
+        json_merge(&mut rebuilt, &inverse);
+        assert_eq!(Home::from_json("s", rebuilt).unwrap(), a);
+        assert_eq!(inverse, diff_homes(&b, &a).patch);
+        let none = diff_homes(&b, &b.clone());
+        assert_eq!((none.paths, none.patch), (vec![], json!({})));
     }
 }

@@ -157,6 +157,11 @@ impl Home {
         Arc::make_mut(&mut self.structure)
     }
 
+    /// Replaces the structure's fields (no copy of the old ones first, as `structure_mut` makes).
+    pub fn set_structure(&mut self, fields: Map<String, Value>) {
+        self.structure = Arc::new(fields);
+    }
+
     /// The devices of one kind, by id.
     pub fn devices(&self, kind: Entity) -> impl Iterator<Item = (&String, &Map<String, Value>)> {
         kind_index(kind).into_iter().flat_map(move |i| self.devices[i].iter().map(|(k, v)| (k, &**v)))

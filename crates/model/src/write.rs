@@ -9,6 +9,8 @@
 //!    (merge: named fields change, others stay); and runs home logic to a fixed point
 //!    ([`crate::logic`]). Any failure leaves the home untouched.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
@@ -235,13 +237,13 @@ pub fn apply_write(home: &Home, plan: &WritePlan, ctx: &WriteContext<'_>) -> Res
                     Entity::Thermostat => rules::thermostat(current, &w.fields, home, ctx)?,
                     _ => merge_fields(current, &w.fields),
                 };
-                if let Some(d) = next.device_mut(*kind, id) {
-                    *d = updated;
+                if let Some(d) = next.device_fields_mut(*kind, id) {
+                    *d = Arc::new(updated);
                 }
             }
             Target::Structure => {
                 let updated = rules::structure(home.structure(), &w.fields, home, ctx)?;
-                *next.structure_mut() = updated;
+                next.set_structure(updated);
             }
             Target::ProductData { company, product_type, id } => {
                 rules::product_data(&w.fields, home.id())?;

@@ -82,8 +82,8 @@ pub async fn update_structure(
         let mut home = old.clone();
         change(&mut home)?;
         settle(&mut home);
-        let (paths, patch) = roost_model::diff::diff_homes(&old, &home);
-        let inverse = roost_model::diff::diff_homes(&home, &old).1;
+        let roost_model::diff::HomeDiff { paths, patch, inverse } =
+            roost_model::diff::diff_homes(&old, &home);
         let commit = Commit {
             structure_id: s.id.clone(),
             base_revision: s.revision,

@@ -337,8 +337,7 @@ async fn write(
         let now = chrono::Utc::now();
         let ctx = WriteContext { actor: &actor, now, config: &app.config.rules };
         let next: Home = apply_write(&current.home, &plan, &ctx)?;
-        let (paths, patch) = diff_homes(&current.home, &next);
-        let inverse = diff_homes(&next, &current.home).1;
+        let roost_model::diff::HomeDiff { paths, patch, inverse } = diff_homes(&current.home, &next);
         if paths.is_empty() {
             return Ok(echo(raw, &tag));
         }

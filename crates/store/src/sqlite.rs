@@ -65,7 +65,7 @@ fn open(path: &Path) -> Result<Connection> {
     .map_err(backend)?;
     conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(backend)?;
     // WAL + FULL: every commit is fsynced before it returns, and readers never block it.
-    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=10000;")
         .map_err(backend)?;
     Ok(conn)
 }
@@ -411,8 +411,14 @@ impl Store for SqliteStore {
     fn commit(&self, commit: Commit) -> BoxFuture<'_, Result<u64>> {
         let keep = self.options.changelog_keep.max(1);
         let every = self.options.checkpoint_every.max(1);
+        // Serialized here, on the caller's task: the writer thread is the one serial step.
+        let Commit { structure_id, base_revision, doc, change } = commit;
+        let paths = serde_json::to_string(&change.paths).unwrap_or_default();
+        let patch = change.patch.to_string();
+        let inverse = change.inverse.to_string();
+        let (at, actor) = (change.at, change.actor);
+        drop((change.patch, change.inverse));
         Box::pin(self.write(move |conn| {
-            let Commit { structure_id, base_revision, doc, change } = commit;
             let new_revision = base_revision + 1;
             let checkpoint = new_revision % every == 0;
             let updated: Option<i64> = if checkpoint {
@@ -461,15 +467,7 @@ impl Store for SqliteStore {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )
             .and_then(|mut st| {
-                st.execute(params![
-                    structure_id,
-                    new_revision as i64,
-                    change.at,
-                    change.actor,
-                    serde_json::to_string(&change.paths).unwrap_or_default(),
-                    change.patch.to_string(),
-                    change.inverse.to_string(),
-                ])
+                st.execute(params![structure_id, new_revision as i64, at, actor, paths, patch, inverse,])
             })
             .map_err(backend)?;
             // Keep the window, and always every patch after the checkpoint.

@@ -54,6 +54,8 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+use crate::diff::diff_homes;
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -74,6 +76,13 @@ proptest! {
                 Ok(next) => {
                     let v = violations(&next, &config);
                     prop_assert!(v.is_empty(), "after {:?}: {:?}", op, v);
+                    // The change log's patches lead forward and back exactly.
+                    let d = diff_homes(&h, &next);
+                    let mut doc = h.to_json();
+                    crate::write::json_merge(&mut doc, &d.patch);
+                    prop_assert_eq!(&doc, &next.to_json());
+                    crate::write::json_merge(&mut doc, &d.inverse);
+                    prop_assert_eq!(&doc, &h.to_json());
                     h = next;
                 }
                 Err(e) => {
