@@ -132,13 +132,12 @@ impl Walk {
                     }
                 }
                 std::cmp::Ordering::Equal => {
-                    if let (Some((k, ov)), Some((_, nv))) = (olds.next(), news.next()) {
-                        if ov != nv {
-                            if let Some((f, b)) = self.value(&at.child(k.clone()), ov, nv) {
-                                forward.insert(k.clone(), f);
-                                backward.insert(k.clone(), b);
-                            }
-                        }
+                    if let (Some((k, ov)), Some((_, nv))) = (olds.next(), news.next())
+                        && ov != nv
+                        && let Some((f, b)) = self.value(&at.child(k.clone()), ov, nv)
+                    {
+                        forward.insert(k.clone(), f);
+                        backward.insert(k.clone(), b);
                     }
                 }
             }
