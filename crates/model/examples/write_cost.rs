@@ -22,7 +22,7 @@ fn main() {
     let loc = Location::parse("/devices/thermostats/t1").unwrap();
     let actor = Actor::Product { permissions: PermissionSet::all() };
     let config = RuleConfig::default();
-    let ctx = WriteContext { actor: &actor, now, config: &config };
+    let ctx = WriteContext { actor: &actor, now, config: &config, measured_at: None };
     let n = 20_000;
     let (mut t_plan, mut t_apply, mut t_diff, mut t_ser, mut t_clone) = (0u128, 0u128, 0u128, 0u128, 0u128);
     for i in 0..n {

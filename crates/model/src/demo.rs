@@ -32,6 +32,10 @@ fn obj(v: Value) -> Map<String, Value> {
 /// Builds the demo home as of `now`.
 pub fn demo_home(ids: &DemoIds, now: DateTime<Utc>) -> Home {
     let t = format_time(now);
+    // The camera's last event: a little before now, so the home starts occupied.
+    let event_start = format_time(now - chrono::Duration::minutes(5));
+    let event_end = format_time(now - chrono::Duration::minutes(4));
+    let event_expires = format_time(now + chrono::Duration::hours(24));
     let wheres = json!({
         "living-room": {"where_id": "living-room", "name": "Living Room"},
         "bedroom": {"where_id": "bedroom", "name": "Bedroom"},
@@ -100,8 +104,8 @@ pub fn demo_home(ids: &DemoIds, now: DateTime<Utc>) -> Home {
             "activity_zones": [{"name": "Driveway", "id": 0}, {"name": "Porch", "id": 1}],
             "last_event": {
                 "has_sound": false, "has_motion": true, "has_person": false,
-                "start_time": "2026-11-27T08:00:00.000Z", "end_time": "2026-11-27T08:00:30.000Z",
-                "urls_expire_time": "2026-11-28T08:00:00.000Z",
+                "start_time": event_start, "end_time": event_end,
+                "urls_expire_time": event_expires,
                 "web_url": format!("https://roost.local/cameras/{cam}/events/1"),
                 "app_url": format!("roost://cameras/{cam}/events/1"),
                 "image_url": format!("https://roost.local/cameras/{cam}/events/1.jpg"),
@@ -111,7 +115,18 @@ pub fn demo_home(ids: &DemoIds, now: DateTime<Utc>) -> Home {
         })),
     );
     let before = home.clone();
-    let ctx = WriteContext { actor: &Actor::Service, now, config: &RuleConfig::default() };
+    let ctx = WriteContext { actor: &Actor::Service, now, config: &RuleConfig::default(), measured_at: None };
     logic::settle_all(&before, &mut home, &ctx);
+    // The devices start with what they were built with: nothing for them to apply yet.
+    for kind in Entity::DEVICE_KINDS {
+        let ids: Vec<String> = home.devices(kind).map(|(id, _)| id.clone()).collect();
+        for id in ids {
+            if let Some(d) = home.device_mut(kind, &id) {
+                let intended = d.get("intended_version").cloned().unwrap_or_else(|| Value::from(0));
+                d.insert("applied_version".into(), intended);
+                d.insert("sync_state".into(), Value::from("synced"));
+            }
+        }
+    }
     home
 }

@@ -6,6 +6,7 @@
 //! service's own home [`logic`]. The server, the store and the simulator all stand on this
 //! crate; it must be exact, so it is tested exhaustively (unit, property and golden tests).
 
+pub mod assist;
 pub mod demo;
 pub mod diff;
 pub mod error;

@@ -27,7 +27,7 @@ use crate::home::{Fields, Home};
 use crate::rules::TWINS;
 use crate::schema::Entity;
 use crate::units::{self, EPOCH};
-use crate::write::WriteContext;
+use crate::write::{Actor, WriteContext};
 
 pub const MAX_PASSES: usize = 8;
 
@@ -108,6 +108,7 @@ fn pass(p: &mut Pass, prev: &Home, next: &mut Home, ctx: &WriteContext<'_>, all:
                 p.set(d, "where_name", name.clone());
             }
             derive_names(p, kind, d);
+            sync(p, kind, &id, d, before, ctx);
             match kind {
                 Entity::Thermostat => {
                     thermostat(p, d, before, away_changed, away_now, ctx.config.eco_on_away, &now)
@@ -120,7 +121,114 @@ fn pass(p: &mut Pass, prev: &Home, next: &mut Home, ctx: &WriteContext<'_>, all:
 
     roll_up(p, next);
     eta_begin(p, next);
-    security(p, prev, next, away_changed, away_now);
+    presence(p, prev, next, ctx, &now);
+    away_bookkeeping(p, prev, next, ctx, &now);
+    // `away` may have changed in this pass; security judges the newest value.
+    let away_now = next.structure().get("away").and_then(Value::as_str).unwrap_or("home").to_string();
+    security(p, prev, next, away_now != away_before, &away_now);
+}
+
+/// Intended vs reported: `intended_version` counts changes of the device's intended fields
+/// (whoever made them: a product, home logic, the device's own dial); `applied_version` is
+/// the newest one the device says it applied (a change made at the device is applied by
+/// definition; versions never go back); `sync_state` is `pending` until they meet.
+fn sync(
+    p: &mut Pass,
+    kind: Entity,
+    id: &str,
+    d: &mut Fields,
+    before: Option<&Map<String, Value>>,
+    ctx: &WriteContext<'_>,
+) {
+    let version = |m: &Map<String, Value>, k: &str| m.get(k).and_then(Value::as_u64);
+    let before_intended = before.and_then(|b| version(b, "intended_version")).unwrap_or(0);
+    let changed =
+        before.is_some_and(|b| crate::schema::intended_fields(kind).iter().any(|f| b.get(*f) != d.get(*f)));
+    let intended =
+        if changed { before_intended + 1 } else { version(d, "intended_version").unwrap_or(before_intended) };
+    let by_itself = matches!(ctx.actor, Actor::Device { device_id } if device_id == id);
+    let before_applied = before.and_then(|b| version(b, "applied_version")).unwrap_or(0);
+    let mut applied = version(d, "applied_version").unwrap_or(0).max(before_applied);
+    if changed && by_itself {
+        applied = intended;
+    }
+    let applied = applied.min(intended);
+    p.set(d, "intended_version", Value::from(intended));
+    p.set(d, "applied_version", Value::from(applied));
+    p.set(d, "sync_state", Value::from(if applied >= intended { "synced" } else { "pending" }));
+}
+
+/// Occupancy signals: the newest motion of a device's occupancy sensor or camera (motion or
+/// person event) raises the structure's `last_presence_at` (phones raise it through the
+/// presence endpoint). With Home/Away Assist on, a signal newer than the home's `away` brings
+/// it back `home` — unless a person set that `away` within the hold time. A camera alone never
+/// brings a home back: a person at the camera of an empty home is what `deter` is for.
+fn presence(p: &mut Pass, prev: &Home, next: &mut Home, ctx: &WriteContext<'_>, now: &str) {
+    fn newer(a: Option<String>, b: Option<&str>) -> Option<String> {
+        match (a, b) {
+            (Some(a), Some(b)) if b > a.as_str() => Some(b.to_string()),
+            (None, Some(b)) => Some(b.to_string()),
+            (a, _) => a,
+        }
+    }
+    let mut inside: Option<String> = None;
+    for kind in [Entity::Thermostat, Entity::SmokeCoAlarm] {
+        for (_, d) in next.devices(kind) {
+            inside = newer(inside, d.get("last_motion_at").and_then(Value::as_str));
+        }
+    }
+    let mut camera: Option<String> = None;
+    for (_, c) in next.devices(Entity::Camera) {
+        if let Some(e) = c.get("last_event") {
+            let flag = |k: &str| e.get(k).and_then(Value::as_bool).unwrap_or(false);
+            if flag("has_motion") || flag("has_person") {
+                camera = newer(camera, e.get("start_time").and_then(Value::as_str));
+            }
+        }
+    }
+    let text = |m: &Map<String, Value>, k: &str| m.get(k).and_then(Value::as_str).map(str::to_string);
+    let s = next.structure_fields_mut();
+    let newest = newer(inside, camera.as_deref());
+    if let Some(t) = newest.filter(|t| text(s, "last_presence_at").is_none_or(|c| t.as_str() > c.as_str()))
+        && t.as_str() <= now
+    {
+        p.set(s, "last_presence_at", Value::from(t));
+    }
+    let assist = &ctx.config.assist;
+    let presence = text(s, "last_presence_at");
+    let arrived = presence != text(prev.structure(), "last_presence_at") && presence != camera;
+    let away_at = text(s, "away_changed_at").unwrap_or_else(|| EPOCH.to_string());
+    if assist.enabled
+        && arrived
+        && text(s, "away").as_deref() == Some("away")
+        && presence.as_deref().is_some_and(|t| t > away_at.as_str())
+    {
+        let held = text(s, "away_set_by").as_deref() == Some("user")
+            && seconds_between(&away_at, now).is_some_and(|d| d < assist.hold_secs);
+        if !held {
+            p.set(s, "away", Value::from("home"));
+            p.set(s, "away_set_by", Value::from("assist"));
+            p.set(s, "away_changed_at", Value::from(now));
+        }
+    }
+}
+
+/// Who changed `away` and when, unless the change already says so (Home/Away Assist writes
+/// all three fields).
+fn away_bookkeeping(p: &mut Pass, prev: &Home, next: &mut Home, ctx: &WriteContext<'_>, now: &str) {
+    let before = prev.structure();
+    let s = next.structure_fields_mut();
+    if s.get("away") == before.get("away") || s.get("away_changed_at") != before.get("away_changed_at") {
+        return;
+    }
+    let who = if matches!(ctx.actor, Actor::Service) { "service" } else { "user" };
+    p.set(s, "away_set_by", Value::from(who));
+    p.set(s, "away_changed_at", Value::from(now));
+}
+
+/// Seconds from `a` to `b` (ISO 8601 times); `None` if either does not parse.
+pub fn seconds_between(a: &str, b: &str) -> Option<i64> {
+    Some((units::parse_time(b)? - units::parse_time(a)?).num_seconds())
 }
 
 fn derive_names(p: &mut Pass, kind: Entity, d: &mut Fields) {

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{ApiError, one_decimal};
 use crate::home::Home;
-use crate::schema::FAN_DURATIONS;
+use crate::schema::{Entity, FAN_DURATIONS};
 use crate::units::{self, EPOCH};
 use crate::write::{Actor, WriteContext, merge_fields};
 
@@ -341,6 +341,41 @@ pub fn structure(
     }
     let _ = ctx;
     Ok(next)
+}
+
+/// A device's own report: `applied_version` may not run ahead of what is intended, and each
+/// reported field's measurement time is kept (internal `reported_at`) so a late report of it
+/// can be recognised ([`crate::write::drop_stale_reports`]).
+pub fn device_report(
+    current: &Map<String, Value>,
+    next: &mut Map<String, Value>,
+    kind: Entity,
+    w: &Map<String, Value>,
+    ctx: &WriteContext<'_>,
+) -> Result<(), ApiError> {
+    if let Some(applied) = w.get("applied_version").and_then(Value::as_u64) {
+        let intended = current.get("intended_version").and_then(Value::as_u64).unwrap_or(0);
+        if applied > intended {
+            return Err(ApiError::new(
+                400,
+                "applied-ahead",
+                format!("applied_version {applied} is ahead of intended_version {intended}"),
+            )
+            .with("applied_version", applied.to_string())
+            .with("intended_version", intended.to_string()));
+        }
+    }
+    let measured = Value::from(ctx.measured());
+    let mut stamps = current.get("reported_at").and_then(Value::as_object).cloned().unwrap_or_default();
+    let mut stamped = false;
+    for f in w.keys().filter(|f| crate::schema::is_reported(kind, f)) {
+        stamps.insert(f.clone(), measured.clone());
+        stamped = true;
+    }
+    if stamped {
+        next.insert("reported_at".into(), Value::Object(stamps));
+    }
+    Ok(())
 }
 
 /// ETA (nest-api.md §1.7): `{trip_id, estimated_arrival_window_begin, _end}`; begin `0`

@@ -139,6 +139,11 @@ pub const BATTERY_HEALTH: &[&str] = &["ok", "replace"];
 pub const UI_COLORS: &[&str] = &["gray", "green", "yellow", "red"];
 pub const SECURITY_STATES: &[&str] = &["ok", "deter"];
 pub const TRAINING: &[&str] = &["training", "ready"];
+pub const SYNC_STATES: &[&str] = &["synced", "pending"];
+/// `user` (a person, through an app or the device), `assist` (Home/Away Assist), `service`
+/// (an operator).
+pub const AWAY_SETTERS: &[&str] = &["user", "assist", "service"];
+const VERSION: FieldType = FieldType::Int { min: 0, max: i64::MAX };
 /// Fan timer durations in minutes (thermostat guide).
 pub const FAN_DURATIONS: &[i64] = &[15, 30, 45, 60, 120, 240, 480, 720];
 
@@ -673,6 +678,28 @@ pub static FIELDS: &[FieldSpec] = &[
         "Product version the user authorized.",
     ),
     f(M, "user_id", ID, U::None, EVERYONE, ro(), "Obfuscated user id."),
+    // Roost additions (docs/compatibility.md: "extended"): intended vs reported state, and
+    // the signals of connectivity and occupancy, for every device kind.
+    f(T, "intended_version", VERSION, U::None, THERMOSTAT, ro(), "Counts changes of intended fields."),
+    f(T, "applied_version", VERSION, U::None, THERMOSTAT, dev(), "The intended_version the device applied."),
+    f(T, "sync_state", Ty::Enum(SYNC_STATES), U::None, THERMOSTAT, ro(), "synced or pending (derived)."),
+    f(T, "last_is_online_change", Ty::Timestamp, U::None, THERMOSTAT, ro(), "When is_online last changed."),
+    f(T, "last_motion_at", Ty::Timestamp, U::None, THERMOSTAT, dev(), "Occupancy sensor's last motion."),
+    f(T, "reported_at", Ty::Object, U::None, NOBODY, ro(), "Measurement time of each reported field."),
+    f(S, "intended_version", VERSION, U::None, SMOKE, ro(), "Counts changes of intended fields."),
+    f(S, "applied_version", VERSION, U::None, SMOKE, dev(), "The intended_version the device applied."),
+    f(S, "sync_state", Ty::Enum(SYNC_STATES), U::None, SMOKE, ro(), "synced or pending (derived)."),
+    f(S, "last_is_online_change", Ty::Timestamp, U::None, SMOKE, ro(), "When is_online last changed."),
+    f(S, "last_motion_at", Ty::Timestamp, U::None, SMOKE, dev(), "Occupancy sensor's last motion."),
+    f(S, "reported_at", Ty::Object, U::None, NOBODY, ro(), "Measurement time of each reported field."),
+    f(C, "intended_version", VERSION, U::None, CAMERA, ro(), "Counts changes of intended fields."),
+    f(C, "applied_version", VERSION, U::None, CAMERA, dev(), "The intended_version the device applied."),
+    f(C, "sync_state", Ty::Enum(SYNC_STATES), U::None, CAMERA, ro(), "synced or pending (derived)."),
+    f(C, "last_connection", Ty::Timestamp, U::None, CAMERA, ro(), "Last contact with the service."),
+    f(C, "reported_at", Ty::Object, U::None, NOBODY, ro(), "Measurement time of each reported field."),
+    f(St, "last_presence_at", Ty::Timestamp, U::None, AWAY_READERS, ro(), "Last occupancy signal (derived)."),
+    f(St, "away_set_by", Ty::Enum(AWAY_SETTERS), U::None, AWAY_READERS, ro(), "Who last changed away."),
+    f(St, "away_changed_at", Ty::Timestamp, U::None, AWAY_READERS, ro(), "When away last changed."),
 ];
 
 /// Permissions that show and write product data (`devices/$company/$product_type/<id>`, §1.10).
@@ -699,6 +726,24 @@ pub fn has_members(entity: Entity, path: &str) -> bool {
 /// All rows of one entity, top-level fields only.
 pub fn top_fields(entity: Entity) -> impl Iterator<Item = &'static FieldSpec> {
     FIELDS.iter().filter(move |s| s.entity == entity && !s.path.contains('/'))
+}
+
+/// Intended fields of a device kind: the ones products may write (targets, modes, the fan
+/// timer, streaming). A change to one is what a device must apply.
+pub fn intended_fields(kind: Entity) -> &'static [&'static str] {
+    static BY_KIND: LazyLock<HashMap<Entity, Vec<&'static str>>> = LazyLock::new(|| {
+        let mut m: HashMap<Entity, Vec<&'static str>> = HashMap::new();
+        for s in FIELDS.iter().filter(|s| !s.write.products.is_empty() && s.entity.collection().is_some()) {
+            m.entry(s.entity).or_default().push(s.path);
+        }
+        m
+    });
+    BY_KIND.get(&kind).map(Vec::as_slice).unwrap_or(&[])
+}
+
+/// A field only the device itself reports (a measurement or a device-side state).
+pub fn is_reported(entity: Entity, path: &str) -> bool {
+    field(entity, path).is_some_and(|s| s.write.device && s.write.products.is_empty())
 }
 
 /// Every field name a permission set may write, per entity: the write set of a grant.

@@ -44,6 +44,26 @@ pub struct RuleConfig {
     pub eco_on_away: bool,
     /// Refuse `cool` and `heat-cool` while emergency heat is on.
     pub no_cooling_during_emergency_heat: bool,
+    /// Home/Away Assist (see [`crate::assist`]).
+    pub assist: AssistConfig,
+}
+
+/// Home/Away Assist's timing (see [`crate::assist`] for the policy).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssistConfig {
+    pub enabled: bool,
+    /// No occupancy signal for this long turns a home `away`.
+    pub quiet_secs: i64,
+    /// A person's own change of `away` is not overridden for this long.
+    pub hold_secs: i64,
+    /// `wwn_security_state` relaxes from `deter` after this long without a person event.
+    pub security_quiet_secs: i64,
+}
+
+impl Default for AssistConfig {
+    fn default() -> Self {
+        AssistConfig { enabled: true, quiet_secs: 2 * 3600, hold_secs: 3600, security_quiet_secs: 15 * 60 }
+    }
 }
 
 impl Default for RuleConfig {
@@ -53,6 +73,7 @@ impl Default for RuleConfig {
             min_spread_c: 1.5,
             eco_on_away: true,
             no_cooling_during_emergency_heat: true,
+            assist: AssistConfig::default(),
         }
     }
 }
@@ -63,6 +84,20 @@ pub struct WriteContext<'a> {
     pub actor: &'a Actor,
     pub now: DateTime<Utc>,
     pub config: &'a RuleConfig,
+    /// When a device measured what it reports (`Roost-Measured-At`); `None` means now. Later
+    /// than now (a fast device clock) counts as now.
+    pub measured_at: Option<DateTime<Utc>>,
+}
+
+impl<'a> WriteContext<'a> {
+    pub fn new(actor: &'a Actor, now: DateTime<Utc>, config: &'a RuleConfig) -> Self {
+        WriteContext { actor, now, config, measured_at: None }
+    }
+
+    /// The measurement time of a device's report, as stored in `reported_at`.
+    pub fn measured(&self) -> String {
+        units::format_time(self.measured_at.map_or(self.now, |m| m.min(self.now)))
+    }
 }
 
 /// The element of a home that a set of fields is written to.
@@ -233,10 +268,13 @@ pub fn apply_write(home: &Home, plan: &WritePlan, ctx: &WriteContext<'_>) -> Res
                 let current = home.device(*kind, id).ok_or_else(|| {
                     ApiError::not_found(&format!("/devices/{}/{id}", kind.collection().unwrap_or_default()))
                 })?;
-                let updated = match kind {
+                let mut updated = match kind {
                     Entity::Thermostat => rules::thermostat(current, &w.fields, home, ctx)?,
                     _ => merge_fields(current, &w.fields),
                 };
+                if matches!(ctx.actor, Actor::Device { .. }) {
+                    rules::device_report(current, &mut updated, *kind, &w.fields, ctx)?;
+                }
                 if let Some(d) = next.device_fields_mut(*kind, id) {
                     *d = Arc::new(updated);
                 }
@@ -255,6 +293,39 @@ pub fn apply_write(home: &Home, plan: &WritePlan, ctx: &WriteContext<'_>) -> Res
     }
     logic::settle(home, &mut next, ctx);
     Ok(next)
+}
+
+/// Takes out of a device's report every reported field that the device already reported
+/// with a later measurement time (a late report never overwrites a newer one). Returns the
+/// locations left out. Only device writes are affected.
+pub fn drop_stale_reports(plan: &mut WritePlan, home: &Home, ctx: &WriteContext<'_>) -> Vec<String> {
+    let mut dropped = Vec::new();
+    if !matches!(ctx.actor, Actor::Device { .. }) {
+        return dropped;
+    }
+    let measured = ctx.measured();
+    for w in &mut plan.writes {
+        let Target::Device(kind, id) = &w.target else {
+            continue;
+        };
+        let Some(reported_at) =
+            home.device(*kind, id).and_then(|d| d.get("reported_at")).and_then(Value::as_object)
+        else {
+            continue;
+        };
+        let stale: Vec<String> = w
+            .fields
+            .keys()
+            .filter(|f| schema::is_reported(*kind, f))
+            .filter(|f| reported_at.get(*f).and_then(Value::as_str).is_some_and(|at| at > measured.as_str()))
+            .cloned()
+            .collect();
+        for f in stale {
+            w.fields.remove(&f);
+            dropped.push(format!("/devices/{}/{id}/{f}", kind.collection().unwrap_or_default()));
+        }
+    }
+    dropped
 }
 
 /// Step 1–2 of the rules: every field must be writable by the actor; the error names them all.

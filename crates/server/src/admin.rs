@@ -63,7 +63,8 @@ pub async fn create_structure(store: &dyn Store, owner: &str, name: &str) -> any
 fn settle(home: &mut Home) {
     let before = home.clone();
     let config = RuleConfig::default();
-    let ctx = WriteContext { actor: &Actor::Service, now: chrono::Utc::now(), config: &config };
+    let ctx =
+        WriteContext { actor: &Actor::Service, now: chrono::Utc::now(), config: &config, measured_at: None };
     roost_model::logic::settle_all(&before, home, &ctx);
 }
 
@@ -97,6 +98,7 @@ pub async fn update_structure(
                 patch,
                 inverse,
             },
+            idempotency: None,
         };
         match store.commit(commit).await {
             Ok(rev) => return Ok(rev),
@@ -211,6 +213,7 @@ async fn mint_token(
             created_at: now(),
             label: label.to_string(),
             revoked: false,
+            device_id: None,
         })
         .await?;
     Ok(token)

@@ -335,7 +335,7 @@ async fn write(
             return Err(ApiError::precondition_failed(current.revision));
         }
         let now = chrono::Utc::now();
-        let ctx = WriteContext { actor: &actor, now, config: &app.config.rules };
+        let ctx = WriteContext { actor: &actor, now, config: &app.config.rules, measured_at: None };
         let next: Home = apply_write(&current.home, &plan, &ctx)?;
         let roost_model::diff::HomeDiff { paths, patch, inverse } = diff_homes(&current.home, &next);
         if paths.is_empty() {
@@ -356,6 +356,7 @@ async fn write(
                 patch,
                 inverse,
             },
+            idempotency: None,
         };
         match app.store.commit(commit).await {
             Ok(revision) => {

@@ -298,6 +298,7 @@ pub async fn token(State(app): State<App>, uri: Uri, headers: HeaderMap, body: B
         created_at: roost_model::units::format_time(chrono::Utc::now()),
         label: product.name.clone(),
         revoked: false,
+        device_id: None,
     };
     match app.store.exchange_code(&code_hash, record_token).await {
         Ok(Ok(_)) => {

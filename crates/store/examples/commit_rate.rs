@@ -45,6 +45,7 @@ async fn main() {
                         patch: json!({"devices": {"thermostats": {"t": {"target_temperature_f": 70 + rev % 2}}}}),
                         inverse: json!({"devices": {"thermostats": {"t": {"target_temperature_f": 70 + (rev + 1) % 2}}}}),
                     },
+                    idempotency: None,
                 };
                 rev = store.commit(commit).await.unwrap();
                 n += 1;

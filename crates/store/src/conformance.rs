@@ -22,6 +22,7 @@ fn commit(sid: &str, base: u64, v: u64) -> Commit {
             patch: json!({"v": v}),
             inverse: json!({"v": "previous"}),
         },
+        idempotency: None,
     }
 }
 
@@ -117,9 +118,10 @@ pub async fn run(store: &dyn Store, changelog_keep: u64) {
         created_at: "t".into(),
         label: "test".into(),
         revoked: false,
+        device_id: None,
     };
     store.insert_token(token.clone()).await.unwrap();
-    assert_eq!(store.token(&[7; 32]).await.unwrap(), Some(token));
+    assert_eq!(store.token(&[7; 32]).await.unwrap(), Some(token.clone()));
     assert!(store.token(&[8; 32]).await.unwrap().is_none());
     let (_, rseq) = store.revoked_since(0).await.unwrap();
     assert!(store.revoke_token(&[7; 32]).await.unwrap());
@@ -128,6 +130,44 @@ pub async fn run(store: &dyn Store, changelog_keep: u64) {
     let (revoked, _) = store.revoked_since(rseq).await.unwrap();
     assert_eq!(revoked, vec![[7; 32]]);
     assert!(store.tokens_of("u1").await.unwrap()[0].revoked);
+
+    // Device credentials: revoked together, through the same feed.
+    let device_token = |h: u8| TokenRecord {
+        hash: [h; 32],
+        product_id: None,
+        permissions: 0,
+        label: "device".into(),
+        device_id: Some("d1".into()),
+        ..token.clone()
+    };
+    store.insert_token(device_token(20)).await.unwrap();
+    store.insert_token(device_token(21)).await.unwrap();
+    assert_eq!(store.token(&[20; 32]).await.unwrap().unwrap().device_id.as_deref(), Some("d1"));
+    let (_, rseq) = store.revoked_since(0).await.unwrap();
+    assert_eq!(store.revoke_device_tokens("d1").await.unwrap(), 2);
+    assert_eq!(store.revoke_device_tokens("d1").await.unwrap(), 0);
+    let (mut revoked, _) = store.revoked_since(rseq).await.unwrap();
+    revoked.sort();
+    assert_eq!(revoked, vec![[20; 32], [21; 32]]);
+
+    // Idempotency keys: recorded with the commit; a second commit with the key is refused
+    // and changes nothing; a key of a conflicting commit is not kept.
+    let key = crate::IdempotencyKey { scope: "device:d1".into(), key: "k1".into() };
+    let rev = store.structure("s2").await.unwrap().unwrap().revision;
+    let keyed = |base, v| Commit { idempotency: Some(key.clone()), ..commit("s2", base, v) };
+    assert!(matches!(store.commit(keyed(rev - 1, 1)).await, Err(StoreError::Conflict { .. })));
+    assert_eq!(store.idempotency(&key).await.unwrap(), None, "a refused commit keeps no key");
+    assert_eq!(store.commit(keyed(rev, 41)).await.unwrap(), rev + 1);
+    assert_eq!(store.idempotency(&key).await.unwrap(), Some(rev + 1));
+    assert!(matches!(
+        store.commit(keyed(rev + 1, 42)).await,
+        Err(StoreError::Duplicate { revision }) if revision == rev + 1
+    ));
+    assert_eq!(store.structure("s2").await.unwrap().unwrap().revision, rev + 1, "the retry changed nothing");
+    let other = crate::IdempotencyKey { scope: "device:d2".into(), key: "k1".into() };
+    assert_eq!(store.idempotency(&other).await.unwrap(), None, "keys are scoped to their sender");
+    store.remember_idempotency(other.clone(), 9).await.unwrap();
+    assert_eq!(store.idempotency(&other).await.unwrap(), Some(9));
 
     // Products, single-use codes and sessions.
     let product = Product {
@@ -172,6 +212,7 @@ pub async fn run(store: &dyn Store, changelog_keep: u64) {
         created_at: "t".into(),
         label: "oauth".into(),
         revoked: false,
+        device_id: None,
     };
     assert_eq!(store.exchange_code(&[9; 32], minted(10)).await.unwrap(), Ok(code.clone()));
     assert!(store.token(&[10; 32]).await.unwrap().is_some(), "the exchange stored the token");

@@ -43,6 +43,9 @@ pub enum StoreError {
     Backend(String),
     #[error("the store is shut down")]
     Closed,
+    /// The commit's idempotency key was used before, by the commit that made `revision`.
+    #[error("idempotency key already used (revision {revision})")]
+    Duplicate { revision: u64 },
 }
 
 /// `(structure id, revision)` of structures committed after a sequence number, and the
@@ -89,6 +92,17 @@ pub struct Commit {
     /// Its `patch` must turn the previous revision's document into the new one: documents
     /// are rebuilt from the last checkpoint and the patches after it.
     pub change: Change,
+    /// Recorded in the same transaction, so a retried request never applies twice: a second
+    /// commit with the same key fails with [`StoreError::Duplicate`].
+    pub idempotency: Option<IdempotencyKey>,
+}
+
+/// A client's key for one request (`Idempotency-Key`), scoped to who sent it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey {
+    /// `device:<id>` or `token:<hash prefix>`: keys of different senders never collide.
+    pub scope: String,
+    pub key: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,6 +129,10 @@ pub struct TokenRecord {
     pub created_at: String,
     pub label: String,
     pub revoked: bool,
+    /// Set for a device's own credential: the device it speaks for (no product, no user
+    /// permissions; it reads and writes only its own element).
+    #[serde(default)]
+    pub device_id: Option<String>,
 }
 
 /// A product (OAuth client). Its secret is stored only as an Argon2id hash.
@@ -202,6 +220,8 @@ pub trait Store: Send + Sync + 'static {
     /// Revokes; true if it was active.
     fn revoke_token(&self, hash: &[u8; 32]) -> BoxFuture<'_, Result<bool>>;
     fn tokens_of(&self, user_id: &str) -> BoxFuture<'_, Result<Vec<TokenRecord>>>;
+    /// Revokes every live credential of a device; returns how many.
+    fn revoke_device_tokens(&self, device_id: &str) -> BoxFuture<'_, Result<usize>>;
     /// Tokens revoked after the global sequence number `seq`, with the highest seen.
     fn revoked_since(&self, seq: u64) -> BoxFuture<'_, Result<(Vec<[u8; 32]>, u64)>>;
 
@@ -223,6 +243,11 @@ pub trait Store: Send + Sync + 'static {
         token: TokenRecord,
     ) -> BoxFuture<'_, Result<std::result::Result<CodeRecord, CodeRecord>>>;
     fn code(&self, hash: &[u8; 32]) -> BoxFuture<'_, Result<Option<CodeRecord>>>;
+
+    /// The revision an idempotency key produced, if it was used (keys are kept for a day).
+    fn idempotency(&self, key: &IdempotencyKey) -> BoxFuture<'_, Result<Option<u64>>>;
+    /// Records a key whose request changed nothing (no commit carried it).
+    fn remember_idempotency(&self, key: IdempotencyKey, revision: u64) -> BoxFuture<'_, Result<()>>;
 
     fn insert_session(&self, session: Session) -> BoxFuture<'_, Result<()>>;
     fn session(&self, hash: &[u8; 32]) -> BoxFuture<'_, Result<Option<Session>>>;

@@ -15,8 +15,8 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::{
-    BoxFuture, Change, ChangedSince, CodeRecord, Commit, Product, Result, Session, Store, StoreError,
-    StoredStructure, TokenRecord, User,
+    BoxFuture, Change, ChangedSince, CodeRecord, Commit, IdempotencyKey, Product, Result, Session, Store,
+    StoreError, StoredStructure, TokenRecord, User,
 };
 
 /// Most writes one transaction (one fsync) carries.
@@ -68,6 +68,24 @@ fn open(path: &Path) -> Result<Connection> {
     conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=10000;")
         .map_err(backend)?;
     Ok(conn)
+}
+
+/// Columns added after the first release, for data dirs created before them.
+fn migrate(conn: &Connection) -> Result<()> {
+    let has_device_id: bool = conn
+        .query_row("SELECT COUNT(*) FROM pragma_table_info('tokens') WHERE name = 'device_id'", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map_err(backend)?
+        > 0;
+    if !has_device_id {
+        conn.execute_batch(
+            "ALTER TABLE tokens ADD COLUMN device_id TEXT;
+             CREATE INDEX IF NOT EXISTS tokens_device ON tokens(device_id);",
+        )
+        .map_err(backend)?;
+    }
+    Ok(())
 }
 
 const SCHEMA: &str = "
@@ -138,6 +156,15 @@ CREATE TABLE IF NOT EXISTS codes(
     expires_at INTEGER NOT NULL,
     token_hash BLOB
 );
+-- Idempotency keys of committed requests (a retry answers as the first try did); a day.
+CREATE TABLE IF NOT EXISTS idempotency(
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY(scope, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idempotency_age ON idempotency(created_at);
 CREATE TABLE IF NOT EXISTS sessions(
     hash BLOB PRIMARY KEY,
     user_id TEXT NOT NULL REFERENCES users(id),
@@ -151,6 +178,7 @@ impl SqliteStore {
     pub fn open(path: &Path, options: StoreOptions) -> Result<Arc<SqliteStore>> {
         let conn = open(path)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
+        migrate(&conn)?;
         let mut readers = Vec::new();
         for _ in 0..options.readers.max(1) {
             readers.push(Mutex::new(open(path)?));
@@ -340,6 +368,7 @@ fn row_to_token(row: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
         created_at: row.get(6)?,
         label: row.get(7)?,
         revoked: row.get::<_, Option<i64>>(8)?.is_some(),
+        device_id: row.get(9)?,
     })
 }
 
@@ -347,8 +376,7 @@ fn row_to_user(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
     Ok(User { id: row.get(0)?, login: row.get(1)?, password_hash: row.get(2)?, created_at: row.get(3)? })
 }
 
-const TOKEN_COLUMNS: &str =
-    "hash, user_id, product_id, permissions, structures, client_version, created_at, label, revoked_seq";
+const TOKEN_COLUMNS: &str = "hash, user_id, product_id, permissions, structures, client_version, created_at, label, revoked_seq, device_id";
 
 fn unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
@@ -412,7 +440,7 @@ impl Store for SqliteStore {
         let keep = self.options.changelog_keep.max(1);
         let every = self.options.checkpoint_every.max(1);
         // Serialized here, on the caller's task: the writer thread is the one serial step.
-        let Commit { structure_id, base_revision, doc, change } = commit;
+        let Commit { structure_id, base_revision, doc, change, idempotency } = commit;
         let paths = serde_json::to_string(&change.paths).unwrap_or_default();
         let patch = change.patch.to_string();
         let inverse = change.inverse.to_string();
@@ -420,6 +448,11 @@ impl Store for SqliteStore {
         drop((change.patch, change.inverse));
         Box::pin(self.write(move |conn| {
             let new_revision = base_revision + 1;
+            if let Some(key) = &idempotency
+                && let Some(revision) = record_idempotency(conn, key, new_revision)?
+            {
+                return Err(StoreError::Duplicate { revision });
+            }
             let checkpoint = new_revision % every == 0;
             let updated: Option<i64> = if checkpoint {
                 conn.prepare_cached(
@@ -614,6 +647,31 @@ impl Store for SqliteStore {
                 .map_err(backend)?;
             Ok(n == 1)
         }))
+    }
+
+    fn revoke_device_tokens(&self, device_id: &str) -> BoxFuture<'_, Result<usize>> {
+        let device_id = device_id.to_string();
+        Box::pin(self.write(move |conn| {
+            conn.execute(
+                "UPDATE tokens SET revoked_seq = (SELECT COALESCE(MAX(revoked_seq), 0) + 1 FROM tokens)
+                 WHERE device_id = ?1 AND revoked_seq IS NULL",
+                [device_id],
+            )
+            .map_err(backend)
+        }))
+    }
+
+    fn idempotency(&self, key: &IdempotencyKey) -> BoxFuture<'_, Result<Option<u64>>> {
+        let r = self.read(|c| {
+            c.prepare_cached("SELECT revision FROM idempotency WHERE scope = ?1 AND key = ?2")?
+                .query_row(params![key.scope, key.key], |r| r.get::<_, i64>(0))
+                .optional()
+        });
+        Box::pin(async move { r.map(|o| o.map(|v| v as u64)) })
+    }
+
+    fn remember_idempotency(&self, key: IdempotencyKey, revision: u64) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.write(move |conn| record_idempotency(conn, &key, revision).map(|_| ())))
     }
 
     fn tokens_of(&self, user_id: &str) -> BoxFuture<'_, Result<Vec<TokenRecord>>> {
@@ -840,10 +898,42 @@ fn row_to_code(r: &rusqlite::Row<'_>) -> rusqlite::Result<CodeRecord> {
     })
 }
 
+/// How long idempotency keys are kept.
+const IDEMPOTENCY_KEEP_SECS: i64 = 24 * 3600;
+
+/// Records a key; `Some(revision)` of the earlier use when it was already recorded. Now and
+/// then drops keys older than a day.
+fn record_idempotency(conn: &Connection, key: &IdempotencyKey, revision: u64) -> Result<Option<u64>> {
+    let now = chrono::Utc::now().timestamp();
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO idempotency(scope, key, revision, created_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(scope, key) DO NOTHING",
+        )
+        .and_then(|mut st| st.execute(params![key.scope, key.key, revision as i64, now]))
+        .map_err(backend)?;
+    if inserted == 0 {
+        let earlier: i64 = conn
+            .query_row(
+                "SELECT revision FROM idempotency WHERE scope = ?1 AND key = ?2",
+                params![key.scope, key.key],
+                |r| r.get(0),
+            )
+            .map_err(backend)?;
+        return Ok(Some(earlier as u64));
+    }
+    if revision.is_multiple_of(64) {
+        conn.prepare_cached("DELETE FROM idempotency WHERE created_at < ?1")
+            .and_then(|mut st| st.execute([now - IDEMPOTENCY_KEEP_SECS]))
+            .map_err(backend)?;
+    }
+    Ok(None)
+}
+
 fn insert_token_row(conn: &Connection, token: &TokenRecord) -> Result<()> {
     conn.execute(
-        "INSERT INTO tokens(hash, user_id, product_id, permissions, structures, client_version, created_at, label)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO tokens(hash, user_id, product_id, permissions, structures, client_version, created_at, label, device_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
             token.hash.to_vec(),
             token.user_id,
@@ -853,6 +943,7 @@ fn insert_token_row(conn: &Connection, token: &TokenRecord) -> Result<()> {
             token.client_version as i64,
             token.created_at,
             token.label,
+            token.device_id,
         ],
     )
     .map_err(backend)?;

@@ -121,7 +121,7 @@ fn settle_reaches_a_fixed_point() {
     let h = demo();
     let mut again = h.clone();
     let config = RuleConfig::default();
-    let ctx = WriteContext { actor: &Actor::Service, now: now(), config: &config };
+    let ctx = WriteContext { actor: &Actor::Service, now: now(), config: &config, measured_at: None };
     crate::logic::settle(&h, &mut again, &ctx);
     assert_eq!(again, h);
 }

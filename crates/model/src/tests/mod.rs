@@ -1,6 +1,7 @@
 //! Tests of the whole model: each rule's accept and reject with its exact error JSON, home
 //! logic, views, golden output and property tests.
 
+mod devices;
 mod logic;
 mod properties;
 mod rules;
@@ -66,7 +67,7 @@ pub fn write_at(
     let loc = Location::parse(path)?;
     let plan = plan_write(&loc, &body, [home])?;
     let config = RuleConfig::default();
-    let ctx = WriteContext { actor, now: at, config: &config };
+    let ctx = WriteContext { actor, now: at, config: &config, measured_at: None };
     apply_write(home, &plan, &ctx)
 }
 

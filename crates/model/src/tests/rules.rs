@@ -569,7 +569,7 @@ fn the_spread_is_configurable() {
     let plan = plan_write(&loc, &body, [&h]).unwrap();
     let config = RuleConfig { min_spread_f: 2.0, ..RuleConfig::default() };
     let actor = all();
-    let ctx = WriteContext { actor: &actor, now: now(), config: &config };
+    let ctx = WriteContext { actor: &actor, now: now(), config: &config, measured_at: None };
     assert!(apply_write(&h, &plan, &ctx).is_ok());
 }
 
@@ -612,7 +612,7 @@ fn an_expired_fan_timer_turns_off() {
     // The service's timer sweep settles every device at a later time.
     let later = now() + chrono::Duration::minutes(16);
     let config = RuleConfig::default();
-    let ctx = WriteContext { actor: &Actor::Service, now: later, config: &config };
+    let ctx = WriteContext { actor: &Actor::Service, now: later, config: &config, measured_at: None };
     let mut swept = h.clone();
     crate::logic::settle_all(&h, &mut swept, &ctx);
     let h = swept;
