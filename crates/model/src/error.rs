@@ -113,6 +113,12 @@ impl ApiError {
         e
     }
 
+    /// A request header Roost reads (`Idempotency-Key`, `Roost-Measured-At`) is malformed.
+    pub fn invalid_header(name: &str, expected: &str) -> ApiError {
+        ApiError::new(400, "invalid-header", format!("Invalid {name} header: expected {expected}"))
+            .with("header", name)
+    }
+
     pub fn invalid_value(field: &str, expected: &str) -> ApiError {
         ApiError::new(400, "invalid-value", format!("Invalid value for {field}: expected {expected}"))
             .with("field_name", field)

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 mod bench;
 mod fanout;
+mod sim;
 
 /// The service allocates and frees many small JSON nodes per request; mimalloc does that
 /// faster than the system allocator under threads.
@@ -37,6 +38,8 @@ struct Cli {
 enum Command {
     /// Run the service.
     Serve(ServeArgs),
+    /// Simulated devices, each a real client with its own device credential.
+    Sim(SimArgs),
     /// Measure (see BENCHMARKS.md).
     Bench {
         #[command(subcommand)]
@@ -114,6 +117,80 @@ struct ServeArgs {
     /// Lifetime of web-flow authorization codes in seconds (default 600).
     #[arg(long, env = "ROOST_CODE_TTL_SECS", hide = true)]
     code_ttl_secs: Option<u64>,
+    /// With --demo: do not run the built-in device simulator.
+    #[arg(long, env = "ROOST_NO_SIM")]
+    no_sim: bool,
+    /// Simulated seconds per real second of the demo's simulator (default 10).
+    #[arg(long, env = "ROOST_SIM_SPEED")]
+    sim_speed: Option<f64>,
+    /// A paired device with no stream and no request for this long is offline (default 120).
+    #[arg(long, env = "ROOST_OFFLINE_TIMEOUT_SECS")]
+    offline_timeout_secs: Option<u64>,
+    /// Home/Away Assist: quiet time before a home turns away, in seconds (default 7200).
+    #[arg(long, env = "ROOST_ASSIST_QUIET_SECS")]
+    assist_quiet_secs: Option<i64>,
+    /// Home/Away Assist: how long a person's own change of away is held (default 3600).
+    #[arg(long, env = "ROOST_ASSIST_HOLD_SECS")]
+    assist_hold_secs: Option<i64>,
+    /// Security state relaxes from deter after this long without a person (default 900).
+    #[arg(long, env = "ROOST_SECURITY_QUIET_SECS")]
+    security_quiet_secs: Option<i64>,
+    /// Turn Home/Away Assist off.
+    #[arg(long, env = "ROOST_NO_ASSIST")]
+    no_assist: bool,
+    /// How often time-driven changes are written, in milliseconds (default 2000).
+    #[arg(long, env = "ROOST_TICK_MS", hide = true)]
+    tick_ms: Option<u64>,
+}
+
+#[derive(clap::Args)]
+struct SimArgs {
+    /// A data dir whose demo.json names the server and the demo devices' credentials.
+    #[arg(long, env = "ROOST_DATA")]
+    data: Option<PathBuf>,
+    /// Credentials as `roost admin device pair --json` prints them (a JSON object per line,
+    /// or one JSON array); with --url.
+    #[arg(long)]
+    devices: Option<PathBuf>,
+    /// The server's URL (with --devices).
+    #[arg(long)]
+    url: Option<String>,
+    /// CA certificate to trust (with --devices).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// Share of requests lost (0–1).
+    #[arg(long, default_value_t = 0.0)]
+    drop_rate: f64,
+    /// Extra latency per request, uniformly up to this many milliseconds.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// Cut each device's stream this often (seconds).
+    #[arg(long)]
+    disconnect_secs: Option<u64>,
+    /// The devices' clocks are off by this many seconds.
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    clock_skew_secs: i64,
+    /// Faults stop after this many seconds (default: never).
+    #[arg(long)]
+    faults_secs: Option<u64>,
+    /// Simulated seconds per real second.
+    #[arg(long, default_value_t = 10.0)]
+    speed: f64,
+    /// Outside temperature (°F) that idle homes drift toward.
+    #[arg(long, default_value_t = 45.0)]
+    outside_f: f64,
+    /// Motion events per device per simulated hour.
+    #[arg(long, default_value_t = 6.0)]
+    motion_per_hour: f64,
+    /// Rewrite this JSON file with each device's counters every half second.
+    #[arg(long)]
+    status: Option<PathBuf>,
+    /// Stop after this many seconds (default: run until interrupted).
+    #[arg(long)]
+    seconds: Option<u64>,
+    /// Seed of the simulated noise.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 /// The config file: the same settings as the flags.
@@ -141,6 +218,13 @@ struct FileConfig {
     min_spread_f: Option<f64>,
     min_spread_c: Option<f64>,
     eco_on_away: Option<bool>,
+    no_sim: Option<bool>,
+    sim_speed: Option<f64>,
+    offline_timeout_secs: Option<u64>,
+    assist: Option<bool>,
+    assist_quiet_secs: Option<i64>,
+    assist_hold_secs: Option<i64>,
+    security_quiet_secs: Option<i64>,
 }
 
 #[derive(Subcommand)]
@@ -285,6 +369,19 @@ enum StructureCommand {
         name: String,
     },
     List,
+    /// Rush Hour Rewards: the peak period and enrollment.
+    RushHour {
+        #[arg(long)]
+        structure: String,
+        /// Peak period start (ISO 8601 UTC).
+        #[arg(long)]
+        start: Option<String>,
+        /// Peak period end (ISO 8601 UTC).
+        #[arg(long)]
+        end: Option<String>,
+        #[arg(long)]
+        enrolled: Option<bool>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -303,6 +400,16 @@ enum DeviceCommand {
     List {
         #[arg(long)]
         structure: String,
+    },
+    /// Issue a device its own credential (pairing); prints it once.
+    Pair {
+        #[arg(long)]
+        device: String,
+    },
+    /// Revoke every credential of a device (its streams end at once).
+    Unpair {
+        #[arg(long)]
+        device: String,
     },
 }
 
@@ -348,6 +455,7 @@ fn main() -> std::process::ExitCode {
             Command::Serve(args) => serve(args).await,
             Command::Admin { data, json, command } => admin_command(&data, json, command).await,
             Command::Bench { command } => bench_command(command).await,
+            Command::Sim(args) => sim_command(args).await,
         }
     });
     match result {
@@ -433,7 +541,52 @@ fn load_config(args: ServeArgs) -> anyhow::Result<Config> {
     if let Some(v) = file.eco_on_away {
         c.rules.eco_on_away = v;
     }
+    if let Some(v) = args.offline_timeout_secs.or(file.offline_timeout_secs) {
+        if v == 0 {
+            anyhow::bail!("offline_timeout_secs must be at least 1");
+        }
+        c.offline_timeout = Duration::from_secs(v);
+    }
+    let a = &mut c.rules.assist;
+    a.enabled = !args.no_assist && file.assist.unwrap_or(true);
+    for (value, setting, slot) in [
+        (args.assist_quiet_secs.or(file.assist_quiet_secs), "assist_quiet_secs", &mut a.quiet_secs),
+        (args.assist_hold_secs.or(file.assist_hold_secs), "assist_hold_secs", &mut a.hold_secs),
+        (
+            args.security_quiet_secs.or(file.security_quiet_secs),
+            "security_quiet_secs",
+            &mut a.security_quiet_secs,
+        ),
+    ] {
+        if let Some(v) = value {
+            if v < 0 {
+                anyhow::bail!("{setting} must not be negative");
+            }
+            *slot = v;
+        }
+    }
+    if let Some(ms) = args.tick_ms {
+        c.tick = Duration::from_millis(ms.max(10));
+    }
     Ok(c)
+}
+
+/// The demo's simulator settings (only `serve --demo` reads them).
+struct DemoSim {
+    enabled: bool,
+    speed: f64,
+}
+
+fn demo_sim(args: &ServeArgs) -> anyhow::Result<DemoSim> {
+    let file: FileConfig = match &args.config {
+        Some(path) => toml::from_str(&std::fs::read_to_string(path)?)?,
+        None => FileConfig::default(),
+    };
+    let speed = args.sim_speed.or(file.sim_speed).unwrap_or(10.0);
+    if !(speed > 0.0 && speed <= 10_000.0) {
+        anyhow::bail!("sim_speed must be above 0 and at most 10000");
+    }
+    Ok(DemoSim { enabled: !args.no_sim && !file.no_sim.unwrap_or(false), speed })
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -444,6 +597,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    let sim = demo_sim(&args)?;
     let config = load_config(args)?;
     let shutdown = CancellationToken::new();
     let server = Server::build(config, shutdown.clone()).await?;
@@ -480,6 +634,30 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             );
         }
     }
+    if let Some(demo) = server.demo.clone().filter(|_| sim.enabled) {
+        let options = sim::Options {
+            url: server.url().to_string(),
+            ca: server.ca().map(Path::to_path_buf),
+            devices: demo.device_credentials.clone(),
+            faults: sim::Faults::default(),
+            speed: sim.speed,
+            outside_f: 45.0,
+            motion_per_hour: 6.0,
+            status: None,
+            commands: false,
+            seed: u64::from_le_bytes(*b"roostsim"),
+        };
+        println!(
+            "roost: demo devices simulated ({}x time; `--no-sim` turns it off; `roost sim --data DIR` runs it apart)",
+            sim.speed
+        );
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = sim::run(options, shutdown).await {
+                eprintln!("roost: simulator stopped: {e:#}");
+            }
+        });
+    }
     println!("roost: ready ({} structures)", server.structures());
     tokio::spawn(async move {
         let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -493,6 +671,85 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         shutdown.cancel();
     });
     server.run().await
+}
+
+async fn sim_command(args: SimArgs) -> anyhow::Result<()> {
+    let (url, ca, devices) = match (&args.data, &args.devices) {
+        (Some(dir), None) => {
+            let path = dir.join("demo.json");
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {} (start `roost serve --demo` first)", path.display()))?;
+            let demo: admin::DemoInfo = serde_json::from_str(&text).context("demo.json")?;
+            (demo.url, demo.ca.map(PathBuf::from), demo.device_credentials)
+        }
+        (None, Some(file)) => {
+            let text =
+                std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+            let devices: Vec<admin::DeviceCredential> = match serde_json::from_str(&text) {
+                Ok(list) => list,
+                Err(_) => text
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(serde_json::from_str)
+                    .collect::<Result<_, _>>()
+                    .context("--devices: expected device credentials as JSON")?,
+            };
+            let url = args.url.clone().ok_or_else(|| anyhow!("--url is needed with --devices"))?;
+            (url, args.ca.clone(), devices)
+        }
+        _ => anyhow::bail!("give either --data DIR or --devices FILE --url URL"),
+    };
+    if devices.is_empty() {
+        anyhow::bail!("no devices to simulate");
+    }
+    if !(0.0..=1.0).contains(&args.drop_rate) {
+        anyhow::bail!("--drop-rate must be between 0 and 1");
+    }
+    if !(args.speed > 0.0 && args.speed <= 10_000.0) {
+        anyhow::bail!("--speed must be above 0 and at most 10000");
+    }
+    let options = sim::Options {
+        url,
+        ca,
+        devices,
+        faults: sim::Faults {
+            drop_rate: args.drop_rate,
+            latency_ms: args.latency_ms,
+            disconnect_secs: args.disconnect_secs,
+            clock_skew_secs: args.clock_skew_secs,
+            for_secs: args.faults_secs,
+        },
+        speed: args.speed,
+        outside_f: args.outside_f,
+        motion_per_hour: args.motion_per_hour,
+        status: args.status,
+        commands: true,
+        seed: args.seed,
+    };
+    eprintln!(
+        "sim: {} devices; commands on stdin (smoke|co <id> <state>, test <id>, person <id>, motion <id>, status)",
+        options.devices.len()
+    );
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    let seconds = args.seconds;
+    tokio::spawn(async move {
+        match seconds {
+            Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
+            None => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+        stop.cancel();
+    });
+    let term = shutdown.clone();
+    tokio::spawn(async move {
+        if let Ok(mut t) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            t.recv().await;
+            term.cancel();
+        }
+    });
+    sim::run(options, shutdown).await
 }
 
 fn write_json(out: Option<&Path>, v: &impl serde::Serialize) -> anyhow::Result<()> {
@@ -612,6 +869,26 @@ async fn admin_command(data: &Path, json: bool, command: AdminCommand) -> anyhow
             let kind = admin::parse_kind(&kind)?;
             let id = admin::add_device(s, &structure, kind, &where_name, &label).await?;
             out(format!("added device {id}"), serde_json::json!({"device_id": id}));
+        }
+        AdminCommand::Device { command: DeviceCommand::Pair { device } } => {
+            let c = admin::pair_device(s, &device).await?;
+            out(
+                format!(
+                    "device {} ({} in {}): token {}",
+                    c.device_id, c.kind, c.structure_id, c.device_token
+                ),
+                serde_json::to_value(&c)?,
+            );
+        }
+        AdminCommand::Device { command: DeviceCommand::Unpair { device } } => {
+            let n = admin::unpair_device(s, &device).await?;
+            out(format!("revoked {n} credential(s) of {device}"), serde_json::json!({"revoked": n}));
+        }
+        AdminCommand::Structure {
+            command: StructureCommand::RushHour { structure, start, end, enrolled },
+        } => {
+            let rev = admin::set_rush_hour(s, &structure, start.as_deref(), end.as_deref(), enrolled).await?;
+            out(format!("structure {structure} at revision {rev}"), serde_json::json!({"revision": rev}));
         }
         AdminCommand::Device { command: DeviceCommand::List { structure } } => {
             let st = roost_store::Store::structure(s, &structure)

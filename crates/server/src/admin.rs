@@ -299,6 +299,83 @@ pub async fn revoke_token(store: &dyn Store, token: &str) -> anyhow::Result<bool
     Ok(store.revoke_token(&hash_token(token)).await?)
 }
 
+/// A paired device's credential: what a device (or `roost sim`) needs to connect.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeviceCredential {
+    pub device_id: String,
+    /// `thermostats`, `smoke_co_alarms` or `cameras`.
+    pub kind: String,
+    pub structure_id: String,
+    /// Shown once; only its hash is stored.
+    pub device_token: String,
+}
+
+/// Issues a device its own credential (pairing). It reads and reports only that device.
+pub async fn pair_device(store: &dyn Store, device_id: &str) -> anyhow::Result<DeviceCredential> {
+    let (structure, owner, kind) = store
+        .all_structures()
+        .await?
+        .into_iter()
+        .find_map(|s| {
+            let home = Home::from_json(&s.id, s.doc)?;
+            let kind = home.device_kind(device_id)?;
+            Some((s.id, s.owner, kind))
+        })
+        .ok_or_else(|| anyhow!("no device '{device_id}'"))?;
+    let token = ids::access_token();
+    store
+        .insert_token(TokenRecord {
+            hash: hash_token(&token),
+            user_id: owner,
+            product_id: None,
+            permissions: 0,
+            structures: vec![structure.clone()],
+            client_version: 1,
+            created_at: now(),
+            label: format!("device {device_id}"),
+            revoked: false,
+            device_id: Some(device_id.to_string()),
+        })
+        .await?;
+    Ok(DeviceCredential {
+        device_id: device_id.to_string(),
+        kind: kind.collection().unwrap_or_default().to_string(),
+        structure_id: structure,
+        device_token: token,
+    })
+}
+
+/// Revokes every credential of a device (its open streams end at once).
+pub async fn unpair_device(store: &dyn Store, device_id: &str) -> anyhow::Result<usize> {
+    Ok(store.revoke_device_tokens(device_id).await?)
+}
+
+/// Rush Hour Rewards settings of a structure (set by the operator, read with `energy:read`).
+pub async fn set_rush_hour(
+    store: &dyn Store,
+    structure_id: &str,
+    start: Option<&str>,
+    end: Option<&str>,
+    enrolled: Option<bool>,
+) -> anyhow::Result<u64> {
+    let mut fields = Map::new();
+    for (name, value) in [("peak_period_start_time", start), ("peak_period_end_time", end)] {
+        if let Some(v) = value {
+            let t = roost_model::units::parse_time(v)
+                .ok_or_else(|| anyhow!("--{}: expected an ISO 8601 UTC time", name.replace('_', "-")))?;
+            fields.insert(name.into(), Value::from(roost_model::units::format_time(t)));
+        }
+    }
+    if let Some(e) = enrolled {
+        fields.insert("rhr_enrollment".into(), Value::from(e));
+    }
+    update_structure(store, structure_id, "admin", move |home| {
+        home.structure_mut().extend(fields.clone());
+        Ok(())
+    })
+    .await
+}
+
 /// Fresh random ids for a demo-shaped home (the demo, and the bench's seeded homes).
 pub fn random_demo_ids() -> DemoIds {
     DemoIds {
@@ -327,6 +404,10 @@ pub struct DemoInfo {
     /// Two demo products: a web-flow one and a PIN-flow one.
     #[serde(default)]
     pub products: Vec<NewProduct>,
+    /// The demo devices' own credentials, issued afresh at every start for the built-in
+    /// simulator (earlier ones are revoked).
+    #[serde(default)]
+    pub device_credentials: Vec<DeviceCredential>,
 }
 
 /// The web-flow demo product's redirect URI (a loopback listener of your own).
@@ -389,6 +470,7 @@ pub async fn ensure_demo(
         info.url = url.to_string();
         info.ca = ca;
         ensure_demo_access(store, &mut info).await?;
+        pair_demo_devices(store, &mut info).await?;
         write_demo(&path, &info)?;
         return Ok(info);
     }
@@ -411,10 +493,26 @@ pub async fn ensure_demo(
         devices,
         password: String::new(),
         products: Vec::new(),
+        device_credentials: Vec::new(),
     };
     ensure_demo_access(store, &mut info).await?;
+    pair_demo_devices(store, &mut info).await?;
     write_demo(&path, &info)?;
     Ok(info)
+}
+
+/// Fresh credentials for the demo's devices (the built-in simulator's), revoking older ones.
+async fn pair_demo_devices(store: &dyn Store, info: &mut DemoInfo) -> anyhow::Result<()> {
+    let d = &info.devices;
+    let ids =
+        [&d.heat_pump_thermostat, &d.heat_only_thermostat, &d.kitchen_protect, &d.hallway_protect, &d.camera];
+    let mut credentials = Vec::new();
+    for id in ids {
+        unpair_device(store, id).await?;
+        credentials.push(pair_device(store, id).await?);
+    }
+    info.device_credentials = credentials;
+    Ok(())
 }
 
 fn write_demo(path: &Path, info: &DemoInfo) -> anyhow::Result<()> {

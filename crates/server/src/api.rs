@@ -10,17 +10,14 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use roost_model::diff::diff_homes;
 use roost_model::home::{filter_device, filter_structure};
-use roost_model::{
-    Actor, ApiError, Entity, Home, Location, Metadata, WriteContext, apply_write, assemble_view, plan_write,
-};
-use roost_store::{Change, Commit, StoreError};
+use roost_model::{Actor, ApiError, Entity, Location, Metadata, assemble_view, plan_write};
+use roost_store::{IdempotencyKey, StoreError};
 use serde_json::Value;
 
-use crate::App;
 use crate::auth::Grant;
 use crate::hub::Snapshot;
+use crate::{App, change};
 
 /// An error answer in the API's JSON shape, with a fresh `instance`.
 pub fn error_response(e: &ApiError) -> Response {
@@ -65,6 +62,18 @@ pub fn query_param(uri: &Uri, name: &str) -> Option<String> {
     })
 }
 
+/// The request's token and its live grant, or 401.
+async fn authenticate(app: &App, headers: &HeaderMap, uri: &Uri) -> Result<(String, Arc<Grant>), ApiError> {
+    let token = token_of(headers, uri).ok_or_else(ApiError::unauthorized)?;
+    let grant = app
+        .grants
+        .resolve(app.store.as_ref(), &token)
+        .await
+        .map_err(|e| store_failure(&e))?
+        .ok_or_else(ApiError::unauthorized)?;
+    Ok((token, grant))
+}
+
 /// The single entry point of the data API.
 pub async fn data(
     State(app): State<App>,
@@ -91,13 +100,7 @@ async fn handle(
         r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, PUT, PATCH"));
         return Ok(r);
     }
-    let token = token_of(headers, uri).ok_or_else(ApiError::unauthorized)?;
-    let grant = app
-        .grants
-        .resolve(app.store.as_ref(), &token)
-        .await
-        .map_err(|e| store_failure(&e))?
-        .ok_or_else(ApiError::unauthorized)?;
+    let (token, grant) = authenticate(app, headers, uri).await?;
     let location = Location::parse(uri.path())?;
     let metadata = Metadata {
         access_token: token,
@@ -109,9 +112,12 @@ async fn handle(
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|a| a.contains("text/event-stream"));
-    // Products' tokens are rate limited (operator-issued tokens are not).
-    let budget = match grant.product_id {
-        Some(_) => {
+    if let (Some(d), Some(s)) = (&grant.device_id, grant.structures.first()) {
+        app.connectivity.seen(d, s);
+    }
+    // Products' and devices' tokens are rate limited (operator-issued tokens are not).
+    let budget = match grant.product_id.is_some() || grant.device_id.is_some() {
+        true => {
             let limits = &app.config.limits;
             let key = format!("calls:{}", hex8(&grant.hash));
             let budget = app
@@ -126,7 +132,7 @@ async fn handle(
             }
             Some(budget)
         }
-        None => None,
+        false => None,
     };
     let mut resp = match *method {
         Method::GET | Method::HEAD if wants_stream => {
@@ -189,6 +195,9 @@ pub fn read_location(
     metadata: &Metadata,
     location: &Location,
 ) -> Option<Value> {
+    if let Some(device_id) = &grant.device_id {
+        return location.resolve(&device_view(snaps, device_id)?).cloned();
+    }
     let seg = location.segments();
     let perms = grant.permissions;
     match (seg.first().map(String::as_str), seg.len()) {
@@ -219,6 +228,17 @@ pub fn read_location(
     }
     let view = assemble_view(snaps.iter().map(|s| &s.home), perms, metadata);
     location.resolve(&view).cloned()
+}
+
+/// What a device's own credential sees: its own element, every field but internal ones, at
+/// its usual place (`/devices/<kind>/<id>`).
+fn device_view(snaps: &[Arc<Snapshot>], device_id: &str) -> Option<Value> {
+    let (kind, fields) = snaps.iter().find_map(|s| {
+        let kind = s.home.device_kind(device_id)?;
+        Some((kind, s.home.device(kind, device_id)?))
+    })?;
+    let shown = filter_device(kind, fields, roost_model::PermissionSet::all())?;
+    Some(serde_json::json!({"devices": {kind.collection()?: {device_id: shown}}}))
 }
 
 /// The structures a location reads from: one when it names an element, else all.
@@ -300,7 +320,9 @@ async fn write(
     let (value, raw) = json_body(body, app.config.body_limit).await?;
     let snaps = snapshots(app, grant);
     let plan = plan_write(location, &value, snaps.iter().map(|s| &s.home))?;
-    let slot = app.hub.slot(&plan.structure_id).ok_or_else(|| ApiError::not_found(&location.to_string()))?;
+    if app.hub.slot(&plan.structure_id).is_none() {
+        return Err(ApiError::not_found(&location.to_string()));
+    }
     if grant.product_id.is_some() {
         // Writes per device and per structure, shared by every product.
         let limits = &app.config.limits;
@@ -315,15 +337,15 @@ async fn write(
         let key = format!("structure:{}", plan.structure_id);
         app.limiter.take(&key, limits.writes_per_structure_per_hour, hour).map_err(|b| blocked(&b))?;
     }
-    let actor = Actor::Product { permissions: grant.permissions };
-    let actor_name = match &grant.product_id {
-        Some(p) => format!("product:{p}"),
-        None => format!("token:{}", hex8(&grant.hash)),
+    let (actor, actor_name) = match (&grant.device_id, &grant.product_id) {
+        (Some(d), _) => (Actor::Device { device_id: d.clone() }, format!("device:{d}")),
+        (None, Some(p)) => (Actor::Product { permissions: grant.permissions }, format!("product:{p}")),
+        (None, None) => {
+            (Actor::Product { permissions: grant.permissions }, format!("token:{}", hex8(&grant.hash)))
+        }
     };
-    let _writer = slot.writer.lock().await;
-    for _attempt in 0..3 {
-        let current = slot.current();
-        // If-Match is judged against what this location covers, as GET reported it.
+    // If-Match is judged against what this location covers, as GET reported it.
+    let precondition = |current: &Arc<Snapshot>| {
         let mut snaps = snapshots(app, grant);
         for s in snaps.iter_mut() {
             if s.home.id() == current.home.id() {
@@ -331,52 +353,59 @@ async fn write(
             }
         }
         let tag = etag(&covered(location, &snaps));
-        if !if_match_ok(headers, &tag) {
-            return Err(ApiError::precondition_failed(current.revision));
-        }
-        let now = chrono::Utc::now();
-        let ctx = WriteContext { actor: &actor, now, config: &app.config.rules, measured_at: None };
-        let next: Home = apply_write(&current.home, &plan, &ctx)?;
-        let roost_model::diff::HomeDiff { paths, patch, inverse } = diff_homes(&current.home, &next);
-        if paths.is_empty() {
-            return Ok(echo(raw, &tag));
-        }
-        let snap = Arc::new(Snapshot { revision: current.revision + 1, home: next });
-        let for_store = snap.clone();
-        let commit = Commit {
-            structure_id: plan.structure_id.clone(),
-            base_revision: current.revision,
-            doc: Box::new(move || for_store.home.to_json().to_string()),
-            change: Change {
-                structure_id: plan.structure_id.clone(),
-                revision: current.revision + 1,
-                at: roost_model::units::format_time(now),
-                actor: actor_name.clone(),
-                paths,
-                patch,
-                inverse,
-            },
-            idempotency: None,
-        };
-        match app.store.commit(commit).await {
-            Ok(revision) => {
-                debug_assert_eq!(revision, snap.revision);
-                slot.install(snap.clone());
-                metrics::counter!("roost_writes_total").increment(1);
-                return Ok(echo(raw, &etag(&[&snap])));
-            }
-            Err(StoreError::Conflict { .. }) => {
-                // Another node committed first: load its revision and judge the write again.
-                if let Some(s) =
-                    app.store.structure(&plan.structure_id).await.map_err(|e| store_failure(&e))?
-                {
-                    app.hub.load(&s.id, s.revision, s.doc);
+        if if_match_ok(headers, &tag) { Ok(()) } else { Err(ApiError::precondition_failed(current.revision)) }
+    };
+    let idempotency = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => Some(IdempotencyKey {
+            scope: match &grant.device_id {
+                Some(d) => format!("device:{d}"),
+                None => {
+                    format!("token:{}", grant.hash.iter().map(|b| format!("{b:02x}")).collect::<String>())
                 }
-            }
-            Err(e) => return Err(store_failure(&e)),
-        }
+            },
+            key: v
+                .to_str()
+                .ok()
+                .filter(|k| (1..=255).contains(&k.len()))
+                .ok_or_else(|| {
+                    ApiError::invalid_header("Idempotency-Key", "1 to 255 visible ASCII characters")
+                })?
+                .to_string(),
+        }),
+    };
+    let measured_at = match headers.get("roost-measured-at") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .ok_or_else(|| ApiError::invalid_header("Roost-Measured-At", "an RFC 3339 time"))?,
+        ),
+    };
+    // The change log records the request's key with its writer (audit: which request made it).
+    let actor_name = match &idempotency {
+        Some(k) => format!("{actor_name} key:{}", k.key),
+        None => actor_name,
+    };
+    let has_if_match = headers.contains_key(header::IF_MATCH);
+    let options = change::Options {
+        measured_at,
+        idempotency,
+        precondition: if has_if_match { Some(&precondition) } else { None },
+    };
+    let outcome = change::make(app, plan, &actor, &actor_name, options).await?;
+    let mut resp = echo(raw, &etag(&[&outcome.snapshot]));
+    if outcome.replayed {
+        resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
-    Err(ApiError::service_unavailable())
+    if !outcome.stale.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&outcome.stale.join(", "))
+    {
+        resp.headers_mut().insert("roost-stale-fields", v);
+    }
+    Ok(resp)
 }
 
 /// The answer to a write: the JSON that was written, as it was sent (it parsed as JSON).
@@ -419,3 +448,81 @@ fn truncate(s: &str, n: usize) -> &str {
 pub type ByteStream = futures_util::stream::BoxStream<'static, Result<Bytes, Infallible>>;
 
 pub const KEEPALIVE_DEFAULT: Duration = Duration::from_secs(30);
+
+/// `PUT /presence/<structure_id>` with `{"present": true}`: a phone (through a product with
+/// `away:write`) says someone is home. It raises the structure's `last_presence_at`, and
+/// Home/Away Assist may bring an away home back (see `roost_model::assist`). `false` is
+/// accepted and changes nothing: quiet is counted from the last signal.
+pub async fn presence(
+    State(app): State<App>,
+    axum::extract::Path(structure_id): axum::extract::Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match presence_inner(&app, &structure_id, &uri, &headers, body).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn presence_inner(
+    app: &App,
+    structure_id: &str,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (_, grant) = authenticate(app, headers, uri).await?;
+    let location = format!("/presence/{structure_id}");
+    if grant.device_id.is_some() || !grant.structures.iter().any(|s| s == structure_id) {
+        return Err(ApiError::not_found(&location));
+    }
+    if !grant.permissions.contains(roost_model::Permission::AwayReadWrite) {
+        return Err(ApiError::no_write_permission(&["presence".to_string()]));
+    }
+    if grant.product_id.is_some() {
+        app.limiter
+            .take(
+                &format!("calls:{}", hex8(&grant.hash)),
+                app.config.limits.calls_per_token_per_minute,
+                Duration::from_secs(60),
+            )
+            .map_err(|b| blocked(&b))?;
+    }
+    let (value, _) = json_body(body, app.config.body_limit).await?;
+    let present = value
+        .get("present")
+        .and_then(Value::as_bool)
+        .ok_or_else(|| ApiError::invalid_value("present", "true or false"))?;
+    let snapshot = if present {
+        let mut fields = serde_json::Map::new();
+        fields.insert(
+            "last_presence_at".into(),
+            Value::from(roost_model::units::format_time(chrono::Utc::now())),
+        );
+        let plan = roost_model::WritePlan {
+            structure_id: structure_id.to_string(),
+            writes: vec![roost_model::write::EntityWrite {
+                target: roost_model::write::Target::Structure,
+                fields,
+            }],
+        };
+        let name = match &grant.product_id {
+            Some(p) => format!("presence:product:{p}"),
+            None => format!("presence:token:{}", hex8(&grant.hash)),
+        };
+        change::make(app, plan, &Actor::Service, &name, change::Options::default()).await?.snapshot
+    } else {
+        app.hub.slot(structure_id).ok_or_else(|| ApiError::not_found(&location))?.current()
+    };
+    let s = snapshot.home.structure();
+    let answer = serde_json::json!({
+        "away": s.get("away"),
+        "away_set_by": s.get("away_set_by"),
+        "last_presence_at": s.get("last_presence_at"),
+    });
+    let mut resp = json_response(StatusCode::OK, &answer);
+    resp.headers_mut().insert(header::ETAG, etag(&[&snapshot]));
+    Ok(resp)
+}

@@ -17,6 +17,8 @@ pub struct Grant {
     pub permissions: PermissionSet,
     pub structures: Vec<String>,
     pub client_version: u64,
+    /// A device's own credential: the device it speaks for.
+    pub device_id: Option<String>,
 }
 
 pub fn hash_token(token: &str) -> [u8; 32] {
@@ -75,5 +77,6 @@ fn grant_of(r: TokenRecord) -> Grant {
         permissions: PermissionSet::from_bits(r.permissions),
         structures: r.structures,
         client_version: r.client_version,
+        device_id: r.device_id,
     }
 }

@@ -70,6 +70,11 @@ impl Hub {
         self.slots.read().ok()?.get(id).cloned()
     }
 
+    /// Every structure's id.
+    pub fn ids(&self) -> Vec<String> {
+        self.slots.read().map(|s| s.keys().cloned().collect()).unwrap_or_default()
+    }
+
     pub fn len(&self) -> usize {
         self.slots.read().map(|s| s.len()).unwrap_or(0)
     }

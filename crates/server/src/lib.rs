@@ -10,6 +10,9 @@
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod change;
+pub mod clock;
+pub mod connectivity;
 pub mod hub;
 pub mod ids;
 pub mod oauth;
@@ -66,6 +69,10 @@ pub struct Config {
     pub pin_ttl: Duration,
     pub rules: RuleConfig,
     pub demo: bool,
+    /// A paired device with no stream and no request for this long is offline.
+    pub offline_timeout: Duration,
+    /// How often the clock writes what time makes due (connectivity, Home/Away Assist).
+    pub tick: Duration,
 }
 
 impl Config {
@@ -90,6 +97,8 @@ impl Config {
             pin_ttl: Duration::from_secs(48 * 3600),
             rules: RuleConfig::default(),
             demo: false,
+            offline_timeout: Duration::from_secs(120),
+            tick: clock::TICK_DEFAULT,
         }
     }
 }
@@ -99,6 +108,7 @@ pub struct AppInner {
     pub hub: hub::Hub,
     pub grants: auth::Grants,
     pub streams: stream::Streams,
+    pub connectivity: connectivity::Connectivity,
     pub logins: oauth::LoginLimiter,
     pub limiter: ratelimit::Limiter,
     /// The data listener's base URL (the OAuth issuer).
@@ -198,6 +208,7 @@ impl Server {
             hub: hub::Hub::default(),
             grants: auth::Grants::default(),
             streams: stream::Streams::default(),
+            connectivity: connectivity::Connectivity::default(),
             logins: oauth::LoginLimiter::default(),
             limiter: ratelimit::Limiter::default(),
             public_url: url.clone(),
@@ -206,6 +217,12 @@ impl Server {
             metrics,
         }));
         app.hub.load_all(app.store.as_ref()).await?;
+        // Paired devices are tracked from the start: one that never comes back goes offline.
+        for t in app.store.device_tokens().await? {
+            if let (Some(device), Some(structure)) = (&t.device_id, t.structures.first()) {
+                app.connectivity.seen(device, structure);
+            }
+        }
         Ok(Server { app, store, data, front, tls, url, demo })
     }
 
@@ -240,6 +257,7 @@ impl Server {
             .route("/oauth2/access_tokens/{token}", axum::routing::delete(oauth::revoke_original))
             .route("/oauth2/revoke", axum::routing::post(oauth::revoke_rfc7009))
             .route("/.well-known/oauth-authorization-server", get(oauth::metadata))
+            .route("/presence/{structure_id}", axum::routing::put(api::presence).post(api::presence))
             .fallback(api::data)
             .layer(axum::middleware::from_fn(api::observe))
             .with_state(app)
@@ -250,6 +268,7 @@ impl Server {
         let Server { app, store, data, front, tls, url, .. } = self;
         let handle = axum_server::Handle::<SocketAddr>::new();
         let poller = tokio::spawn(poll_other_writers(app.clone()));
+        let clock = tokio::spawn(clock::run(app.clone()));
         let router = Server::router(app.clone());
         let rustls = match &tls {
             Some(files) => {
@@ -308,6 +327,7 @@ impl Server {
             }
         }));
         app.shutdown.cancelled().await;
+        clock.abort();
         tracing::info!("shutting down: closing streams, finishing requests");
         handle.graceful_shutdown(Some(Duration::from_secs(10)));
         for t in tasks {

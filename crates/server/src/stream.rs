@@ -98,10 +98,15 @@ struct Registration {
     app: App,
     token: [u8; 32],
     user: String,
+    /// A device's own stream: `(device, structure)`, for connectivity.
+    device: Option<(String, String)>,
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
+        if let Some((device, structure)) = &self.device {
+            self.app.connectivity.stream_closed(device, structure);
+        }
         let s = &self.app.streams;
         if let Ok(mut t) = s.tokens.lock()
             && let Some(e) = t.get_mut(&self.token)
@@ -184,7 +189,12 @@ pub async fn open(
         entry.1.clone()
     };
     metrics::gauge!("roost_streams_open").increment(1.0);
-    let registration = Registration { app: app.clone(), token: grant.hash, user: grant.user_id.clone() };
+    let device = grant.device_id.clone().zip(grant.structures.first().cloned());
+    if let Some((d, s)) = &device {
+        app.connectivity.stream_opened(d, s);
+    }
+    let registration =
+        Registration { app: app.clone(), token: grant.hash, user: grant.user_id.clone(), device };
 
     let resume_from = headers
         .get("last-event-id")
@@ -194,9 +204,10 @@ pub async fn open(
     let deltas = matches!(query_param(uri, "deltas").as_deref(), Some("true" | "1"));
     let shows_metadata = location.is_root() || location.get(0) == Some("metadata");
     let key = format!(
-        "{}|{}|{}|{}",
+        "{}|{}|{}|{}|{}",
         grant.structures.join(","),
         grant.permissions.bits(),
+        grant.device_id.as_deref().unwrap_or(""),
         location,
         if shows_metadata { metadata.access_token.as_str() } else { "" }
     );

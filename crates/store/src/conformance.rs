@@ -143,12 +143,14 @@ pub async fn run(store: &dyn Store, changelog_keep: u64) {
     store.insert_token(device_token(20)).await.unwrap();
     store.insert_token(device_token(21)).await.unwrap();
     assert_eq!(store.token(&[20; 32]).await.unwrap().unwrap().device_id.as_deref(), Some("d1"));
+    assert_eq!(store.device_tokens().await.unwrap().len(), 2);
     let (_, rseq) = store.revoked_since(0).await.unwrap();
     assert_eq!(store.revoke_device_tokens("d1").await.unwrap(), 2);
     assert_eq!(store.revoke_device_tokens("d1").await.unwrap(), 0);
     let (mut revoked, _) = store.revoked_since(rseq).await.unwrap();
     revoked.sort();
     assert_eq!(revoked, vec![[20; 32], [21; 32]]);
+    assert!(store.device_tokens().await.unwrap().is_empty());
 
     // Idempotency keys: recorded with the commit; a second commit with the key is refused
     // and changes nothing; a key of a conflicting commit is not kept.

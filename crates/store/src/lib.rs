@@ -220,6 +220,8 @@ pub trait Store: Send + Sync + 'static {
     /// Revokes; true if it was active.
     fn revoke_token(&self, hash: &[u8; 32]) -> BoxFuture<'_, Result<bool>>;
     fn tokens_of(&self, user_id: &str) -> BoxFuture<'_, Result<Vec<TokenRecord>>>;
+    /// Every live device credential (connectivity tracks paired devices from the start).
+    fn device_tokens(&self) -> BoxFuture<'_, Result<Vec<TokenRecord>>>;
     /// Revokes every live credential of a device; returns how many.
     fn revoke_device_tokens(&self, device_id: &str) -> BoxFuture<'_, Result<usize>>;
     /// Tokens revoked after the global sequence number `seq`, with the highest seen.

@@ -649,6 +649,16 @@ impl Store for SqliteStore {
         }))
     }
 
+    fn device_tokens(&self) -> BoxFuture<'_, Result<Vec<TokenRecord>>> {
+        let r = self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM tokens WHERE device_id IS NOT NULL AND revoked_seq IS NULL"
+            ))?;
+            st.query_map([], row_to_token)?.collect()
+        });
+        Box::pin(async move { r })
+    }
+
     fn revoke_device_tokens(&self, device_id: &str) -> BoxFuture<'_, Result<usize>> {
         let device_id = device_id.to_string();
         Box::pin(self.write(move |conn| {

@@ -179,6 +179,8 @@ fn docs_name_every_endpoint_and_error() {
         "payload-too-large",
         "invalid-location",
         "eta-window",
+        "applied-ahead",
+        "invalid-header",
     ];
     for a in anchors {
         assert!(doc.contains(&format!("#{a}")), "docs/compatibility.md does not name #{a}");

@@ -31,6 +31,8 @@ pub struct Options {
     pub changelog_keep: Option<u64>,
     pub max_streams_per_token: Option<usize>,
     pub code_ttl_secs: Option<u64>,
+    /// Run the demo's built-in device simulator (off by default: tests want a still home).
+    pub sim: bool,
     /// More `roost serve` flags.
     pub extra: Vec<String>,
 }
@@ -52,6 +54,9 @@ impl TestApp {
         cmd.args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data"]).arg(&dir);
         if opts.insecure_http {
             cmd.arg("--insecure-http");
+        }
+        if !opts.sim {
+            cmd.arg("--no-sim");
         }
         if let Some(k) = opts.keepalive_secs {
             cmd.args(["--keepalive-secs", &k.to_string()]);

@@ -7,6 +7,7 @@ mod cli;
 mod compat;
 mod crash;
 mod data;
+mod devices;
 mod errors;
 mod helpers;
 mod lifecycle;

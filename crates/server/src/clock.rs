@@ -1,0 +1,86 @@
+//! The clock: what the service does when time passes rather than when a request comes.
+//! Every tick it writes connectivity transitions ([`crate::connectivity`]) and the changes
+//! home logic says are due ([`roost_model::assist::due`]: Home/Away Assist, security
+//! relaxing, fan timers running out), each through the normal change path as the service.
+
+use std::time::Duration;
+
+use roost_model::{Actor, Entity, WritePlan};
+use serde_json::{Map, Value};
+
+use crate::App;
+use crate::change;
+use crate::connectivity::Transition;
+
+/// Runs until the task is dropped.
+pub async fn run(app: App) {
+    let mut tick = tokio::time::interval(app.config.tick);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        connectivity(&app).await;
+        timed(&app).await;
+    }
+}
+
+async fn connectivity(app: &App) {
+    let transitions = app.connectivity.transitions(app.config.offline_timeout, |sid, id| {
+        let snap = app.hub.slot(sid)?.current();
+        let kind = snap.home.device_kind(id)?;
+        Some(snap.home.device(kind, id)?.get("is_online").and_then(Value::as_bool).unwrap_or(false))
+    });
+    for (sid, id, t) in transitions {
+        let Some(kind) = app.hub.slot(&sid).and_then(|s| s.current().home.device_kind(&id)) else {
+            continue;
+        };
+        let now = Value::from(roost_model::units::format_time(chrono::Utc::now()));
+        let mut fields = Map::new();
+        match t {
+            Transition::Online | Transition::Offline => {
+                fields.insert("is_online".into(), Value::from(t == Transition::Online));
+                fields.insert("last_is_online_change".into(), now.clone());
+                if t == Transition::Online {
+                    fields.insert("last_connection".into(), now);
+                }
+            }
+            Transition::StillOnline => {
+                fields.insert("last_connection".into(), now);
+            }
+        }
+        tracing::info!(device = %id, transition = ?t, "connectivity");
+        let plan = device_plan(&sid, kind, &id, fields);
+        if let Err(e) =
+            change::make(app, plan, &Actor::Service, "service:connectivity", Default::default()).await
+        {
+            tracing::warn!(device = %id, error = %e.error, "connectivity write failed");
+        }
+    }
+}
+
+async fn timed(app: &App) {
+    let now = chrono::Utc::now();
+    for sid in app.hub.ids() {
+        let Some(slot) = app.hub.slot(&sid) else { continue };
+        let writes = roost_model::assist::due(&slot.current().home, now, &app.config.rules);
+        if writes.is_empty() {
+            continue;
+        }
+        let plan = WritePlan { structure_id: sid.clone(), writes };
+        if let Err(e) = change::make(app, plan, &Actor::Service, "service:assist", Default::default()).await {
+            tracing::warn!(structure = %sid, error = %e.error, "timed write failed");
+        }
+    }
+}
+
+fn device_plan(sid: &str, kind: Entity, id: &str, fields: Map<String, Value>) -> WritePlan {
+    WritePlan {
+        structure_id: sid.to_string(),
+        writes: vec![roost_model::write::EntityWrite {
+            target: roost_model::write::Target::Device(kind, id.to_string()),
+            fields,
+        }],
+    }
+}
+
+/// Default tick: fine enough for timers counted in minutes.
+pub const TICK_DEFAULT: Duration = Duration::from_secs(2);

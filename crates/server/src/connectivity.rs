@@ -1,0 +1,116 @@
+//! Connectivity: whether each paired device is online, kept by the service from the device's
+//! own traffic. A device is online while it holds a stream open or has made a request within
+//! the offline timeout; [`Connectivity::transitions`] says which devices crossed that line,
+//! and the clock ([`crate::clock`]) writes `is_online`, `last_is_online_change` and
+//! `last_connection` through the normal change path.
+//!
+//! What a node knows is its own traffic: a device is tracked by the node it talks to (after a
+//! restart, paired devices start as "seen now" and go offline unless they come back).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+#[derive(Debug)]
+struct Presence {
+    structure_id: String,
+    streams: usize,
+    last_seen: Instant,
+    /// When `last_connection` was last written while online.
+    refreshed: Instant,
+}
+
+#[derive(Default)]
+pub struct Connectivity {
+    devices: Mutex<HashMap<String, Presence>>,
+}
+
+/// Most devices tracked by one node; beyond it, new devices are not tracked (and a metric
+/// says so) rather than growing without bound.
+const MAX_TRACKED: usize = 1_000_000;
+
+/// A change to write for one device.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Transition {
+    Online,
+    Offline,
+    /// Still online: refresh `last_connection`.
+    StillOnline,
+}
+
+impl Connectivity {
+    fn with(&self, device_id: &str, structure_id: &str, f: impl FnOnce(&mut Presence)) {
+        let Ok(mut devices) = self.devices.lock() else { return };
+        if !devices.contains_key(device_id) {
+            if devices.len() >= MAX_TRACKED {
+                metrics::counter!("roost_connectivity_untracked_total").increment(1);
+                return;
+            }
+            let now = Instant::now();
+            devices.insert(
+                device_id.to_string(),
+                Presence {
+                    structure_id: structure_id.to_string(),
+                    streams: 0,
+                    last_seen: now,
+                    refreshed: now,
+                },
+            );
+        }
+        if let Some(p) = devices.get_mut(device_id) {
+            f(p);
+        }
+    }
+
+    /// The device made a request.
+    pub fn seen(&self, device_id: &str, structure_id: &str) {
+        self.with(device_id, structure_id, |p| p.last_seen = Instant::now());
+    }
+
+    pub fn stream_opened(&self, device_id: &str, structure_id: &str) {
+        self.with(device_id, structure_id, |p| {
+            p.streams += 1;
+            p.last_seen = Instant::now();
+        });
+    }
+
+    pub fn stream_closed(&self, device_id: &str, structure_id: &str) {
+        self.with(device_id, structure_id, |p| {
+            p.streams = p.streams.saturating_sub(1);
+            p.last_seen = Instant::now();
+        });
+    }
+
+    /// Devices whose state differs from what the document says (`documented(structure,
+    /// device)`: the device's `is_online` now, `None` when it is gone), and online devices due
+    /// a `last_connection` refresh, as `(structure, device, transition)`.
+    pub fn transitions(
+        &self,
+        timeout: Duration,
+        documented: impl Fn(&str, &str) -> Option<bool>,
+    ) -> Vec<(String, String, Transition)> {
+        let Ok(mut devices) = self.devices.lock() else { return Vec::new() };
+        let now = Instant::now();
+        let mut out = Vec::new();
+        devices.retain(|id, p| {
+            let Some(in_doc) = documented(&p.structure_id, id) else {
+                return false; // the device is gone
+            };
+            let online = p.streams > 0 || now.duration_since(p.last_seen) < timeout;
+            if online != in_doc {
+                let t = if online { Transition::Online } else { Transition::Offline };
+                out.push((p.structure_id.clone(), id.clone(), t));
+                p.refreshed = now;
+            } else if online && now.duration_since(p.refreshed) >= timeout {
+                out.push((p.structure_id.clone(), id.clone(), Transition::StillOnline));
+                p.refreshed = now;
+            }
+            true
+        });
+        out
+    }
+
+    pub fn tracked(&self) -> usize {
+        self.devices.lock().map(|d| d.len()).unwrap_or(0)
+    }
+}
