@@ -21,6 +21,7 @@ error_log $dir/error.log warn;
 events { worker_connections 19000; }
 http {
   access_log off;
+  keepalive_requests 10000000;
   client_body_temp_path $dir/tmp/body;
   proxy_temp_path $dir/tmp/proxy;
   fastcgi_temp_path $dir/tmp/fastcgi;

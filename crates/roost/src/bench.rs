@@ -326,6 +326,232 @@ pub fn put_target(bed: &Bed) -> Vec<RequestSpec> {
         .collect()
 }
 
+/// Nine readers of a leaf to one writer of a target, each on its own home.
+pub fn mixed(bed: &Bed) -> Vec<RequestSpec> {
+    let (reads, writes) = (get_leaf(bed), put_target(bed));
+    (0..reads.len()).map(|i| if i % 10 == 9 { writes[i].clone() } else { reads[i].clone() }).collect()
+}
+
+fn print_stats(stats: &Stats) {
+    println!(
+        "{:<10} {:>9.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  max {:>7.2} ms  ({} requests, {} errors)",
+        stats.scenario,
+        stats.per_second,
+        stats.p50_ms,
+        stats.p99_ms,
+        stats.max_ms,
+        stats.requests,
+        stats.errors
+    );
+}
+
+/// The same scenarios against a peer, with the same client, concurrency and payload sizes.
+pub async fn peer(
+    peer: &str,
+    scenarios: &[String],
+    setup: Option<&Path>,
+    addr: Option<SocketAddr>,
+    clients: usize,
+    seconds: u64,
+    out: Option<&Path>,
+) -> anyhow::Result<()> {
+    let mut results = Vec::new();
+    let mut info = serde_json::json!({"peer": peer});
+    let duration = Duration::from_secs(seconds);
+    match peer {
+        "pocketbase" => {
+            let path =
+                setup.ok_or_else(|| anyhow!("--setup: the file `scripts/peers/pocketbase.sh up` wrote"))?;
+            let setup: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path)?)?;
+            let addr: SocketAddr = setup["addr"].as_str().unwrap_or_default().parse()?;
+            let token = setup["token"].as_str().unwrap_or_default().to_string();
+            let ids: Vec<String> = setup["records"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                .unwrap_or_default();
+            if ids.len() < clients {
+                bail!("the setup has {} records; {clients} clients need one each", ids.len());
+            }
+            info["version"] = setup["version"].clone();
+            let target = Target { addr, host: addr.to_string(), tls_ca: None };
+            let headers = vec![
+                ("authorization".to_string(), token),
+                ("content-type".to_string(), "application/json".to_string()),
+            ];
+            let scenarios: Vec<String> =
+                if scenarios.is_empty() { vec!["get-leaf".into(), "put".into()] } else { scenarios.to_vec() };
+            for s in &scenarios {
+                let specs: Vec<RequestSpec> = ids[..clients]
+                    .iter()
+                    .map(|id| match s.as_str() {
+                        "put" => Ok(RequestSpec {
+                            method: hyper::Method::PATCH,
+                            path: format!("/api/collections/thermostats/records/{id}"),
+                            headers: headers.clone(),
+                            bodies: vec![
+                                Bytes::from_static(b"{\"target_temperature_f\":70}"),
+                                Bytes::from_static(b"{\"target_temperature_f\":71}"),
+                            ],
+                        }),
+                        "get-leaf" => Ok(RequestSpec {
+                            method: hyper::Method::GET,
+                            path: format!(
+                                "/api/collections/thermostats/records/{id}?fields=target_temperature_f"
+                            ),
+                            headers: headers.clone(),
+                            bodies: vec![Bytes::new()],
+                        }),
+                        other => {
+                            Err(anyhow!("unknown scenario '{other}' for pocketbase; known: get-leaf, put"))
+                        }
+                    })
+                    .collect::<anyhow::Result<_>>()?;
+                let stats = load(&format!("pocketbase {s}"), &target, &specs, clients, duration).await?;
+                print_stats(&stats);
+                results.push(stats);
+            }
+        }
+        "nginx" => {
+            let addr = addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8089)));
+            let target = Target { addr, host: addr.to_string(), tls_ca: None };
+            let spec = RequestSpec {
+                method: hyper::Method::GET,
+                path: "/static.json".into(),
+                headers: Vec::new(),
+                bodies: vec![Bytes::new()],
+            };
+            let stats = load("nginx get-leaf", &target, &[spec], clients, duration).await?;
+            print_stats(&stats);
+            results.push(stats);
+        }
+        other => bail!("--peer: unknown peer '{other}'; use pocketbase or nginx"),
+    }
+    info["results"] = serde_json::to_value(&results)?;
+    info["http"] = "HTTP/1.1 keep-alive, one connection per client, plain HTTP".into();
+    if let Some(out) = out {
+        std::fs::write(out, serde_json::to_string_pretty(&info)? + "\n")?;
+    }
+    Ok(())
+}
+
+/// Time from `roost serve` to its first answer, on a data dir holding `homes` demo homes.
+#[derive(Debug, Serialize)]
+pub struct ColdStart {
+    pub homes: usize,
+    pub seed_seconds: f64,
+    pub database_bytes: u64,
+    /// From spawning the process to `/readyz` answering 200.
+    pub first_answer_seconds: f64,
+    /// The server's resident memory once ready.
+    pub rss_mib: f64,
+}
+
+pub async fn cold_start(homes: usize, data: Option<&Path>) -> anyhow::Result<ColdStart> {
+    let dir = match data {
+        Some(d) => d.to_path_buf(),
+        None => std::env::temp_dir().join(format!("roost-cold-{}", ids::random_b64(6))),
+    };
+    std::fs::create_dir_all(&dir)?;
+    let seeded = Instant::now();
+    let store = roost_server::open_store(&dir, 10_000)?;
+    let have = roost_store::Store::all_structures(store.as_ref()).await?.len();
+    if have < homes {
+        let user =
+            admin::create_user(store.as_ref(), &format!("cold-{}@roost.local", ids::random_b64(6)), None)
+                .await?;
+        let now = chrono::Utc::now();
+        let store_ref = store.clone();
+        let mut done = have;
+        // Many commits in flight at once: group commit puts them in few transactions.
+        while done < homes {
+            let batch = (homes - done).min(512);
+            let mut tasks = Vec::with_capacity(batch);
+            for _ in 0..batch {
+                let (store, owner) = (store_ref.clone(), user.id.clone());
+                tasks.push(tokio::spawn(async move {
+                    let d = admin::random_demo_ids();
+                    let home = demo_home(&d, now);
+                    roost_store::Store::create_structure(
+                        store.as_ref(),
+                        &owner,
+                        &d.structure_id,
+                        home.into_json(),
+                        "bench",
+                    )
+                    .await
+                }));
+            }
+            for t in tasks {
+                t.await??;
+            }
+            done += batch;
+            if done % 10_000 < 512 {
+                eprintln!("bench cold-start: seeded {done} of {homes} homes");
+            }
+        }
+    }
+    store.close();
+    drop(store);
+    let seed_seconds = seeded.elapsed().as_secs_f64();
+    let database_bytes = std::fs::metadata(dir.join("roost.db")).map(|m| m.len()).unwrap_or(0);
+    let started = Instant::now();
+    let exe = std::env::current_exe()?;
+    let mut child = tokio::process::Command::new(exe)
+        .args(["serve", "--insecure-http", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&dir)
+        .env("ROOST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+    let mut lines = BufReader::new(stdout).lines();
+    let mut addr = None;
+    while let Some(line) = tokio::time::timeout(Duration::from_secs(600), lines.next_line()).await?? {
+        if let Some(u) = line.strip_prefix("roost: listening on http://") {
+            addr = Some(u.parse::<SocketAddr>()?);
+            break;
+        }
+    }
+    let addr = addr.ok_or_else(|| anyhow!("the server did not say where it listens"))?;
+    let target = Target { addr, host: addr.to_string(), tls_ca: None };
+    loop {
+        if let Ok(mut send) = connect(&target, None).await {
+            let req = hyper::Request::get("/readyz")
+                .header("host", addr.to_string())
+                .body(Full::new(Bytes::new()))?;
+            if let Ok(r) = send.send_request(req).await
+                && r.status().is_success()
+            {
+                break;
+            }
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!("no answer within 10 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let first_answer_seconds = started.elapsed().as_secs_f64();
+    let pid = child.id().unwrap_or(0);
+    let rss_mib = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_string))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|k| k.parse::<f64>().ok()))
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0);
+    let _ = child.kill().await;
+    if data.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let s = ColdStart { homes, seed_seconds, database_bytes, first_answer_seconds, rss_mib };
+    eprintln!(
+        "bench cold-start: {homes} homes ({:.0} MiB database): first answer after {:.2} s, RSS {:.0} MiB",
+        database_bytes as f64 / 1048576.0,
+        first_answer_seconds,
+        rss_mib
+    );
+    Ok(s)
+}
+
 /// Writes per transaction (one fsync each), from the server's /metrics.
 async fn scrape_batch_size(target: &Target) -> anyhow::Result<f64> {
     let tls = match &target.tls_ca {
@@ -391,19 +617,11 @@ pub async fn run(
             "get-leaf" => get_leaf(&bed),
             "get-view" => get_view(&bed),
             "put" => put_target(&bed),
-            other => bail!("unknown scenario '{other}'; known: get-leaf, get-view, put"),
+            "mixed" => mixed(&bed),
+            other => bail!("unknown scenario '{other}'; known: get-leaf, get-view, put, mixed"),
         };
         let stats = load(s, &bed.target, &specs, clients, duration).await?;
-        println!(
-            "{:<10} {:>9.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  max {:>7.2} ms  ({} requests, {} errors)",
-            stats.scenario,
-            stats.per_second,
-            stats.p50_ms,
-            stats.p99_ms,
-            stats.max_ms,
-            stats.requests,
-            stats.errors
-        );
+        print_stats(&stats);
         results.push(stats);
     }
     let batch = scrape_batch_size(&bed.target).await.unwrap_or(0.0);

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -32,12 +32,15 @@ pub enum Peer {
     Roost { addr: SocketAddr, tokens: Vec<String>, structures: Vec<String> },
     /// nchan: publisher `/pub?id=ch<k>`, subscriber `/sub?id=ch<k>` (EventSource).
     Nchan { addr: SocketAddr },
+    /// PocketBase: channel `k` is record `records[k]`; a publish is a PATCH of its `sent_us`,
+    /// a subscriber is `/api/realtime` subscribed to `thermostats/<record>`.
+    PocketBase { addr: SocketAddr, token: String, records: Vec<String> },
 }
 
 impl Peer {
     fn addr(&self) -> SocketAddr {
         match self {
-            Peer::Roost { addr, .. } | Peer::Nchan { addr } => *addr,
+            Peer::Roost { addr, .. } | Peer::Nchan { addr } | Peer::PocketBase { addr, .. } => *addr,
         }
     }
 
@@ -48,8 +51,36 @@ impl Peer {
                 .uri(format!("/devices/bench/meter/m{channel}"))
                 .header("authorization", format!("Bearer {}", tokens[channel % tokens.len()])),
             Peer::Nchan { .. } => b.uri(format!("/sub?id=ch{channel}")),
+            Peer::PocketBase { .. } => b.uri("/api/realtime"),
         };
         b.body(Empty::new()).unwrap_or_default()
+    }
+
+    /// PocketBase's second step: subscribe the realtime client to its channel's record.
+    async fn pocketbase_subscribe(&self, first_event: &str, channel: usize) -> anyhow::Result<()> {
+        let Peer::PocketBase { addr, token, records } = self else { return Ok(()) };
+        let client_id = first_event
+            .split("\"clientId\":\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .ok_or_else(|| anyhow!("no clientId in PocketBase's first event"))?;
+        let body = format!(
+            "{{\"clientId\":\"{client_id}\",\"subscriptions\":[\"thermostats/{}\"]}}",
+            records[channel % records.len()]
+        );
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+        tokio::spawn(conn);
+        let req = hyper::Request::post("/api/realtime")
+            .header("host", "localhost")
+            .header("authorization", token.as_str())
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))?;
+        let resp = send.send_request(req).await?;
+        if !resp.status().is_success() {
+            bail!("PocketBase realtime subscription: {}", resp.status());
+        }
+        Ok(())
     }
 
     fn publish(&self, channel: usize, seq: u64) -> hyper::Request<Full<Bytes>> {
@@ -69,6 +100,14 @@ impl Peer {
             Peer::Nchan { .. } => {
                 let body = format!("{{\"sent_us\":{},\"seq\":{seq}}}", now_us());
                 b.method("POST").uri(format!("/pub?id=ch{channel}")).body(Full::new(Bytes::from(body)))
+            }
+            Peer::PocketBase { token, records, .. } => {
+                let body = format!("{{\"sent_us\":{},\"seq\":{seq}}}", now_us());
+                b.method("PATCH")
+                    .uri(format!("/api/collections/thermostats/records/{}", records[channel % records.len()]))
+                    .header("authorization", token.as_str())
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(body)))
             }
         };
         req.unwrap_or_default()
@@ -137,10 +176,30 @@ pub async fn fanout(
         }
         let (measuring, stop, delivered, ready) =
             (measuring.clone(), stop.clone(), delivered.clone(), ready.clone());
+        let sub_peer = peer.clone();
         subs.push(tokio::spawn(async move {
             let mut body = resp.into_body();
             let mut lat: Vec<u32> = Vec::new();
             let mut first = true;
+            if matches!(sub_peer, Peer::PocketBase { .. }) {
+                // Its first event names the realtime client; then subscribe it.
+                let mut text = String::new();
+                while !text.contains("clientId") {
+                    match tokio::time::timeout(Duration::from_secs(10), body.frame()).await {
+                        Ok(Some(Ok(f))) => {
+                            if let Ok(d) = f.into_data() {
+                                text.push_str(&String::from_utf8_lossy(&d));
+                            }
+                        }
+                        _ => return lat,
+                    }
+                }
+                if sub_peer.pocketbase_subscribe(&text, i % channels).await.is_err() {
+                    return lat;
+                }
+                first = false;
+                ready.fetch_add(1, Ordering::Relaxed);
+            }
             while !stop.load(Ordering::Relaxed) {
                 let frame = match tokio::time::timeout(Duration::from_millis(200), body.frame()).await {
                     Ok(Some(Ok(f))) => f,
@@ -167,7 +226,9 @@ pub async fn fanout(
     // Wait until every subscriber has its first event (Roost sends the snapshot at once; nchan
     // sends nothing until a publish, so publishing starts after a short pause either way).
     let deadline = Instant::now() + Duration::from_secs(30);
-    while matches!(peer, Peer::Roost { .. }) && (ready.load(Ordering::Relaxed) as usize) < subscribers {
+    while matches!(peer, Peer::Roost { .. } | Peer::PocketBase { .. })
+        && (ready.load(Ordering::Relaxed) as usize) < subscribers
+    {
         if Instant::now() > deadline {
             bail!(
                 "only {} of {subscribers} subscribers got their first event",

@@ -231,7 +231,7 @@ struct FileConfig {
 enum BenchCommand {
     /// Data API: seeds a fresh data dir, starts a server on it and drives each scenario.
     Api {
-        /// Scenarios: get-leaf, get-view, put (default: all).
+        /// Scenarios: get-leaf, get-view, put, mixed (9 readers to 1 writer) (default: all).
         #[arg(long = "scenario")]
         scenarios: Vec<String>,
         /// Concurrent clients (one keep-alive connection and one home each).
@@ -249,11 +249,15 @@ enum BenchCommand {
     },
     /// Stream fan-out: subscribers over channels, publishers with send times in each event.
     Fanout {
-        /// roost (starts its own server) or nchan (give --addr of a running nchan).
+        /// roost (starts its own server), nchan (give --addr of a running nchan) or pocketbase
+        /// (give --setup).
         #[arg(long, default_value = "roost")]
         peer: String,
         #[arg(long)]
         addr: Option<SocketAddr>,
+        /// The PocketBase setup file (`scripts/peers/pocketbase.sh up` writes it).
+        #[arg(long)]
+        setup: Option<PathBuf>,
         /// nginx master pid, to report nchan's memory.
         #[arg(long)]
         pid: Option<u32>,
@@ -269,6 +273,40 @@ enum BenchCommand {
         publishers: usize,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// A peer with the same client, payload sizes and concurrency: pocketbase (record GET and
+    /// PATCH; `scripts/peers/pocketbase.sh up` writes its setup file) or nginx (a static JSON
+    /// file; `scripts/peers/nchan.sh up` serves it).
+    Peer {
+        /// pocketbase or nginx.
+        #[arg(long)]
+        peer: String,
+        /// Scenarios: get-leaf, put (pocketbase only) (default: get-leaf, and put for pocketbase).
+        #[arg(long = "scenario")]
+        scenarios: Vec<String>,
+        /// The peer's setup file (pocketbase).
+        #[arg(long)]
+        setup: Option<PathBuf>,
+        /// The peer's address (nginx; default 127.0.0.1:8089).
+        #[arg(long)]
+        addr: Option<SocketAddr>,
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Cold start: seeds a data dir with this many demo homes, then times `roost serve` from
+    /// start to its first answer.
+    ColdStart {
+        #[arg(long, default_value_t = 100_000)]
+        homes: usize,
+        /// Reuse (or keep) this data dir instead of a temporary one.
+        #[arg(long)]
+        data: Option<PathBuf>,
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -765,13 +803,24 @@ async fn bench_command(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Api { scenarios, clients, seconds, tls, out } => {
             let scenarios = if scenarios.is_empty() {
-                vec!["get-leaf".to_string(), "get-view".to_string(), "put".to_string()]
+                ["get-leaf", "get-view", "put", "mixed"].map(String::from).to_vec()
             } else {
                 scenarios
             };
             bench::run(&scenarios, clients.max(1), seconds.max(1), tls, out.as_deref()).await
         }
-        BenchCommand::Fanout { peer, addr, pid, subscribers, channels, rate, publishers, seconds, out } => {
+        BenchCommand::Fanout {
+            peer,
+            addr,
+            setup,
+            pid,
+            subscribers,
+            channels,
+            rate,
+            publishers,
+            seconds,
+            out,
+        } => {
             let channels = channels.max(1);
             let stats = match peer.as_str() {
                 "roost" => {
@@ -796,9 +845,48 @@ async fn bench_command(command: BenchCommand) -> anyhow::Result<()> {
                     let p = fanout::Peer::Nchan { addr };
                     fanout::fanout("nchan", &p, pid, subscribers, channels, rate, publishers, seconds).await?
                 }
-                other => anyhow::bail!("--peer: unknown peer '{other}'; use roost or nchan"),
+                "pocketbase" => {
+                    let path = setup
+                        .ok_or_else(|| anyhow!("--setup: the file `scripts/peers/pocketbase.sh up` wrote"))?;
+                    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+                    let records: Vec<String> = v["records"]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(|r| r.as_str().map(str::to_string)).collect())
+                        .unwrap_or_default();
+                    if records.len() < channels {
+                        anyhow::bail!(
+                            "the setup has {} records; {channels} channels need one each",
+                            records.len()
+                        );
+                    }
+                    let p = fanout::Peer::PocketBase {
+                        addr: v["addr"].as_str().unwrap_or_default().parse()?,
+                        token: v["token"].as_str().unwrap_or_default().to_string(),
+                        records,
+                    };
+                    let pid = pid.or_else(|| v["pid"].as_u64().map(|p| p as u32));
+                    fanout::fanout("pocketbase", &p, pid, subscribers, channels, rate, publishers, seconds)
+                        .await?
+                }
+                other => anyhow::bail!("--peer: unknown peer '{other}'; use roost, nchan or pocketbase"),
             };
             write_json(out.as_deref(), &stats)
+        }
+        BenchCommand::Peer { peer, scenarios, setup, addr, clients, seconds, out } => {
+            bench::peer(
+                &peer,
+                &scenarios,
+                setup.as_deref(),
+                addr,
+                clients.max(1),
+                seconds.max(1),
+                out.as_deref(),
+            )
+            .await
+        }
+        BenchCommand::ColdStart { homes, data, out } => {
+            let s = bench::cold_start(homes, data.as_deref()).await?;
+            write_json(out.as_deref(), &s)
         }
         BenchCommand::Revoke { streams, out } => {
             let (mut bed, _) = fanout::roost_bed(1).await?;
