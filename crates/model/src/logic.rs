@@ -121,7 +121,9 @@ fn pass(p: &mut Pass, prev: &Home, next: &mut Home, ctx: &WriteContext<'_>, all:
 
     roll_up(p, next);
     eta_begin(p, next);
-    presence(p, prev, next, ctx, &now);
+    if all || structure_changed || signals_changed(prev, next) {
+        presence(p, prev, next, ctx, &now);
+    }
     away_bookkeeping(p, prev, next, ctx, &now);
     // `away` may have changed in this pass; security judges the newest value.
     let away_now = next.structure().get("away").and_then(Value::as_str).unwrap_or("home").to_string();
@@ -211,6 +213,19 @@ fn presence(p: &mut Pass, prev: &Home, next: &mut Home, ctx: &WriteContext<'_>, 
             p.set(s, "away_changed_at", Value::from(now));
         }
     }
+}
+
+/// Whether a device's occupancy signal changed (most writes leave them alone, and
+/// [`presence`] looks at every device).
+fn signals_changed(prev: &Home, next: &Home) -> bool {
+    [Entity::Thermostat, Entity::SmokeCoAlarm, Entity::Camera].into_iter().any(|kind| {
+        next.devices(kind).any(|(id, d)| {
+            !next.shares_device(prev, kind, id) && {
+                let before = prev.device(kind, id);
+                ["last_motion_at", "last_event"].iter().any(|k| before.and_then(|b| b.get(*k)) != d.get(*k))
+            }
+        })
+    })
 }
 
 /// Who changed `away` and when, unless the change already says so (Home/Away Assist writes

@@ -425,16 +425,45 @@ fn hex8(hash: &[u8; 32]) -> String {
 pub async fn observe(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    // Only built when the debug log is on: the path is a copy per request.
+    let path = tracing::enabled!(tracing::Level::DEBUG).then(|| req.uri().path().to_string());
     let resp = next.run(req).await;
     let status = resp.status().as_u16();
     let elapsed = started.elapsed();
-    metrics::counter!("roost_http_requests_total", "method" => method.to_string(), "status" => status.to_string())
-        .increment(1);
-    metrics::histogram!("roost_http_request_seconds", "method" => method.to_string())
-        .record(elapsed.as_secs_f64());
-    tracing::debug!(%method, path = %truncate(&path, 200), status, micros = elapsed.as_micros() as u64, "request");
+    request_metrics(&method, status, elapsed);
+    if let Some(path) = path {
+        tracing::debug!(%method, path = %truncate(&path, 200), status, micros = elapsed.as_micros() as u64, "request");
+    }
     resp
+}
+
+/// Request counters and latency histograms, with their handles registered once per
+/// (method, status) instead of looked up by labels on every request.
+fn request_metrics(method: &Method, status: u16, elapsed: Duration) {
+    use std::collections::HashMap;
+    use std::sync::{LazyLock, RwLock};
+    type Handles = (metrics::Counter, metrics::Histogram);
+    static HANDLES: LazyLock<RwLock<HashMap<(Method, u16), Handles>>> = LazyLock::new(Default::default);
+    let key = (method.clone(), status);
+    let cached = HANDLES.read().ok().and_then(|h| h.get(&key).cloned());
+    let (counter, histogram) = match cached {
+        Some(h) => h,
+        None => {
+            let h = (
+                metrics::counter!("roost_http_requests_total", "method" => method.to_string(), "status" => status.to_string()),
+                metrics::histogram!("roost_http_request_seconds", "method" => method.to_string()),
+            );
+            // Bounded: methods the router accepts times the statuses it answers.
+            if let Ok(mut map) = HANDLES.write()
+                && map.len() < 1024
+            {
+                map.insert(key, h.clone());
+            }
+            h
+        }
+    };
+    counter.increment(1);
+    histogram.record(elapsed.as_secs_f64());
 }
 
 fn truncate(s: &str, n: usize) -> &str {
