@@ -443,6 +443,9 @@ enum DeviceCommand {
     Pair {
         #[arg(long)]
         device: String,
+        /// The device's structure (faster: otherwise every structure is searched).
+        #[arg(long)]
+        structure: Option<String>,
     },
     /// Revoke every credential of a device (its streams end at once).
     Unpair {
@@ -958,8 +961,8 @@ async fn admin_command(data: &Path, json: bool, command: AdminCommand) -> anyhow
             let id = admin::add_device(s, &structure, kind, &where_name, &label).await?;
             out(format!("added device {id}"), serde_json::json!({"device_id": id}));
         }
-        AdminCommand::Device { command: DeviceCommand::Pair { device } } => {
-            let c = admin::pair_device(s, &device).await?;
+        AdminCommand::Device { command: DeviceCommand::Pair { device, structure } } => {
+            let c = admin::pair_device(s, &device, structure.as_deref()).await?;
             out(
                 format!(
                     "device {} ({} in {}): token {}",

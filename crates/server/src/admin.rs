@@ -311,17 +311,22 @@ pub struct DeviceCredential {
 }
 
 /// Issues a device its own credential (pairing). It reads and reports only that device.
-pub async fn pair_device(store: &dyn Store, device_id: &str) -> anyhow::Result<DeviceCredential> {
-    let (structure, owner, kind) = store
-        .all_structures()
-        .await?
-        .into_iter()
-        .find_map(|s| {
-            let home = Home::from_json(&s.id, s.doc)?;
-            let kind = home.device_kind(device_id)?;
-            Some((s.id, s.owner, kind))
-        })
-        .ok_or_else(|| anyhow!("no device '{device_id}'"))?;
+/// With its structure named the lookup is one read; without, every structure is searched.
+pub async fn pair_device(
+    store: &dyn Store,
+    device_id: &str,
+    structure_id: Option<&str>,
+) -> anyhow::Result<DeviceCredential> {
+    let locate = |s: roost_store::StoredStructure| {
+        let home = Home::from_json(&s.id, s.doc)?;
+        let kind = home.device_kind(device_id)?;
+        Some((s.id, s.owner, kind))
+    };
+    let found = match structure_id {
+        Some(id) => store.structure(id).await?.and_then(locate),
+        None => store.all_structures().await?.into_iter().find_map(locate),
+    };
+    let (structure, owner, kind) = found.ok_or_else(|| anyhow!("no device '{device_id}'"))?;
     let token = ids::access_token();
     store
         .insert_token(TokenRecord {
@@ -509,7 +514,7 @@ async fn pair_demo_devices(store: &dyn Store, info: &mut DemoInfo) -> anyhow::Re
     let mut credentials = Vec::new();
     for id in ids {
         unpair_device(store, id).await?;
-        credentials.push(pair_device(store, id).await?);
+        credentials.push(pair_device(store, id, Some(&d.structure_id)).await?);
     }
     info.device_credentials = credentials;
     Ok(())

@@ -63,6 +63,18 @@ async fn a_device_credential_sees_and_writes_only_its_own_device() {
     let app = TestApp::spawn().await;
     let (dev, cred) = pair(&app, "heat_pump_thermostat");
     assert_eq!(cred["structure_id"], json!(app.id("structure_id")));
+    // Pairing a device that is not there (or not in the named structure) fails clearly.
+    for extra in [vec![], vec!["--structure", cred["structure_id"].as_str().unwrap()]] {
+        let out = roost()
+            .args(["admin", "--data"])
+            .arg(&app.dir)
+            .args(["device", "pair", "--device", "no-such-device"])
+            .args(&extra)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("no device 'no-such-device'"));
+    }
     // Its view: only itself, at its usual place; nothing else exists for it.
     let r = dev.req(reqwest::Method::GET, "/").send().await.unwrap();
     let view: Value = r.json().await.unwrap();
@@ -412,7 +424,16 @@ async fn simulated_devices_converge_after_a_faulty_network() {
         ]);
         ids.push(d["device_id"].as_str().unwrap().to_string());
     }
-    let creds: Vec<Value> = ids.iter().map(|id| app.admin(&["device", "pair", "--device", id])).collect();
+    // The demo's devices are found by search, the cabin's with their structure named.
+    let creds: Vec<Value> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| match i {
+            0..5 => app.admin(&["device", "pair", "--device", id]),
+            _ => app.admin(&["device", "pair", "--device", id, "--structure", &second]),
+        })
+        .collect();
+    assert!(creds[5..].iter().all(|c| c["structure_id"] == json!(second)));
     // The app's token was issued before the second home existed: a fresh one covers both.
     let token = app.admin(&[
         "token",
