@@ -82,6 +82,10 @@ pub async fn data(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    // The body is read (bounded) before anything is judged: an answer given while a body is
+    // still unread would make the server close the keep-alive connection, and a client that
+    // reuses it (python-nest after a 401, say) would see it drop.
+    let body = read_body(body, app.config.body_limit).await;
     match handle(&app, &method, &uri, &headers, body).await {
         Ok(r) => r,
         Err(e) => error_response(&e),
@@ -93,7 +97,7 @@ async fn handle(
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
-    body: Body,
+    body: Received,
 ) -> Result<Response, ApiError> {
     if !matches!(*method, Method::GET | Method::HEAD | Method::PUT | Method::PATCH) {
         let mut r = error_response(&ApiError::method_not_allowed(method.as_str()));
@@ -285,8 +289,16 @@ fn if_match_ok(headers: &HeaderMap, current: &HeaderValue) -> bool {
 }
 
 /// Reads and parses a body: size limit (413), UTF-8 and JSON (400).
-async fn json_body(body: Body, limit: usize) -> Result<(Value, Bytes), ApiError> {
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::payload_too_large(limit))?;
+/// A request body read up to the limit (413 past it); judged only once the caller is known.
+type Received = Result<Bytes, ApiError>;
+
+async fn read_body(body: Body, limit: usize) -> Received {
+    axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::payload_too_large(limit))
+}
+
+/// Parses a body: UTF-8 and JSON (400).
+fn json_body(received: Received) -> Result<(Value, Bytes), ApiError> {
+    let bytes = received?;
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| ApiError::invalid_content_because("the body is not UTF-8"))?;
     let value: Value = serde_json::from_str(text).map_err(|e| {
@@ -315,9 +327,9 @@ async fn write(
     grant: &Grant,
     location: &Location,
     headers: &HeaderMap,
-    body: Body,
+    body: Received,
 ) -> Result<Response, ApiError> {
-    let (value, raw) = json_body(body, app.config.body_limit).await?;
+    let (value, raw) = json_body(body)?;
     let snaps = snapshots(app, grant);
     let plan = plan_write(location, &value, snaps.iter().map(|s| &s.home))?;
     if app.hub.slot(&plan.structure_id).is_none() {
@@ -489,6 +501,7 @@ pub async fn presence(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let body = read_body(body, app.config.body_limit).await;
     match presence_inner(&app, &structure_id, &uri, &headers, body).await {
         Ok(r) => r,
         Err(e) => error_response(&e),
@@ -500,7 +513,7 @@ async fn presence_inner(
     structure_id: &str,
     uri: &Uri,
     headers: &HeaderMap,
-    body: Body,
+    body: Received,
 ) -> Result<Response, ApiError> {
     let (_, grant) = authenticate(app, headers, uri).await?;
     let location = format!("/presence/{structure_id}");
@@ -519,7 +532,7 @@ async fn presence_inner(
             )
             .map_err(|b| blocked(&b))?;
     }
-    let (value, _) = json_body(body, app.config.body_limit).await?;
+    let (value, _) = json_body(body)?;
     let present = value
         .get("present")
         .and_then(Value::as_bool)

@@ -105,6 +105,58 @@ async fn dot_segments_are_400_on_the_wire() {
     }
 }
 
+/// A refused request with a body leaves its keep-alive connection usable: the next request
+/// on the same socket is answered (python-nest reuses its connection after a 401).
+#[tokio::test]
+async fn a_refused_request_with_a_body_keeps_the_connection() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let app = TestApp::spawn_with(Options { insecure_http: true, ..Options::default() }).await;
+    let addr = app.url.trim_start_matches("http://").to_string();
+    let mut s = BufReader::new(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    let body = format!("{{\"target_temperature_f\": 70, \"pad\": \"{}\"}}", "x".repeat(8_000));
+    let path = app.thermostat_path();
+    let refused = [
+        ("PUT", path.as_str(), "c.not-a-token-at-all-0000000000000000000000000", 401),
+        ("POST", "/", app.token.as_str(), 405),
+        ("PUT", path.as_str(), app.token.as_str(), 400),
+    ];
+    for (method, path, token, status) in refused {
+        // The head first and the body a little later, as Python's http.client sends them.
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        s.get_mut().write_all(head.as_bytes()).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        s.get_mut().write_all(body.as_bytes()).await.unwrap();
+        let mut line = String::new();
+        s.read_line(&mut line).await.unwrap();
+        assert!(line.starts_with(&format!("HTTP/1.1 {status}")), "{method}: {line}");
+        // Skip the headers and the body of the answer.
+        let mut length = 0usize;
+        loop {
+            let mut h = String::new();
+            s.read_line(&mut h).await.unwrap();
+            if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap();
+            }
+            if h == "\r\n" {
+                break;
+            }
+        }
+        let mut rest = vec![0u8; length];
+        s.read_exact(&mut rest).await.unwrap();
+    }
+    let req = format!(
+        "GET {path}/target_temperature_f HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",
+        app.token
+    );
+    s.get_mut().write_all(req.as_bytes()).await.unwrap();
+    let mut line = String::new();
+    s.read_line(&mut line).await.unwrap();
+    assert!(line.starts_with("HTTP/1.1 200"), "the connection was dropped: {line:?}");
+}
+
 #[tokio::test]
 async fn other_methods_are_405() {
     let app = TestApp::spawn().await;
