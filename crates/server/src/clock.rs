@@ -24,7 +24,8 @@ pub async fn run(app: App) {
 }
 
 async fn connectivity(app: &App) {
-    let transitions = app.connectivity.transitions(app.config.offline_timeout, |sid, id| {
+    let refresh = app.config.offline_timeout.max(LAST_CONNECTION_REFRESH);
+    let transitions = app.connectivity.transitions(app.config.offline_timeout, refresh, |sid, id| {
         let snap = app.hub.slot(sid)?.current();
         let kind = snap.home.device_kind(id)?;
         Some(snap.home.device(kind, id)?.get("is_online").and_then(Value::as_bool).unwrap_or(false))
@@ -81,6 +82,11 @@ fn device_plan(sid: &str, kind: Entity, id: &str, fields: Map<String, Value>) ->
         }],
     }
 }
+
+/// How often `last_connection` is rewritten while a device stays online (at least the offline
+/// timeout): precise on every transition, coarse in between, so a node with many connected
+/// devices does not spend its writes on it.
+pub const LAST_CONNECTION_REFRESH: Duration = Duration::from_secs(15 * 60);
 
 /// Default tick: fine enough for timers counted in minutes.
 pub const TICK_DEFAULT: Duration = Duration::from_secs(2);

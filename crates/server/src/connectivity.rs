@@ -87,6 +87,7 @@ impl Connectivity {
     pub fn transitions(
         &self,
         timeout: Duration,
+        refresh_every: Duration,
         documented: impl Fn(&str, &str) -> Option<bool>,
     ) -> Vec<(String, String, Transition)> {
         let Ok(mut devices) = self.devices.lock() else { return Vec::new() };
@@ -101,7 +102,7 @@ impl Connectivity {
                 let t = if online { Transition::Online } else { Transition::Offline };
                 out.push((p.structure_id.clone(), id.clone(), t));
                 p.refreshed = now;
-            } else if online && now.duration_since(p.refreshed) >= timeout {
+            } else if online && now.duration_since(p.refreshed) >= refresh_every {
                 out.push((p.structure_id.clone(), id.clone(), Transition::StillOnline));
                 p.refreshed = now;
             }
@@ -112,5 +113,48 @@ impl Connectivity {
 
     pub fn tracked(&self) -> usize {
         self.devices.lock().map(|d| d.len()).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transitions_follow_streams_requests_and_the_timeout() {
+        let c = Connectivity::default();
+        // Generous margins: each step's check comes well inside or well past its window.
+        let timeout = Duration::from_millis(500);
+        let refresh = Duration::from_millis(1500);
+        let doc = std::cell::RefCell::new(false);
+        let documented = |_: &str, _: &str| Some(*doc.borrow());
+        // Seen just now while the document says offline: online.
+        c.seen("d1", "s1");
+        assert_eq!(
+            c.transitions(timeout, refresh, documented),
+            vec![("s1".into(), "d1".into(), Transition::Online)]
+        );
+        *doc.borrow_mut() = true;
+        assert!(c.transitions(timeout, refresh, documented).is_empty());
+        // A stream keeps it online past the timeout; closing it starts the clock again.
+        c.stream_opened("d1", "s1");
+        std::thread::sleep(Duration::from_millis(700));
+        assert!(c.transitions(timeout, refresh, documented).is_empty());
+        std::thread::sleep(Duration::from_millis(1000));
+        assert_eq!(
+            c.transitions(timeout, refresh, documented),
+            vec![("s1".into(), "d1".into(), Transition::StillOnline)],
+            "last_connection refreshed once per period"
+        );
+        c.stream_closed("d1", "s1");
+        assert!(c.transitions(timeout, refresh, documented).is_empty());
+        std::thread::sleep(Duration::from_millis(700));
+        assert_eq!(
+            c.transitions(timeout, refresh, documented),
+            vec![("s1".into(), "d1".into(), Transition::Offline)]
+        );
+        // A device that is gone from its home is forgotten.
+        assert!(c.transitions(timeout, refresh, |_: &str, _: &str| None).is_empty());
+        assert_eq!(c.tracked(), 0);
     }
 }
