@@ -101,9 +101,10 @@ impl Hub {
         }
     }
 
-    /// Loads every structure (cold start).
-    pub async fn load_all(&self, store: &dyn Store) -> Result<(), StoreError> {
-        for s in store.all_structures().await? {
+    /// Loads the structures whose ids are in `ids` (a contiguous run of the ordered ids).
+    pub async fn load_range(&self, store: &dyn Store, ids: &[String]) -> Result<(), StoreError> {
+        let (Some(first), Some(last)) = (ids.first(), ids.last()) else { return Ok(()) };
+        for s in store.structures_between(first, last).await? {
             self.load(&s.id, s.revision, s.doc);
         }
         Ok(())

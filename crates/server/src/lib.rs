@@ -33,7 +33,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use roost_model::RuleConfig;
-use roost_store::{SqliteStore, Store, StoreOptions};
+use roost_store::{SqliteStore, Store, StoreError, StoreOptions};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -216,7 +216,7 @@ impl Server {
             shutdown,
             metrics,
         }));
-        app.hub.load_all(app.store.as_ref()).await?;
+        load_all(&app).await?;
         // Paired devices are tracked from the start: one that never comes back goes offline.
         for t in app.store.device_tokens().await? {
             if let (Some(device), Some(structure)) = (&t.device_id, t.structures.first()) {
@@ -360,6 +360,34 @@ fn redirect(target: &str, uri: &Uri) -> Response {
         r.headers_mut().insert(header::LOCATION, v);
     }
     r
+}
+
+/// Cold start: every structure into the hub, in ranges of ids loaded by one task per core
+/// (parsing the documents is the work; a range is one indexed read).
+async fn load_all(app: &App) -> anyhow::Result<()> {
+    const RANGE: usize = 2_000;
+    let ids = Arc::new(app.store.structure_ids().await?);
+    let ranges = ids.len().div_ceil(RANGE);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(ranges.max(1));
+    let mut tasks = Vec::new();
+    for _ in 0..workers {
+        let (app, ids, next) = (app.clone(), ids.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= ranges {
+                    return Ok::<(), StoreError>(());
+                }
+                let run = &ids[i * RANGE..((i + 1) * RANGE).min(ids.len())];
+                app.hub.load_range(app.store.as_ref(), run).await?;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
 }
 
 /// Learns of commits and revocations made by other processes (admin commands, other nodes).

@@ -100,6 +100,15 @@ pub async fn run(store: &dyn Store, changelog_keep: u64) {
     let all = store.all_structures().await.unwrap();
     assert_eq!(all.iter().find(|s| s.id == "s1").unwrap().doc, json!({"v": 100 + changelog_keep + 4}));
 
+    // Ids in order, and ranges of them (cold start loads in ranges).
+    let ids = store.structure_ids().await.unwrap();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]) && ids.contains(&"s1".to_string()), "{ids:?}");
+    let all_by_range = store.structures_between(&ids[0], &ids[ids.len() - 1]).await.unwrap();
+    assert_eq!(all_by_range, store.all_structures().await.unwrap());
+    let one = store.structures_between("s1", "s1").await.unwrap();
+    assert_eq!((one.len(), one[0].id.as_str()), (1, "s1"));
+    assert!(store.structures_between("zz", "zzz").await.unwrap().is_empty());
+
     // Other writers' commits are visible through the sequence feed.
     let (_, seq) = store.changed_since(0).await.unwrap();
     store.commit(commit("s2", 2, 7)).await.unwrap();

@@ -192,6 +192,10 @@ pub trait Store: Send + Sync + 'static {
     /// Every structure (cold start).
     fn all_structures(&self) -> BoxFuture<'_, Result<Vec<StoredStructure>>>;
     fn structures_of(&self, user_id: &str) -> BoxFuture<'_, Result<Vec<String>>>;
+    /// Every structure id, in order (cold start splits the loading by it).
+    fn structure_ids(&self) -> BoxFuture<'_, Result<Vec<String>>>;
+    /// The structures with `first <= id <= last`, in id order.
+    fn structures_between(&self, first: &str, last: &str) -> BoxFuture<'_, Result<Vec<StoredStructure>>>;
     /// Durably commits a change; returns the new revision. Acknowledged only after fsync.
     fn commit(&self, commit: Commit) -> BoxFuture<'_, Result<u64>>;
     /// Change log entries after `revision`, oldest first (at most `limit`).

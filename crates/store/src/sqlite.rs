@@ -428,6 +428,28 @@ impl Store for SqliteStore {
         Box::pin(async move { r })
     }
 
+    fn structure_ids(&self) -> BoxFuture<'_, Result<Vec<String>>> {
+        let r = self.read(|c| {
+            let mut st = c.prepare_cached("SELECT id FROM structures ORDER BY id")?;
+            st.query_map([], |r| r.get(0))?.collect()
+        });
+        Box::pin(async move { r })
+    }
+
+    fn structures_between(&self, first: &str, last: &str) -> BoxFuture<'_, Result<Vec<StoredStructure>>> {
+        let r = self.read(|c| {
+            let tx = c.unchecked_transaction()?;
+            let rows: Vec<_> = tx
+                .prepare_cached(&format!(
+                    "SELECT {STRUCTURE_COLUMNS} FROM {STRUCTURE_FROM} WHERE s.id >= ?1 AND s.id <= ?2 ORDER BY s.id"
+                ))?
+                .query_map([first, last], row_to_structure)?
+                .collect::<rusqlite::Result<_>>()?;
+            rows.into_iter().map(|r| rebuild(&tx, r)).collect()
+        });
+        Box::pin(async move { r })
+    }
+
     fn structures_of(&self, user_id: &str) -> BoxFuture<'_, Result<Vec<String>>> {
         let r = self.read(|c| {
             let mut st = c.prepare_cached("SELECT id FROM structures WHERE owner = ?1 ORDER BY id")?;
