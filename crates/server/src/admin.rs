@@ -364,10 +364,12 @@ pub async fn set_rush_hour(
     enrolled: Option<bool>,
 ) -> anyhow::Result<u64> {
     let mut fields = Map::new();
-    for (name, value) in [("peak_period_start_time", start), ("peak_period_end_time", end)] {
+    for (name, flag, value) in
+        [("peak_period_start_time", "--start", start), ("peak_period_end_time", "--end", end)]
+    {
         if let Some(v) = value {
             let t = roost_model::units::parse_time(v)
-                .ok_or_else(|| anyhow!("--{}: expected an ISO 8601 UTC time", name.replace('_', "-")))?;
+                .ok_or_else(|| anyhow!("{flag} ({name}): '{v}' is not an ISO 8601 UTC time"))?;
             fields.insert(name.into(), Value::from(roost_model::units::format_time(t)));
         }
     }

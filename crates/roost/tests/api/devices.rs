@@ -380,6 +380,41 @@ async fn home_away_assist_eco_presence_and_security_over_the_api() {
 }
 
 #[tokio::test]
+async fn rush_hour_is_set_by_the_operator_and_read_with_energy() {
+    let app = TestApp::spawn().await;
+    let sid = app.id("structure_id");
+    let r = app.admin(&[
+        "structure",
+        "rush-hour",
+        "--structure",
+        &sid,
+        "--start",
+        "2026-12-01T22:00:00.000Z",
+        "--end",
+        "2026-12-02T01:00:00Z",
+        "--enrolled",
+        "true",
+    ]);
+    assert!(r["revision"].as_u64().unwrap() > 1);
+    let s = eventually(&app, &app.structure_path(), 10, |s| s["rhr_enrollment"] == json!(true)).await;
+    assert_eq!(
+        (s["peak_period_start_time"].clone(), s["peak_period_end_time"].clone()),
+        (json!("2026-12-01T22:00:00.000Z"), json!("2026-12-02T01:00:00.000Z"))
+    );
+    // Products cannot set them; a bad time is refused by the command.
+    let (status, _) = app.put_json(&app.structure_path(), json!({"rhr_enrollment": false})).await;
+    assert_eq!(status, 400);
+    let out = roost()
+        .args(["admin", "--data"])
+        .arg(&app.dir)
+        .args(["structure", "rush-hour", "--structure", &sid, "--start", "tonight"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--start (peak_period_start_time): 'tonight'"));
+}
+
+#[tokio::test]
 async fn a_protect_emergency_shuts_the_hvac_off_for_products() {
     let app = TestApp::spawn().await;
     let (protect, _) = pair(&app, "kitchen_protect");
