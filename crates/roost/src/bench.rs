@@ -454,7 +454,7 @@ pub async fn cold_start(homes: usize, data: Option<&Path>) -> anyhow::Result<Col
     std::fs::create_dir_all(&dir)?;
     let seeded = Instant::now();
     let store = roost_server::open_store(&dir, 10_000)?;
-    let have = roost_store::Store::all_structures(store.as_ref()).await?.len();
+    let have = roost_store::Store::structure_ids(store.as_ref()).await?.len();
     if have < homes {
         let user =
             admin::create_user(store.as_ref(), &format!("cold-{}@roost.local", ids::random_b64(6)), None)

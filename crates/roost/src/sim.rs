@@ -484,7 +484,6 @@ async fn follow(
     shutdown: CancellationToken,
 ) {
     let mut last_id: Option<String> = None;
-    let mut held = Value::Null;
     while !shutdown.is_cancelled() {
         if let Ok(mut s) = status.lock() {
             s.entry(device_id.clone()).or_default().connects += 1;
@@ -527,12 +526,11 @@ async fn follow(
                     }
                     if name == "put"
                         && let Ok(v) = serde_json::from_str::<Value>(&data)
+                        && let (Some(fields), Ok(mut i)) =
+                            (v.get("data").and_then(Value::as_object), intended.lock())
                     {
-                        held = v.get("data").cloned().unwrap_or(Value::Null);
-                        if let (Some(fields), Ok(mut i)) = (held.as_object(), intended.lock()) {
-                            i.version = fields.get("intended_version").and_then(Value::as_u64).unwrap_or(0);
-                            i.fields = fields.clone();
-                        }
+                        i.version = fields.get("intended_version").and_then(Value::as_u64).unwrap_or(0);
+                        i.fields = fields.clone();
                     }
                 }
             }

@@ -324,7 +324,17 @@ pub async fn pair_device(
     };
     let found = match structure_id {
         Some(id) => store.structure(id).await?.and_then(locate),
-        None => store.all_structures().await?.into_iter().find_map(locate),
+        None => {
+            // One structure at a time: a large store is never held in memory at once.
+            let mut found = None;
+            for id in store.structure_ids().await? {
+                found = store.structure(&id).await?.and_then(locate);
+                if found.is_some() {
+                    break;
+                }
+            }
+            found
+        }
     };
     let (structure, owner, kind) = found.ok_or_else(|| anyhow!("no device '{device_id}'"))?;
     let token = ids::access_token();

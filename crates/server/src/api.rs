@@ -119,25 +119,13 @@ async fn handle(
     if let (Some(d), Some(s)) = (&grant.device_id, grant.structures.first()) {
         app.connectivity.seen(d, s);
     }
-    // Products' and devices' tokens are rate limited (operator-issued tokens are not).
-    let budget = match grant.product_id.is_some() || grant.device_id.is_some() {
-        true => {
-            let limits = &app.config.limits;
-            let key = format!("calls:{}", hex8(&grant.hash));
-            let budget = app
-                .limiter
-                .take(&key, limits.calls_per_token_per_minute, Duration::from_secs(60))
-                .map_err(|b| blocked(&b))?;
-            if wants_stream {
-                let key = format!("streams:{}", hex8(&grant.hash));
-                app.limiter
-                    .take(&key, limits.stream_opens_per_token_per_hour, Duration::from_secs(3600))
-                    .map_err(|b| blocked(&b))?;
-            }
-            Some(budget)
-        }
-        false => None,
-    };
+    let budget = charge_call(app, &grant)?;
+    if budget.is_some() && wants_stream {
+        let key = format!("streams:{}", hex8(&grant.hash));
+        app.limiter
+            .take(&key, app.config.limits.stream_opens_per_token_per_hour, Duration::from_secs(3600))
+            .map_err(|b| blocked(&b))?;
+    }
     let mut resp = match *method {
         Method::GET | Method::HEAD if wants_stream => {
             Ok(crate::stream::open(app, grant, location, metadata, headers, uri).await)
@@ -149,6 +137,19 @@ async fn handle(
         add_budget_headers(resp.headers_mut(), &b);
     }
     Ok(resp)
+}
+
+/// One call from the token's per-minute budget. Products' and devices' tokens are rate
+/// limited; operator-issued tokens are not (`None`).
+fn charge_call(app: &App, grant: &Grant) -> Result<Option<crate::ratelimit::Budget>, ApiError> {
+    if grant.product_id.is_none() && grant.device_id.is_none() {
+        return Ok(None);
+    }
+    let key = format!("calls:{}", hex8(&grant.hash));
+    app.limiter
+        .take(&key, app.config.limits.calls_per_token_per_minute, Duration::from_secs(60))
+        .map(Some)
+        .map_err(|b| blocked(&b))
 }
 
 /// A rate-limit refusal: 429 `blocked`, with when to retry.
@@ -332,9 +333,6 @@ async fn write(
     let (value, raw) = json_body(body)?;
     let snaps = snapshots(app, grant);
     let plan = plan_write(location, &value, snaps.iter().map(|s| &s.home))?;
-    if app.hub.slot(&plan.structure_id).is_none() {
-        return Err(ApiError::not_found(&location.to_string()));
-    }
     if grant.product_id.is_some() {
         // Writes per device and per structure, shared by every product.
         let limits = &app.config.limits;
@@ -523,15 +521,7 @@ async fn presence_inner(
     if !grant.permissions.contains(roost_model::Permission::AwayReadWrite) {
         return Err(ApiError::no_write_permission(&["presence".to_string()]));
     }
-    if grant.product_id.is_some() {
-        app.limiter
-            .take(
-                &format!("calls:{}", hex8(&grant.hash)),
-                app.config.limits.calls_per_token_per_minute,
-                Duration::from_secs(60),
-            )
-            .map_err(|b| blocked(&b))?;
-    }
+    let budget = charge_call(app, &grant)?;
     let (value, _) = json_body(body)?;
     let present = value
         .get("present")
@@ -566,5 +556,8 @@ async fn presence_inner(
     });
     let mut resp = json_response(StatusCode::OK, &answer);
     resp.headers_mut().insert(header::ETAG, etag(&[&snapshot]));
+    if let Some(b) = budget {
+        add_budget_headers(resp.headers_mut(), &b);
+    }
     Ok(resp)
 }

@@ -60,12 +60,13 @@ async fn connectivity(app: &App) {
 
 async fn timed(app: &App) {
     let now = chrono::Utc::now();
-    for sid in app.hub.ids() {
-        let Some(slot) = app.hub.slot(&sid) else { continue };
-        let writes = roost_model::assist::due(&slot.current().home, now, &app.config.rules);
+    for slot in app.hub.slots() {
+        let current = slot.current();
+        let writes = roost_model::assist::due(&current.home, now, &app.config.rules);
         if writes.is_empty() {
             continue;
         }
+        let sid = current.home.id().to_string();
         let plan = WritePlan { structure_id: sid.clone(), writes };
         if let Err(e) = change::make(app, plan, &Actor::Service, "service:assist", Default::default()).await {
             tracing::warn!(structure = %sid, error = %e.error, "timed write failed");

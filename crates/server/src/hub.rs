@@ -70,9 +70,9 @@ impl Hub {
         self.slots.read().ok()?.get(id).cloned()
     }
 
-    /// Every structure's id.
-    pub fn ids(&self) -> Vec<String> {
-        self.slots.read().map(|s| s.keys().cloned().collect()).unwrap_or_default()
+    /// Every structure's slot (handles, not copies of ids).
+    pub fn slots(&self) -> Vec<Arc<Slot>> {
+        self.slots.read().map(|s| s.values().cloned().collect()).unwrap_or_default()
     }
 
     pub fn len(&self) -> usize {
