@@ -4,11 +4,15 @@
 //! connection owned by one loop that drains every waiting write into one transaction; a
 //! thread with a channel does exactly that without a hop per statement. Reads use a small
 //! pool of their own connections (WAL lets them run beside the writer).
+//!
+//! Copying the WAL back into the database file (a WAL checkpoint: thousands of page writes
+//! and an fsync of the database) is done by a thread of its own, so no acknowledged write
+//! waits behind it; the writer does it itself only if that thread falls far behind.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde_json::Value;
@@ -21,6 +25,15 @@ use crate::{
 
 /// Most writes one transaction (one fsync) carries.
 const MAX_BATCH: usize = 512;
+/// How often the checkpointer thread copies committed WAL frames into the database file.
+const WAL_CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// WAL pages after which the writer checkpoints by itself (SQLite's default is 1,000; the
+/// checkpointer thread normally keeps the WAL far below this).
+const WRITER_CHECKPOINT_PAGES: u32 = 16_000;
+/// WAL pages past which the WAL should start over from its beginning (see [`checkpoint_loop`]).
+const WAL_RESTART_PAGES: i64 = 4_096;
+/// The WAL file is cut back to this size when it restarts after a checkpoint.
+const WAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -48,6 +61,8 @@ type Op = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
 pub struct SqliteStore {
     writer: Mutex<Option<mpsc::Sender<Op>>>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Dropping the sender stops the checkpointer thread.
+    checkpointer: Mutex<Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
     options: StoreOptions,
@@ -179,6 +194,18 @@ impl SqliteStore {
         let conn = open(path)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
         migrate(&conn)?;
+        conn.execute_batch(&format!(
+            "PRAGMA wal_autocheckpoint={WRITER_CHECKPOINT_PAGES}; PRAGMA journal_size_limit={WAL_SIZE_LIMIT};"
+        ))
+        .map_err(backend)?;
+        let checkpoint_conn = open(path)?;
+        let (stop_checkpoints, stopped) = mpsc::channel::<()>();
+        let restart_wal = Arc::new(AtomicBool::new(false));
+        let wanted = restart_wal.clone();
+        let checkpointer = std::thread::Builder::new()
+            .name("roost-store-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpoint_conn, stopped, &wanted))
+            .map_err(backend)?;
         let mut readers = Vec::new();
         for _ in 0..options.readers.max(1) {
             readers.push(Mutex::new(open(path)?));
@@ -186,11 +213,12 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel::<Op>();
         let thread = std::thread::Builder::new()
             .name("roost-store-writer".into())
-            .spawn(move || writer_loop(conn, rx))
+            .spawn(move || writer_loop(conn, rx, &restart_wal))
             .map_err(backend)?;
         Ok(Arc::new(SqliteStore {
             writer: Mutex::new(Some(tx)),
             writer_thread: Mutex::new(Some(thread)),
+            checkpointer: Mutex::new(Some((stop_checkpoints, checkpointer))),
             readers,
             next_reader: AtomicUsize::new(0),
             options,
@@ -205,6 +233,11 @@ impl SqliteStore {
         }
         let handle = self.writer_thread.lock().ok().and_then(|mut h| h.take());
         if let Some(h) = handle {
+            let _ = h.join();
+        }
+        let checkpointer = self.checkpointer.lock().ok().and_then(|mut c| c.take());
+        if let Some((stop, h)) = checkpointer {
+            drop(stop);
             let _ = h.join();
         }
     }
@@ -254,7 +287,7 @@ impl Drop for SqliteStore {
     }
 }
 
-fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Op>) {
+fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Op>, restart_wal: &AtomicBool) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -264,6 +297,40 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Op>) {
             }
         }
         run_batch(&mut conn, batch);
+        if restart_wal.swap(false, Ordering::Relaxed) {
+            // Copies the few frames committed since the checkpointer's round; with every
+            // frame copied, the next transaction writes the WAL from its start again.
+            let started = Instant::now();
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!(error = %e, "store: WAL restart checkpoint failed");
+            }
+            metrics::histogram!("roost_store_wal_restart_seconds").record(started.elapsed().as_secs_f64());
+        }
+    }
+}
+
+/// Copies committed WAL frames into the database file every [`WAL_CHECKPOINT_EVERY`] until
+/// the store closes. PASSIVE never waits for the writer or readers: frames still in use are
+/// left for the next round.
+///
+/// Under a steady stream of commits the WAL is never all copied at the moment a transaction
+/// begins, so SQLite never starts it over and it would grow until the writer's own (large)
+/// automatic checkpoint. Once it passes [`WAL_RESTART_PAGES`], the writer is asked to copy
+/// the remainder between two batches, a short step since this thread copied the rest.
+fn checkpoint_loop(conn: Connection, stop: mpsc::Receiver<()>, restart_wal: &AtomicBool) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(WAL_CHECKPOINT_EVERY) {
+        let started = Instant::now();
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1)) {
+            Ok(wal_pages) => {
+                metrics::gauge!("roost_store_wal_pages").set(wal_pages.max(0) as f64);
+                metrics::histogram!("roost_store_wal_checkpoint_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                if wal_pages > WAL_RESTART_PAGES {
+                    restart_wal.store(true, Ordering::Relaxed);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "store: WAL checkpoint failed; retrying"),
+        }
     }
 }
 
@@ -316,6 +383,14 @@ fn run_batch(conn: &mut Connection, batch: Vec<Op>) {
 
 const STRUCTURE_COLUMNS: &str = "s.id, s.owner, s.revision, d.doc, s.doc_revision";
 const STRUCTURE_FROM: &str = "structures s JOIN docs d ON d.structure_id = s.id";
+
+/// Spreads document checkpoints of different structures over different revisions, so homes
+/// written in step (a fleet, a benchmark) do not all write their whole documents in the
+/// same transaction.
+fn stagger(structure_id: &str) -> u64 {
+    // FNV-1a: stable across runs and builds, unlike the std hasher.
+    structure_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
 
 /// A structure row: the checkpointed document and its revision.
 fn row_to_structure(row: &rusqlite::Row<'_>) -> rusqlite::Result<(StoredStructure, u64)> {
@@ -475,7 +550,7 @@ impl Store for SqliteStore {
             {
                 return Err(StoreError::Duplicate { revision });
             }
-            let checkpoint = new_revision % every == 0;
+            let checkpoint = (new_revision + stagger(&structure_id) % every) % every == 0;
             let updated: Option<i64> = if checkpoint {
                 conn.prepare_cached(
                     "UPDATE structures SET doc_revision = ?1, revision = ?1,
