@@ -85,8 +85,35 @@ fn open(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
-/// Columns added after the first release, for data dirs created before them.
+/// Whether the change log still has its first form: clustered by structure, so each write
+/// of a batch dirtied a page of its own (data dirs created before the log was in commit order).
+fn change_log_by_structure(conn: &Connection) -> Result<bool> {
+    let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).map_err(backend);
+    Ok(count("SELECT COUNT(*) FROM sqlite_schema WHERE type = 'table' AND name = 'changes'")? > 0
+        && count("SELECT COUNT(*) FROM pragma_table_info('changes') WHERE name = 'seq'")? == 0)
+}
+
+/// Columns and tables changed after the first release, for data dirs created before them.
 fn migrate(conn: &Connection) -> Result<()> {
+    let has_old_change_log: bool = conn
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'table' AND name = 'changes_by_structure'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(backend)?
+        > 0;
+    if has_old_change_log {
+        conn.execute_batch(
+            "BEGIN IMMEDIATE;
+             INSERT INTO changes(structure_id, revision, at, actor, paths, patch, inverse)
+                 SELECT structure_id, revision, at, actor, paths, patch, inverse FROM changes_by_structure
+                 ORDER BY at, structure_id, revision;
+             DROP TABLE changes_by_structure;
+             COMMIT;",
+        )
+        .map_err(backend)?;
+    }
     let has_device_id: bool = conn
         .query_row("SELECT COUNT(*) FROM pragma_table_info('tokens') WHERE name = 'device_id'", [], |r| {
             r.get::<_, i64>(0)
@@ -125,16 +152,19 @@ CREATE TABLE IF NOT EXISTS docs(
 );
 CREATE INDEX IF NOT EXISTS structures_seq ON structures(seq);
 CREATE INDEX IF NOT EXISTS structures_owner ON structures(owner);
+-- The change log in commit order: a batch's entries share the last pages of the table
+-- instead of each dirtying a page of its own structure (the index entries are small).
 CREATE TABLE IF NOT EXISTS changes(
+    seq INTEGER PRIMARY KEY,
     structure_id TEXT NOT NULL,
     revision INTEGER NOT NULL,
     at TEXT NOT NULL,
     actor TEXT NOT NULL,
     paths TEXT NOT NULL,
     patch TEXT NOT NULL,
-    inverse TEXT NOT NULL,
-    PRIMARY KEY(structure_id, revision)
-) WITHOUT ROWID;
+    inverse TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS changes_of_structure ON changes(structure_id, revision);
 CREATE TABLE IF NOT EXISTS tokens(
     hash BLOB PRIMARY KEY,
     user_id TEXT NOT NULL REFERENCES users(id),
@@ -192,6 +222,10 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path, options: StoreOptions) -> Result<Arc<SqliteStore>> {
         let conn = open(path)?;
+        let old_change_log = change_log_by_structure(&conn)?;
+        if old_change_log {
+            conn.execute_batch("ALTER TABLE changes RENAME TO changes_by_structure").map_err(backend)?;
+        }
         conn.execute_batch(SCHEMA).map_err(backend)?;
         migrate(&conn)?;
         conn.execute_batch(&format!(
@@ -389,7 +423,9 @@ const STRUCTURE_FROM: &str = "structures s JOIN docs d ON d.structure_id = s.id"
 /// same transaction.
 fn stagger(structure_id: &str) -> u64 {
     // FNV-1a: stable across runs and builds, unlike the std hasher.
-    structure_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    structure_id
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// A structure row: the checkpointed document and its revision.
@@ -550,7 +586,7 @@ impl Store for SqliteStore {
             {
                 return Err(StoreError::Duplicate { revision });
             }
-            let checkpoint = (new_revision + stagger(&structure_id) % every) % every == 0;
+            let checkpoint = (new_revision + stagger(&structure_id) % every).is_multiple_of(every);
             let updated: Option<i64> = if checkpoint {
                 conn.prepare_cached(
                     "UPDATE structures SET doc_revision = ?1, revision = ?1,
