@@ -29,11 +29,11 @@ const MAX_BATCH: usize = 512;
 const WAL_CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 /// WAL pages after which the writer checkpoints by itself (SQLite's default is 1,000; the
 /// checkpointer thread normally keeps the WAL far below this).
-const WRITER_CHECKPOINT_PAGES: u32 = 16_000;
+const WRITER_CHECKPOINT_PAGES: u32 = 65_536;
 /// WAL pages past which the WAL should start over from its beginning (see [`checkpoint_loop`]).
-const WAL_RESTART_PAGES: i64 = 4_096;
+const WAL_RESTART_PAGES: i64 = 16_384;
 /// The WAL file is cut back to this size when it restarts after a checkpoint.
-const WAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
+const WAL_SIZE_LIMIT: u64 = 128 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
