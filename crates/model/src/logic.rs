@@ -45,19 +45,67 @@ pub fn settle_all(prev: &Home, next: &mut Home, ctx: &WriteContext<'_>) {
 }
 
 fn run(prev: &Home, next: &mut Home, ctx: &WriteContext<'_>, all: bool) {
+    let mut devices = Devices::Changed { all };
     for _ in 0..MAX_PASSES {
         let mut p = Pass::default();
-        pass(&mut p, prev, next, ctx, all);
+        pass(&mut p, prev, next, ctx, devices);
         if !p.changed {
             return;
         }
+        // A device's derivations, run in order, leave nothing for a second run (each reads
+        // only what comes before it or what it sets itself), so a later pass repeats them only
+        // if they read something new: the structure.
+        devices = if p.structure_changed || reference::every_pass() {
+            Devices::Changed { all }
+        } else {
+            Devices::None
+        };
     }
+}
+
+/// Tests compare [`run`] with the plain fixed point that derives the changed devices in every
+/// pass: the shortcut must never change an answer.
+#[cfg(test)]
+pub(crate) mod reference {
+    use std::cell::Cell;
+
+    thread_local!(static EVERY_PASS: Cell<bool> = const { Cell::new(false) });
+
+    pub fn every_pass() -> bool {
+        EVERY_PASS.with(Cell::get)
+    }
+
+    /// Runs `f` with every pass deriving the changed devices.
+    pub fn with_every_pass<T>(f: impl FnOnce() -> T) -> T {
+        EVERY_PASS.with(|c| c.set(true));
+        let out = f();
+        EVERY_PASS.with(|c| c.set(false));
+        out
+    }
+}
+
+#[cfg(not(test))]
+mod reference {
+    pub fn every_pass() -> bool {
+        false
+    }
+}
+
+/// Which devices a pass derives.
+#[derive(Clone, Copy)]
+enum Devices {
+    /// Those the write changed (every one if `all` or if the structure changed).
+    Changed { all: bool },
+    /// None: the last pass derived them and left the structure alone.
+    None,
 }
 
 /// One pass's record of whether it changed anything (cheaper than comparing homes).
 #[derive(Default)]
 struct Pass {
     changed: bool,
+    /// The structure changed in this pass (its devices' derivations read it).
+    structure_changed: bool,
 }
 
 impl Pass {
@@ -70,7 +118,7 @@ impl Pass {
     }
 }
 
-fn pass(p: &mut Pass, prev: &Home, next: &mut Home, ctx: &WriteContext<'_>, all: bool) {
+fn pass(p: &mut Pass, prev: &Home, next: &mut Home, ctx: &WriteContext<'_>, devices: Devices) {
     let sid = next.id().to_string();
     // A shared handle on the structure, so devices can change while it is read.
     let structure = next.structure_fields_mut().clone();
@@ -82,7 +130,11 @@ fn pass(p: &mut Pass, prev: &Home, next: &mut Home, ctx: &WriteContext<'_>, all:
     let away_changed = away_now != away_before;
     let now = units::format_time(ctx.now);
 
-    for kind in Entity::DEVICE_KINDS {
+    let (derive_devices, all) = match devices {
+        Devices::Changed { all } => (true, all),
+        Devices::None => (false, false),
+    };
+    for kind in Entity::DEVICE_KINDS.into_iter().filter(|_| derive_devices) {
         let ids: Vec<String> = next
             .devices(kind)
             .map(|(id, _)| id.clone())
@@ -108,7 +160,6 @@ fn pass(p: &mut Pass, prev: &Home, next: &mut Home, ctx: &WriteContext<'_>, all:
                 p.set(d, "where_name", name.clone());
             }
             derive_names(p, kind, d);
-            sync(p, kind, &id, d, before, ctx);
             match kind {
                 Entity::Thermostat => {
                     thermostat(p, d, before, away_changed, away_now, ctx.config.eco_on_away, &now)
@@ -116,9 +167,13 @@ fn pass(p: &mut Pass, prev: &Home, next: &mut Home, ctx: &WriteContext<'_>, all:
                 Entity::SmokeCoAlarm => protect_color(p, d),
                 _ => {}
             }
+            // Last: it counts changes of intended fields, which the steps above may make.
+            sync(p, kind, &id, d, before, ctx);
         }
     }
 
+    let devices_changed = p.changed;
+    p.changed = false;
     roll_up(p, next);
     eta_begin(p, next);
     if all || structure_changed || signals_changed(prev, next) {
@@ -128,6 +183,9 @@ fn pass(p: &mut Pass, prev: &Home, next: &mut Home, ctx: &WriteContext<'_>, all:
     // `away` may have changed in this pass; security judges the newest value.
     let away_now = next.structure().get("away").and_then(Value::as_str).unwrap_or("home").to_string();
     security(p, prev, next, away_now != away_before, &away_now);
+    // Every step after the devices' writes only the structure.
+    p.structure_changed = p.changed;
+    p.changed |= devices_changed;
 }
 
 /// Intended vs reported: `intended_version` counts changes of the device's intended fields
@@ -247,13 +305,31 @@ pub fn seconds_between(a: &str, b: &str) -> Option<i64> {
 }
 
 fn derive_names(p: &mut Pass, kind: Entity, d: &mut Fields) {
-    let Some(where_name) = d.get("where_name").and_then(Value::as_str).map(str::to_string) else {
+    let Some(where_name) = d.get("where_name").and_then(Value::as_str) else {
         return;
     };
-    let label = d.get("label").and_then(Value::as_str).unwrap_or("").trim().to_string();
+    let label = d.get("label").and_then(Value::as_str).unwrap_or("").trim();
+    let word = kind.long_name_word();
+    // Compared piece by piece: most writes leave the names as they are, with no string built.
+    let is = |key: &str, pieces: &[&str]| {
+        let mut rest = d.get(key).and_then(Value::as_str).unwrap_or_default();
+        pieces.iter().all(|piece| rest.strip_prefix(piece).map(|r| rest = r).is_some()) && rest.is_empty()
+    };
+    let (name_ok, long_ok) = if label.is_empty() {
+        (is("name", &[where_name]), is("name_long", &[where_name, " ", word]))
+    } else {
+        (
+            is("name", &[where_name, " (", label, ")"]),
+            is("name_long", &[where_name, " ", word, " (", label, ")"]),
+        )
+    };
+    if name_ok && long_ok {
+        return;
+    }
     let suffix = if label.is_empty() { String::new() } else { format!(" ({label})") };
-    p.set(d, "name", Value::from(format!("{where_name}{suffix}")));
-    p.set(d, "name_long", Value::from(format!("{where_name} {}{suffix}", kind.long_name_word())));
+    let (name, name_long) = (format!("{where_name}{suffix}"), format!("{where_name} {word}{suffix}"));
+    p.set(d, "name", Value::from(name));
+    p.set(d, "name_long", Value::from(name_long));
 }
 
 fn thermostat(
@@ -344,16 +420,27 @@ fn severity(s: &str) -> u8 {
 }
 
 fn roll_up(p: &mut Pass, home: &mut Home) {
+    // Lists are rebuilt only when they differ (devices come and go rarely).
     let mut lists = Vec::new();
     for kind in Entity::DEVICE_KINDS {
-        let ids: Vec<Value> = home.devices(kind).map(|(id, _)| Value::from(id.as_str())).collect();
-        lists.push((kind.collection().unwrap_or_default(), ids));
+        let key = kind.collection().unwrap_or_default();
+        let listed = home.structure().get(key).and_then(Value::as_array);
+        let same = match listed {
+            Some(listed) => {
+                listed.iter().map(Value::as_str).eq(home.devices(kind).map(|(id, _)| Some(id.as_str())))
+            }
+            None => home.devices(kind).next().is_none(),
+        };
+        if !same {
+            lists.push((key, home.devices(kind).map(|(id, _)| Value::from(id.as_str())).collect::<Vec<_>>()));
+        }
     }
     let worst = |key: &str| {
         home.devices(Entity::SmokeCoAlarm)
-            .map(|(_, p)| p.get(key).and_then(Value::as_str).unwrap_or("ok").to_string())
+            .map(|(_, p)| p.get(key).and_then(Value::as_str).unwrap_or("ok"))
             .max_by_key(|s| severity(s))
-            .unwrap_or_else(|| "ok".to_string())
+            .unwrap_or("ok")
+            .to_string()
     };
     let co = worst("co_alarm_state");
     let smoke = worst("smoke_alarm_state");
