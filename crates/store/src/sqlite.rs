@@ -103,6 +103,17 @@ fn migrate(conn: &Connection) -> Result<()> {
         )
         .map_err(backend)?
         > 0;
+    let has_structure_seq: bool = conn
+        .query_row("SELECT COUNT(*) FROM pragma_table_info('structures') WHERE name = 'seq'", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map_err(backend)?
+        > 0;
+    if has_structure_seq {
+        // The commit order now lives in the change log; the column cost an index update per write.
+        conn.execute_batch("DROP INDEX IF EXISTS structures_seq; ALTER TABLE structures DROP COLUMN seq;")
+            .map_err(backend)?;
+    }
     if has_old_change_log {
         conn.execute_batch(
             "BEGIN IMMEDIATE;
@@ -141,7 +152,6 @@ CREATE TABLE IF NOT EXISTS structures(
     id TEXT PRIMARY KEY,
     owner TEXT NOT NULL REFERENCES users(id),
     revision INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
     -- The revision of the checkpoint in docs; later revisions are in changes as merge patches.
     doc_revision INTEGER NOT NULL
 );
@@ -150,10 +160,10 @@ CREATE TABLE IF NOT EXISTS docs(
     structure_id TEXT PRIMARY KEY REFERENCES structures(id),
     doc TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS structures_seq ON structures(seq);
 CREATE INDEX IF NOT EXISTS structures_owner ON structures(owner);
 -- The change log in commit order: a batch's entries share the last pages of the table
 -- instead of each dirtying a page of its own structure (the index entries are small).
+-- `seq` is the global commit order other nodes follow (`changed_since`).
 CREATE TABLE IF NOT EXISTS changes(
     seq INTEGER PRIMARY KEY,
     structure_id TEXT NOT NULL,
@@ -499,8 +509,7 @@ impl Store for SqliteStore {
         Box::pin(self.write(move |conn| {
             let text = doc.to_string();
             conn.execute(
-                "INSERT INTO structures(id, owner, revision, seq, doc_revision)
-                 VALUES (?1, ?2, 1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM structures), 1)",
+                "INSERT INTO structures(id, owner, revision, doc_revision) VALUES (?1, ?2, 1, 1)",
                 params![id, owner],
             )
             .map_err(|e| if unique_violation(&e) { StoreError::AlreadyExists(id.clone()) } else { backend(e) })?;
@@ -587,33 +596,18 @@ impl Store for SqliteStore {
                 return Err(StoreError::Duplicate { revision });
             }
             let checkpoint = (new_revision + stagger(&structure_id) % every).is_multiple_of(every);
-            let updated: Option<i64> = if checkpoint {
-                conn.prepare_cached(
-                    "UPDATE structures SET doc_revision = ?1, revision = ?1,
-                        seq = (SELECT COALESCE(MAX(seq), 0) + 1 FROM structures)
-                     WHERE id = ?2 AND revision = ?3 RETURNING doc_revision",
-                )
-                .and_then(|mut st| {
-                    st.query_row(params![new_revision as i64, structure_id, base_revision as i64], |r| {
-                        r.get(0)
-                    })
-                    .optional()
-                })
+            let update = if checkpoint {
+                "UPDATE structures SET doc_revision = ?1, revision = ?1 WHERE id = ?2 AND revision = ?3"
             } else {
-                conn.prepare_cached(
-                    "UPDATE structures SET revision = ?1,
-                        seq = (SELECT COALESCE(MAX(seq), 0) + 1 FROM structures)
-                     WHERE id = ?2 AND revision = ?3 RETURNING doc_revision",
-                )
+                "UPDATE structures SET revision = ?1 WHERE id = ?2 AND revision = ?3"
+            };
+            let updated = conn
+                .prepare_cached(update)
                 .and_then(|mut st| {
-                    st.query_row(params![new_revision as i64, structure_id, base_revision as i64], |r| {
-                        r.get(0)
-                    })
-                    .optional()
+                    st.execute(params![new_revision as i64, structure_id, base_revision as i64])
                 })
-            }
-            .map_err(backend)?;
-            let Some(doc_revision) = updated else {
+                .map_err(backend)?;
+            if updated == 0 {
                 let current: Option<i64> = conn
                     .query_row("SELECT revision FROM structures WHERE id = ?1", [&structure_id], |r| r.get(0))
                     .optional()
@@ -622,7 +616,7 @@ impl Store for SqliteStore {
                     Some(c) => StoreError::Conflict { structure_id, current: c as u64 },
                     None => StoreError::NotFound(structure_id),
                 });
-            };
+            }
             if checkpoint {
                 conn.prepare_cached("UPDATE docs SET doc = ?1 WHERE structure_id = ?2")
                     .and_then(|mut st| st.execute(params![doc(), structure_id]))
@@ -637,8 +631,15 @@ impl Store for SqliteStore {
             })
             .map_err(backend)?;
             // Keep the window, and always every patch after the checkpoint.
-            let drop_through = new_revision.saturating_sub(keep).min(doc_revision as u64);
-            if drop_through > 0 && (new_revision % 16 == 0 || checkpoint) {
+            if new_revision > keep && (new_revision % 16 == 0 || checkpoint) {
+                let doc_revision = if checkpoint {
+                    new_revision
+                } else {
+                    conn.prepare_cached("SELECT doc_revision FROM structures WHERE id = ?1")
+                        .and_then(|mut st| st.query_row([&structure_id], |r| r.get::<_, i64>(0)))
+                        .map_err(backend)? as u64
+                };
+                let drop_through = (new_revision - keep).min(doc_revision);
                 conn.prepare_cached("DELETE FROM changes WHERE structure_id = ?1 AND revision <= ?2")
                     .and_then(|mut st| st.execute(params![structure_id, drop_through as i64]))
                     .map_err(backend)?;
@@ -687,8 +688,11 @@ impl Store for SqliteStore {
 
     fn changed_since(&self, seq: u64) -> BoxFuture<'_, Result<ChangedSince>> {
         let r = self.read(|c| {
-            let mut st =
-                c.prepare_cached("SELECT id, revision, seq FROM structures WHERE seq > ?1 ORDER BY seq")?;
+            // NOT INDEXED: a range of the log's rowids, never a walk of the whole per-structure index.
+            let mut st = c.prepare_cached(
+                "SELECT structure_id, MAX(revision), MAX(seq) FROM changes NOT INDEXED
+                 WHERE seq > ?1 GROUP BY structure_id",
+            )?;
             let mut max = seq;
             let mut out = Vec::new();
             for row in st.query_map([seq as i64], |r| {

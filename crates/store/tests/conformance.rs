@@ -55,8 +55,8 @@ async fn acknowledged_commits_survive_reopen() {
     );
 }
 
-/// A data dir made before the change log was kept in commit order opens with its history
-/// intact: documents rebuild from their patches, resume reads the same entries, and new
+/// A data dir made before the change log was kept in commit order (and structures carried
+/// their own sequence numbers) opens with its history intact: documents rebuild from their patches, resume reads the same entries, and new
 /// commits follow.
 #[tokio::test]
 async fn a_change_log_clustered_by_structure_is_migrated_in_place() {
@@ -105,6 +105,8 @@ async fn a_change_log_clustered_by_structure_is_migrated_in_place() {
              INSERT INTO first_form SELECT structure_id, revision, at, actor, paths, patch, inverse FROM changes;
              DROP TABLE changes;
              ALTER TABLE first_form RENAME TO changes;
+             ALTER TABLE structures ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+             CREATE INDEX structures_seq ON structures(seq);
              COMMIT;",
         )
         .unwrap();
@@ -130,4 +132,10 @@ async fn a_change_log_clustered_by_structure_is_migrated_in_place() {
         .query_row("SELECT COUNT(*) FROM sqlite_schema WHERE name = 'changes_by_structure'", [], |r| r.get(0))
         .unwrap();
     assert_eq!(tables, 0, "the old table is gone");
+    let seq_columns: i64 = conn
+        .query_row("SELECT COUNT(*) FROM pragma_table_info('structures') WHERE name = 'seq'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(seq_columns, 0, "the commit order lives in the change log only");
 }
