@@ -385,6 +385,29 @@ pub fn filter_home(home: &Home, perms: PermissionSet) -> Map<String, Value> {
     out
 }
 
+/// `devices.<company>.<product_type>` of the view of `homes` (product data), without building
+/// the rest of the view: what a read or stream of one product's data needs. `None` where the
+/// view has nothing there.
+pub fn product_type_view<'h>(
+    homes: impl IntoIterator<Item = &'h Home>,
+    perms: PermissionSet,
+    company: &str,
+    product_type: &str,
+) -> Option<Map<String, Value>> {
+    if !perms.intersects(PRODUCT_DATA) || DEVICE_COLLECTIONS.contains(&company) {
+        return None;
+    }
+    let mut merged: Option<Map<String, Value>> = None;
+    for home in homes {
+        if let Some(Value::Object(items)) = home.products.get(company).and_then(|t| t.get(product_type))
+            && !items.is_empty()
+        {
+            merge_into(merged.get_or_insert_with(Map::new), items.clone());
+        }
+    }
+    merged
+}
+
 /// The view of a token: its homes filtered by its permissions, merged, plus `metadata`.
 pub fn assemble_view<'h>(
     homes: impl IntoIterator<Item = &'h Home>,
@@ -471,5 +494,29 @@ mod tests {
         assert_eq!(again, h);
         assert!(Home::from_json("other", h.to_json()).is_none());
         assert!(Home::from_json("s1", serde_json::json!([1])).is_none());
+    }
+
+    /// The shortcut for product data gives what the whole view has at that place.
+    #[test]
+    fn product_type_view_is_the_views_subtree() {
+        let mut a = home();
+        a.product_data_mut("acme", "meter").insert("m1".into(), json!({"kwh": 1}));
+        a.product_data_mut("acme", "meter").insert("m2".into(), json!({"kwh": 2}));
+        a.product_data_mut("acme", "empty");
+        let mut b = Home::new_structure("s2", Map::new());
+        b.product_data_mut("acme", "meter").insert("m3".into(), json!({"kwh": 3}));
+        let metadata = Metadata { access_token: "t".into(), client_version: 1, user_id: "u".into() };
+        for perms in [PermissionSet::of(&[P::ProductDataReadWrite]), PermissionSet::of(&[P::ThermostatRead])]
+        {
+            let view = assemble_view([&a, &b], perms, &metadata);
+            for (company, ty) in [("acme", "meter"), ("acme", "empty"), ("acme", "none"), ("other", "meter")]
+            {
+                let expected =
+                    view.pointer(&format!("/devices/{company}/{ty}")).and_then(Value::as_object).cloned();
+                assert_eq!(product_type_view([&a, &b], perms, company, ty), expected, "{company}/{ty}");
+            }
+            // Devices are not product data.
+            assert_eq!(product_type_view([&a, &b], perms, "thermostats", "t1"), None);
+        }
     }
 }

@@ -10,7 +10,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use roost_model::home::{filter_device, filter_structure};
+use roost_model::home::{filter_device, filter_structure, product_type_view};
 use roost_model::{Actor, ApiError, Entity, Location, Metadata, assemble_view, plan_write};
 use roost_store::{IdempotencyKey, StoreError};
 use serde_json::Value;
@@ -220,6 +220,10 @@ pub fn read_location(
                 };
                 return Location::from_segments(seg[3..].iter().cloned()).resolve(&filtered).cloned();
             }
+            // Product data: just that product type, not the whole view (a stream of one
+            // product's data computes this on every change of the home).
+            let items = product_type_view(snaps.iter().map(|s| &s.home), perms, &seg[1], &seg[2])?;
+            return Location::from_segments(seg[3..].iter().cloned()).resolve(&Value::Object(items)).cloned();
         }
         (Some("structures"), n) if n >= 2 => {
             let snap = snaps.iter().find(|s| s.home.id() == seg[1])?;
