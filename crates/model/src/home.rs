@@ -240,6 +240,11 @@ impl Home {
         })
     }
 
+    /// Whether two revisions share their product data (neither changed it).
+    pub fn shares_products(&self, other: &Home) -> bool {
+        Arc::ptr_eq(&self.products, &other.products)
+    }
+
     /// The elements of two revisions side by side, for diffs: `(path prefix, old, new)` per
     /// element present in either, skipping elements that are shared (unchanged).
     pub fn changed_elements<'a>(&'a self, newer: &'a Home) -> Vec<ElementPair<'a>> {

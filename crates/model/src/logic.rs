@@ -174,7 +174,7 @@ fn pass(p: &mut Pass, prev: &Home, next: &mut Home, ctx: &WriteContext<'_>, devi
 
     let devices_changed = p.changed;
     p.changed = false;
-    roll_up(p, next);
+    roll_up(p, next, all || !next.shares_products(prev));
     eta_begin(p, next);
     if all || structure_changed || signals_changed(prev, next) {
         presence(p, prev, next, ctx, &now);
@@ -419,7 +419,9 @@ fn severity(s: &str) -> u8 {
     }
 }
 
-fn roll_up(p: &mut Pass, home: &mut Home) {
+/// `products_changed`: the product data may differ from the settled home's (its roll-up is
+/// rebuilt only then).
+fn roll_up(p: &mut Pass, home: &mut Home, products_changed: bool) {
     // Lists are rebuilt only when they differ (devices come and go rarely).
     let mut lists = Vec::new();
     for kind in Entity::DEVICE_KINDS {
@@ -445,11 +447,13 @@ fn roll_up(p: &mut Pass, home: &mut Home) {
     let co = worst("co_alarm_state");
     let smoke = worst("smoke_alarm_state");
     let mut products = Map::new();
-    for (company, ty, id, _) in home.product_data() {
-        let types = crate::home::object_entry(&mut products, &company);
-        let slot = types.entry(ty).or_insert_with(|| Value::Array(Vec::new()));
-        if let Value::Array(a) = slot {
-            a.push(Value::from(id));
+    if products_changed {
+        for (company, ty, id, _) in home.product_data() {
+            let types = crate::home::object_entry(&mut products, &company);
+            let slot = types.entry(ty).or_insert_with(|| Value::Array(Vec::new()));
+            if let Value::Array(a) = slot {
+                a.push(Value::from(id));
+            }
         }
     }
     let s = home.structure_fields_mut();
@@ -463,7 +467,9 @@ fn roll_up(p: &mut Pass, home: &mut Home) {
             p.set(s, key, Value::Array(ids));
         }
     }
-    p.set(s, "devices", Value::Object(products));
+    if products_changed {
+        p.set(s, "devices", Value::Object(products));
+    }
     p.set(s, "co_alarm_state", Value::from(co));
     p.set(s, "smoke_alarm_state", Value::from(smoke));
 }

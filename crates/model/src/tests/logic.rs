@@ -125,3 +125,16 @@ fn settle_reaches_a_fixed_point() {
     crate::logic::settle(&h, &mut again, &ctx);
     assert_eq!(again, h);
 }
+
+#[test]
+fn the_structure_lists_product_data_through_other_writes() {
+    let pd = product(&[crate::Permission::ProductDataReadWrite, crate::Permission::ThermostatReadWrite]);
+    let at = json!({"structure_id": "demo-structure"});
+    let h = write(&demo(), &pd, "/devices/acme/meter/m1", json!({"kwh": 1, "location": at})).unwrap();
+    assert_eq!(h.structure()["devices"], json!({"acme": {"meter": ["m1"]}}));
+    let h =
+        write(&h, &pd, "/devices/thermostats/hp-thermostat", json!({"target_temperature_f": 71})).unwrap();
+    assert_eq!(h.structure()["devices"], json!({"acme": {"meter": ["m1"]}}), "kept by a thermostat write");
+    let h = write(&h, &pd, "/devices/acme/meter/m2", json!({"kwh": 2, "location": at})).unwrap();
+    assert_eq!(h.structure()["devices"], json!({"acme": {"meter": ["m1", "m2"]}}));
+}
