@@ -588,14 +588,16 @@ impl Store for SqliteStore {
         let inverse = change.inverse.to_string();
         let (at, actor) = (change.at, change.actor);
         drop((change.patch, change.inverse));
+        let new_revision = base_revision + 1;
+        let checkpoint = (new_revision + stagger(&structure_id) % every).is_multiple_of(every);
+        // The whole document too, when this revision is a checkpoint (also off the writer).
+        let doc = checkpoint.then(doc);
         Box::pin(self.write(move |conn| {
-            let new_revision = base_revision + 1;
             if let Some(key) = &idempotency
                 && let Some(revision) = record_idempotency(conn, key, new_revision)?
             {
                 return Err(StoreError::Duplicate { revision });
             }
-            let checkpoint = (new_revision + stagger(&structure_id) % every).is_multiple_of(every);
             let update = if checkpoint {
                 "UPDATE structures SET doc_revision = ?1, revision = ?1 WHERE id = ?2 AND revision = ?3"
             } else {
@@ -617,9 +619,9 @@ impl Store for SqliteStore {
                     None => StoreError::NotFound(structure_id),
                 });
             }
-            if checkpoint {
+            if let Some(doc) = &doc {
                 conn.prepare_cached("UPDATE docs SET doc = ?1 WHERE structure_id = ?2")
-                    .and_then(|mut st| st.execute(params![doc(), structure_id]))
+                    .and_then(|mut st| st.execute(params![doc, structure_id]))
                     .map_err(backend)?;
             }
             conn.prepare_cached(
