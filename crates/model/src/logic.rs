@@ -46,9 +46,10 @@ pub fn settle_all(prev: &Home, next: &mut Home, ctx: &WriteContext<'_>) {
 
 fn run(prev: &Home, next: &mut Home, ctx: &WriteContext<'_>, all: bool) {
     let mut devices = Devices::Changed { all };
+    let now = units::format_time(ctx.now);
     for _ in 0..MAX_PASSES {
         let mut p = Pass::default();
-        pass(&mut p, prev, next, ctx, devices);
+        pass(&mut p, prev, next, ctx, devices, &now);
         if !p.changed {
             return;
         }
@@ -118,7 +119,7 @@ impl Pass {
     }
 }
 
-fn pass(p: &mut Pass, prev: &Home, next: &mut Home, ctx: &WriteContext<'_>, devices: Devices) {
+fn pass(p: &mut Pass, prev: &Home, next: &mut Home, ctx: &WriteContext<'_>, devices: Devices, now: &str) {
     let sid = next.id().to_string();
     // A shared handle on the structure, so devices can change while it is read.
     let structure = next.structure_fields_mut().clone();
@@ -128,7 +129,6 @@ fn pass(p: &mut Pass, prev: &Home, next: &mut Home, ctx: &WriteContext<'_>, devi
     let away_now = structure.get("away").and_then(Value::as_str).unwrap_or("home");
     let away_before = prev.structure().get("away").and_then(Value::as_str).unwrap_or("home");
     let away_changed = away_now != away_before;
-    let now = units::format_time(ctx.now);
 
     let (derive_devices, all) = match devices {
         Devices::Changed { all } => (true, all),
@@ -137,8 +137,8 @@ fn pass(p: &mut Pass, prev: &Home, next: &mut Home, ctx: &WriteContext<'_>, devi
     for kind in Entity::DEVICE_KINDS.into_iter().filter(|_| derive_devices) {
         let ids: Vec<String> = next
             .devices(kind)
+            .filter(|(id, _)| all || structure_changed || !next.shares_device(prev, kind, id))
             .map(|(id, _)| id.clone())
-            .filter(|id| all || structure_changed || !next.shares_device(prev, kind, id))
             .collect();
         for id in ids {
             let before = prev.device(kind, &id);
@@ -162,7 +162,7 @@ fn pass(p: &mut Pass, prev: &Home, next: &mut Home, ctx: &WriteContext<'_>, devi
             derive_names(p, kind, d);
             match kind {
                 Entity::Thermostat => {
-                    thermostat(p, d, before, away_changed, away_now, ctx.config.eco_on_away, &now)
+                    thermostat(p, d, before, away_changed, away_now, ctx.config.eco_on_away, now)
                 }
                 Entity::SmokeCoAlarm => protect_color(p, d),
                 _ => {}
@@ -177,9 +177,9 @@ fn pass(p: &mut Pass, prev: &Home, next: &mut Home, ctx: &WriteContext<'_>, devi
     roll_up(p, next, all || !next.shares_products(prev));
     eta_begin(p, next);
     if all || structure_changed || signals_changed(prev, next) {
-        presence(p, prev, next, ctx, &now);
+        presence(p, prev, next, ctx, now);
     }
-    away_bookkeeping(p, prev, next, ctx, &now);
+    away_bookkeeping(p, prev, next, ctx, now);
     // `away` may have changed in this pass; security judges the newest value.
     let away_now = next.structure().get("away").and_then(Value::as_str).unwrap_or("home").to_string();
     security(p, prev, next, away_now != away_before, &away_now);
