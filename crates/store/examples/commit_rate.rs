@@ -1,5 +1,6 @@
 //! Durable commits per second through the store alone (no HTTP), with `clients` concurrent
-//! committers each on its own structure. `cargo run --release -p roost-store --example commit_rate`
+//! committers each on its own structure, and optionally a small change-log window so that
+//! trimming runs too. `cargo run --release -p roost-store --example commit_rate [CLIENTS [KEEP]]`
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
@@ -11,8 +12,13 @@ use serde_json::json;
 #[tokio::main]
 async fn main() {
     let clients: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(64);
+    let keep: u64 = std::env::args()
+        .nth(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(StoreOptions::default().changelog_keep);
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("roost.db"), StoreOptions::default()).unwrap();
+    let options = StoreOptions { changelog_keep: keep, ..StoreOptions::default() };
+    let store = SqliteStore::open(&dir.path().join("roost.db"), options).unwrap();
     store
         .create_user(User { id: "u".into(), login: "u".into(), password_hash: None, created_at: "t".into() })
         .await
@@ -57,5 +63,8 @@ async fn main() {
     for t in tasks {
         total += t.await.unwrap();
     }
-    println!("{clients} committers: {:.0} durable commits/s", total as f64 / started.elapsed().as_secs_f64());
+    println!(
+        "{clients} committers, change log window {keep}: {:.0} durable commits/s",
+        total as f64 / started.elapsed().as_secs_f64()
+    );
 }
