@@ -85,30 +85,32 @@ fn open(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+fn has_table(conn: &Connection, table: &str) -> Result<bool> {
+    conn.query_row("SELECT COUNT(*) FROM sqlite_schema WHERE type = 'table' AND name = ?1", [table], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map(|n| n > 0)
+    .map_err(backend)
+}
+
+fn has_column(conn: &Connection, table: &str, column: &str) -> Result<bool> {
+    conn.query_row("SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2", [table, column], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map(|n| n > 0)
+    .map_err(backend)
+}
+
 /// Whether the change log still has its first form: clustered by structure, so each write
 /// of a batch dirtied a page of its own (data dirs created before the log was in commit order).
 fn change_log_by_structure(conn: &Connection) -> Result<bool> {
-    let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).map_err(backend);
-    Ok(count("SELECT COUNT(*) FROM sqlite_schema WHERE type = 'table' AND name = 'changes'")? > 0
-        && count("SELECT COUNT(*) FROM pragma_table_info('changes') WHERE name = 'seq'")? == 0)
+    Ok(has_table(conn, "changes")? && !has_column(conn, "changes", "seq")?)
 }
 
 /// Columns and tables changed after the first release, for data dirs created before them.
 fn migrate(conn: &Connection) -> Result<()> {
-    let has_old_change_log: bool = conn
-        .query_row(
-            "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'table' AND name = 'changes_by_structure'",
-            [],
-            |r| r.get::<_, i64>(0),
-        )
-        .map_err(backend)?
-        > 0;
-    let has_structure_seq: bool = conn
-        .query_row("SELECT COUNT(*) FROM pragma_table_info('structures') WHERE name = 'seq'", [], |r| {
-            r.get::<_, i64>(0)
-        })
-        .map_err(backend)?
-        > 0;
+    let has_old_change_log = has_table(conn, "changes_by_structure")?;
+    let has_structure_seq = has_column(conn, "structures", "seq")?;
     if has_structure_seq {
         // The commit order now lives in the change log; the column cost an index update per write.
         conn.execute_batch("DROP INDEX IF EXISTS structures_seq; ALTER TABLE structures DROP COLUMN seq;")
@@ -125,13 +127,7 @@ fn migrate(conn: &Connection) -> Result<()> {
         )
         .map_err(backend)?;
     }
-    let has_device_id: bool = conn
-        .query_row("SELECT COUNT(*) FROM pragma_table_info('tokens') WHERE name = 'device_id'", [], |r| {
-            r.get::<_, i64>(0)
-        })
-        .map_err(backend)?
-        > 0;
-    if !has_device_id {
+    if !has_column(conn, "tokens", "device_id")? {
         conn.execute_batch(
             "ALTER TABLE tokens ADD COLUMN device_id TEXT;
              CREATE INDEX IF NOT EXISTS tokens_device ON tokens(device_id);",
