@@ -297,6 +297,12 @@ async fn online_and_offline_follow_a_killed_device_process() {
     sim.kill();
 }
 
+/// `PUT /presence/<the app's structure>` with `body`, as `token`.
+async fn put_presence(app: &TestApp, token: &str, body: &'static str) -> reqwest::Response {
+    let url = format!("{}/presence/{}", app.url, app.id("structure_id"));
+    app.client.put(url).bearer_auth(token).body(body).send().await.unwrap()
+}
+
 #[tokio::test]
 async fn home_away_assist_eco_presence_and_security_over_the_api() {
     let opts = Options {
@@ -340,37 +346,16 @@ async fn home_away_assist_eco_presence_and_security_over_the_api() {
     // Quiet relaxes it.
     eventually(&app, &s, 10, |v| v["wwn_security_state"] == json!("ok")).await;
     // A phone says someone is home: home, eco undone.
-    let r = app
-        .client
-        .put(format!("{}/presence/{}", app.url, app.id("structure_id")))
-        .bearer_auth(&app.token)
-        .body(r#"{"present": true}"#)
-        .send()
-        .await
-        .unwrap();
+    let r = put_presence(&app, &app.token, r#"{"present": true}"#).await;
     assert_eq!(r.status(), 200);
     let answer: Value = r.json().await.unwrap();
     assert_eq!((answer["away"].clone(), answer["away_set_by"].clone()), (json!("home"), json!("assist")));
     let (_, t) = app.get_json(&hp).await;
     assert_eq!(t["hvac_mode"], before["hvac_mode"]);
     // Presence needs away:write; a device credential cannot use it; bad bodies are refused.
-    let r = app
-        .client
-        .put(format!("{}/presence/{}", app.url, app.id("structure_id")))
-        .bearer_auth(&cam.token)
-        .body(r#"{"present": true}"#)
-        .send()
-        .await
-        .unwrap();
+    let r = put_presence(&app, &cam.token, r#"{"present": true}"#).await;
     assert_eq!(r.status(), 404);
-    let r = app
-        .client
-        .put(format!("{}/presence/{}", app.url, app.id("structure_id")))
-        .bearer_auth(&app.token)
-        .body(r#"{"present": "yes"}"#)
-        .send()
-        .await
-        .unwrap();
+    let r = put_presence(&app, &app.token, r#"{"present": "yes"}"#).await;
     assert_eq!(r.status(), 400);
     // A person's own "away" is kept (hold 0 here means: until a newer signal).
     let (status, _) = app.put_json(&s, json!({"away": "away"})).await;
