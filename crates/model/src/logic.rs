@@ -45,22 +45,18 @@ pub fn settle_all(prev: &Home, next: &mut Home, ctx: &WriteContext<'_>) {
 }
 
 fn run(prev: &Home, next: &mut Home, ctx: &WriteContext<'_>, all: bool) {
-    let mut devices = Devices::Changed { all };
+    let mut derive_devices = true;
     let now = units::format_time(ctx.now);
     for _ in 0..MAX_PASSES {
         let mut p = Pass::default();
-        pass(&mut p, prev, next, ctx, devices, &now);
+        pass(&mut p, prev, next, ctx, all, derive_devices, &now);
         if !p.changed {
             return;
         }
         // A device's derivations, run in order, leave nothing for a second run (each reads
         // only what comes before it or what it sets itself), so a later pass repeats them only
         // if they read something new: the structure.
-        devices = if p.structure_changed || reference::every_pass() {
-            Devices::Changed { all }
-        } else {
-            Devices::None
-        };
+        derive_devices = p.structure_changed || reference::every_pass();
     }
 }
 
@@ -92,15 +88,6 @@ mod reference {
     }
 }
 
-/// Which devices a pass derives.
-#[derive(Clone, Copy)]
-enum Devices {
-    /// Those the write changed (every one if `all` or if the structure changed).
-    Changed { all: bool },
-    /// None: the last pass derived them and left the structure alone.
-    None,
-}
-
 /// One pass's record of whether it changed anything (cheaper than comparing homes).
 #[derive(Default)]
 struct Pass {
@@ -119,7 +106,17 @@ impl Pass {
     }
 }
 
-fn pass(p: &mut Pass, prev: &Home, next: &mut Home, ctx: &WriteContext<'_>, devices: Devices, now: &str) {
+/// One pass of every derivation. `derive_devices`: whether the devices' own derivations run
+/// (those the write changed, or every one if `all` or if the structure changed).
+fn pass(
+    p: &mut Pass,
+    prev: &Home,
+    next: &mut Home,
+    ctx: &WriteContext<'_>,
+    all: bool,
+    derive_devices: bool,
+    now: &str,
+) {
     let sid = next.id().to_string();
     // A shared handle on the structure, so devices can change while it is read.
     let structure = next.structure_fields_mut().clone();
@@ -130,11 +127,8 @@ fn pass(p: &mut Pass, prev: &Home, next: &mut Home, ctx: &WriteContext<'_>, devi
     let away_before = prev.structure().get("away").and_then(Value::as_str).unwrap_or("home");
     let away_changed = away_now != away_before;
 
-    let (derive_devices, all) = match devices {
-        Devices::Changed { all } => (true, all),
-        Devices::None => (false, false),
-    };
-    for kind in Entity::DEVICE_KINDS.into_iter().filter(|_| derive_devices) {
+    let kinds: &[Entity] = if derive_devices { &Entity::DEVICE_KINDS } else { &[] };
+    for &kind in kinds {
         let ids: Vec<String> = next
             .devices(kind)
             .filter(|(id, _)| all || structure_changed || !next.shares_device(prev, kind, id))
