@@ -440,8 +440,8 @@ fn roll_up(p: &mut Pass, home: &mut Home, products_changed: bool) {
     };
     let co = worst("co_alarm_state");
     let smoke = worst("smoke_alarm_state");
-    let mut products = Map::new();
-    if products_changed {
+    let products = products_changed.then(|| {
+        let mut products = Map::new();
         for (company, ty, id, _) in home.product_data() {
             let types = crate::home::object_entry(&mut products, &company);
             let slot = types.entry(ty).or_insert_with(|| Value::Array(Vec::new()));
@@ -449,7 +449,8 @@ fn roll_up(p: &mut Pass, home: &mut Home, products_changed: bool) {
                 a.push(Value::from(id));
             }
         }
-    }
+        products
+    });
     let s = home.structure_fields_mut();
     for (key, ids) in lists {
         if ids.is_empty() {
@@ -461,7 +462,7 @@ fn roll_up(p: &mut Pass, home: &mut Home, products_changed: bool) {
             p.set(s, key, Value::Array(ids));
         }
     }
-    if products_changed {
+    if let Some(products) = products {
         p.set(s, "devices", Value::Object(products));
     }
     p.set(s, "co_alarm_state", Value::from(co));
