@@ -109,14 +109,12 @@ fn change_log_by_structure(conn: &Connection) -> Result<bool> {
 
 /// Columns and tables changed after the first release, for data dirs created before them.
 fn migrate(conn: &Connection) -> Result<()> {
-    let has_old_change_log = has_table(conn, "changes_by_structure")?;
-    let has_structure_seq = has_column(conn, "structures", "seq")?;
-    if has_structure_seq {
+    if has_column(conn, "structures", "seq")? {
         // The commit order now lives in the change log; the column cost an index update per write.
         conn.execute_batch("DROP INDEX IF EXISTS structures_seq; ALTER TABLE structures DROP COLUMN seq;")
             .map_err(backend)?;
     }
-    if has_old_change_log {
+    if has_table(conn, "changes_by_structure")? {
         conn.execute_batch(
             "BEGIN IMMEDIATE;
              INSERT INTO changes(structure_id, revision, at, actor, paths, patch, inverse)
@@ -228,8 +226,8 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path, options: StoreOptions) -> Result<Arc<SqliteStore>> {
         let conn = open(path)?;
-        let old_change_log = change_log_by_structure(&conn)?;
-        if old_change_log {
+        // Moved aside before SCHEMA creates the new log; `migrate` copies it over.
+        if change_log_by_structure(&conn)? {
             conn.execute_batch("ALTER TABLE changes RENAME TO changes_by_structure").map_err(backend)?;
         }
         conn.execute_batch(SCHEMA).map_err(backend)?;
