@@ -55,15 +55,15 @@ async fn acknowledged_commits_survive_reopen() {
     );
 }
 
-/// A data dir made before the change log was kept in commit order (and structures carried
-/// their own sequence numbers) opens with its history intact: documents rebuild from their patches, resume reads the same entries, and new
-/// commits follow.
-#[tokio::test]
-async fn a_change_log_clustered_by_structure_is_migrated_in_place() {
+/// Builds a data dir with 40 revisions of one structure in today's form, lets `older_form`
+/// turn it into an earlier release's form, reopens it, and checks that nothing was lost:
+/// the document rebuilds from its patches, resume reads the same entries, new commits follow.
+/// Returns the path for checks of the migrated schema.
+async fn migrates_in_place(older_form: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     use roost_store::{Change, Commit};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("roost.db");
-    let options = StoreOptions { changelog_keep: 100, readers: 1, checkpoint_every: 1000 };
+    let options = StoreOptions { changelog_keep: 1000, readers: 1, checkpoint_every: 1000 };
     let commit = |revision: u64| Commit {
         structure_id: "s".into(),
         base_revision: revision - 1,
@@ -71,7 +71,7 @@ async fn a_change_log_clustered_by_structure_is_migrated_in_place() {
         change: Change {
             structure_id: "s".into(),
             revision,
-            at: format!("2026-11-27T12:00:0{revision}.000Z"),
+            at: format!("2026-11-27T12:00:{revision:02}.000Z"),
             actor: "test".into(),
             paths: vec!["/v".into()],
             patch: json!({"v": revision}),
@@ -88,54 +88,120 @@ async fn a_change_log_clustered_by_structure_is_migrated_in_place() {
             created_at: "t".into(),
         };
         store.create_user(user).await.unwrap();
-        store.create_structure("u", "s", json!({"v": 1}), "t").await.unwrap();
-        for revision in 2..=4 {
+        store.create_structure("u", "s", json!({"v": 1}), "2026-11-27T12:00:01.000Z").await.unwrap();
+        for revision in 2..=40 {
             store.commit(commit(revision)).await.unwrap();
         }
         store.close();
     }
-    // Put the log back in its first form: a table clustered by (structure, revision).
-    {
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch(
-            "BEGIN;
-             CREATE TABLE first_form(structure_id TEXT NOT NULL, revision INTEGER NOT NULL, at TEXT NOT NULL,
-                 actor TEXT NOT NULL, paths TEXT NOT NULL, patch TEXT NOT NULL, inverse TEXT NOT NULL,
-                 PRIMARY KEY(structure_id, revision)) WITHOUT ROWID;
-             INSERT INTO first_form SELECT structure_id, revision, at, actor, paths, patch, inverse FROM changes;
-             DROP TABLE changes;
-             ALTER TABLE first_form RENAME TO changes;
-             ALTER TABLE structures ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
-             CREATE INDEX structures_seq ON structures(seq);
-             COMMIT;",
-        )
-        .unwrap();
-        let has_seq: i64 = conn
-            .query_row("SELECT COUNT(*) FROM pragma_table_info('changes') WHERE name = 'seq'", [], |r| {
-                r.get(0)
-            })
-            .unwrap();
-        assert_eq!(has_seq, 0, "the test really made the first form");
-    }
+    rusqlite::Connection::open(&path).unwrap().execute_batch(older_form).unwrap();
     let store = SqliteStore::open(&path, options).unwrap();
     let s = store.structure("s").await.unwrap().unwrap();
-    assert_eq!((s.revision, s.doc.clone()), (4, json!({"v": 4})));
+    assert_eq!((s.revision, s.doc.clone()), (40, json!({"v": 40})));
     let log = store.changes_after("s", 0, 100).await.unwrap();
-    assert_eq!(log.iter().map(|c| c.revision).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
-    assert_eq!(log[2].actor, "test");
-    assert_eq!(log[2].inverse, json!({"v": 2}));
-    store.commit(commit(5)).await.unwrap();
-    assert_eq!(store.structure("s").await.unwrap().unwrap().doc, json!({"v": 5}));
+    assert_eq!(log.iter().map(|c| c.revision).collect::<Vec<_>>(), (1..=40).collect::<Vec<_>>());
+    assert_eq!((log[2].actor.as_str(), &log[2].inverse), ("test", &json!({"v": 2})));
+    let middle = store.changes_after("s", 10, 7).await.unwrap();
+    assert_eq!(middle.iter().map(|c| c.revision).collect::<Vec<_>>(), (11..=17).collect::<Vec<_>>());
+    assert_eq!(store.oldest_change("s").await.unwrap(), Some(1));
+    store.commit(commit(41)).await.unwrap();
+    assert_eq!(store.structure("s").await.unwrap().unwrap().doc, json!({"v": 41}));
+    assert_eq!(store.changes_after("s", 39, 10).await.unwrap().len(), 2);
     store.close();
     let conn = rusqlite::Connection::open(&path).unwrap();
-    let tables: i64 = conn
-        .query_row("SELECT COUNT(*) FROM sqlite_schema WHERE name = 'changes_by_structure'", [], |r| r.get(0))
+    let full_index: i64 = conn
+        .query_row("SELECT COUNT(*) FROM sqlite_schema WHERE name = 'changes_of_structure'", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(tables, 0, "the old table is gone");
-    let seq_columns: i64 = conn
-        .query_row("SELECT COUNT(*) FROM pragma_table_info('structures') WHERE name = 'seq'", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    assert_eq!(seq_columns, 0, "the commit order lives in the change log only");
+    assert_eq!(full_index, 0, "the log has anchors only, not an index entry per commit");
+    (dir, path)
+}
+
+fn count(path: &std::path::Path, sql: &str) -> i64 {
+    rusqlite::Connection::open(path).unwrap().query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+/// The first form: a log clustered by (structure, revision), and a sequence number per structure.
+#[tokio::test]
+async fn a_change_log_clustered_by_structure_is_migrated_in_place() {
+    let (_dir, path) = migrates_in_place(
+        "BEGIN;
+         CREATE TABLE first_form(structure_id TEXT NOT NULL, revision INTEGER NOT NULL, at TEXT NOT NULL,
+             actor TEXT NOT NULL, paths TEXT NOT NULL, patch TEXT NOT NULL, inverse TEXT NOT NULL,
+             PRIMARY KEY(structure_id, revision)) WITHOUT ROWID;
+         INSERT INTO first_form SELECT structure_id, revision, at, actor, paths, patch, inverse FROM changes;
+         DROP TABLE changes;
+         ALTER TABLE first_form RENAME TO changes;
+         ALTER TABLE structures DROP COLUMN last_seq;
+         ALTER TABLE structures ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+         CREATE INDEX structures_seq ON structures(seq);
+         COMMIT;",
+    )
+    .await;
+    let old_table = "SELECT COUNT(*) FROM sqlite_schema WHERE name = 'changes_by_structure'";
+    assert_eq!(count(&path, old_table), 0, "the old table is gone");
+    let seq_column = "SELECT COUNT(*) FROM pragma_table_info('structures') WHERE name = 'seq'";
+    assert_eq!(count(&path, seq_column), 0, "the commit order lives in the change log only");
+}
+
+/// The second form: the log in commit order, with a full (structure, revision) index and no chain.
+#[tokio::test]
+async fn a_change_log_with_a_full_index_is_chained_in_place() {
+    migrates_in_place(
+        "BEGIN;
+         DROP INDEX changes_anchors;
+         ALTER TABLE changes DROP COLUMN prev_seq;
+         ALTER TABLE structures DROP COLUMN last_seq;
+         CREATE UNIQUE INDEX changes_of_structure ON changes(structure_id, revision);
+         COMMIT;",
+    )
+    .await;
+}
+
+/// Trimming works in whole anchors: the log keeps the window, a little more, and no gaps.
+#[tokio::test]
+async fn the_change_log_is_trimmed_to_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("roost.db");
+    let keep = 20;
+    let store =
+        SqliteStore::open(&path, StoreOptions { changelog_keep: keep, readers: 1, checkpoint_every: 4 })
+            .unwrap();
+    let user =
+        roost_store::User { id: "u".into(), login: "u".into(), password_hash: None, created_at: "t".into() };
+    store.create_user(user).await.unwrap();
+    store.create_structure("u", "s", json!({"v": 0}), "t").await.unwrap();
+    let mut revision = 1;
+    for v in 1..=300 {
+        let commit = roost_store::Commit {
+            structure_id: "s".into(),
+            base_revision: revision,
+            doc: Box::new(move || json!({"v": v}).to_string()),
+            change: roost_store::Change {
+                structure_id: "s".into(),
+                revision: revision + 1,
+                at: "t".into(),
+                actor: "test".into(),
+                paths: vec!["/v".into()],
+                patch: json!({"v": v}),
+                inverse: json!({"v": v - 1}),
+            },
+            idempotency: None,
+        };
+        revision = store.commit(commit).await.unwrap();
+        let oldest = store.oldest_change("s").await.unwrap().unwrap();
+        assert!(
+            oldest <= (revision + 1).saturating_sub(keep).max(1),
+            "revision {revision}: the window is kept (oldest {oldest})"
+        );
+        assert!(revision - oldest < keep + 2 * 16, "revision {revision}: trimmed (oldest {oldest})");
+    }
+    let log = store.changes_after("s", 0, 1000).await.unwrap();
+    let oldest = log[0].revision;
+    assert_eq!(log.iter().map(|c| c.revision).collect::<Vec<_>>(), (oldest..=revision).collect::<Vec<_>>());
+    store.close();
+    assert_eq!(
+        count(&path, "SELECT COUNT(*) FROM changes"),
+        (revision - oldest + 1) as i64,
+        "nothing left behind"
+    );
 }
