@@ -31,8 +31,6 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum_server::accept::NoDelayAcceptor;
-use axum_server::tls_rustls::RustlsAcceptor;
 use metrics_exporter_prometheus::PrometheusHandle;
 use roost_model::RuleConfig;
 use roost_store::{SqliteStore, Store, StoreError, StoreOptions};
@@ -307,20 +305,8 @@ impl Server {
             let rustls = rustls.clone();
             tasks.push(tokio::spawn(async move {
                 match rustls {
-                    Some(cfg) => {
-                        axum_server::from_tcp_rustls(front, cfg)?
-                            .map(no_delay_tls)
-                            .handle(handle)
-                            .serve(svc)
-                            .await
-                    }
-                    None => {
-                        axum_server::from_tcp(front)?
-                            .acceptor(NoDelayAcceptor)
-                            .handle(handle)
-                            .serve(svc)
-                            .await
-                    }
+                    Some(cfg) => axum_server::from_tcp_rustls(front, cfg)?.handle(handle).serve(svc).await,
+                    None => axum_server::from_tcp(front)?.handle(handle).serve(svc).await,
                 }
             }));
         }
@@ -329,13 +315,12 @@ impl Server {
         tasks.push(tokio::spawn(async move {
             match rustls {
                 Some(cfg) => {
-                    let mut s =
-                        axum_server::from_tcp_rustls(data, cfg)?.map(no_delay_tls).handle(data_handle);
+                    let mut s = axum_server::from_tcp_rustls(data, cfg)?.handle(data_handle);
                     tune(s.http_builder(), h2);
                     s.serve(svc).await
                 }
                 None => {
-                    let mut s = axum_server::from_tcp(data)?.acceptor(NoDelayAcceptor).handle(data_handle);
+                    let mut s = axum_server::from_tcp(data)?.handle(data_handle);
                     tune(s.http_builder(), h2);
                     s.serve(svc).await
                 }
@@ -353,12 +338,6 @@ impl Server {
         tracing::info!("stopped; every acknowledged write is on disk");
         Ok(())
     }
-}
-
-/// `TCP_NODELAY` on every accepted connection: an event or answer leaves at once instead of
-/// waiting (Nagle) for the client to acknowledge the one before it.
-fn no_delay_tls(a: RustlsAcceptor) -> RustlsAcceptor<NoDelayAcceptor> {
-    a.acceptor(NoDelayAcceptor)
 }
 
 /// Connection settings: many streams per HTTP/2 connection (one load balancer connection can
