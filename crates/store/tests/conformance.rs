@@ -1,4 +1,6 @@
 //! Runs the conformance suite against every backend, and checks durability across reopen.
+// Helpers shared by the tests below panic on failure, as the tests do.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use roost_store::{SqliteStore, Store, StoreOptions, conformance};
 use serde_json::json;
