@@ -93,7 +93,7 @@ struct ServeArgs {
     /// Largest request body in bytes.
     #[arg(long, env = "ROOST_BODY_LIMIT")]
     body_limit: Option<usize>,
-    /// Change log entries kept per structure.
+    /// Change log entries kept per structure, at least (older ones go 16 at a time).
     #[arg(long, env = "ROOST_CHANGELOG_KEEP")]
     changelog_keep: Option<u64>,
     /// Concurrent streams per token.

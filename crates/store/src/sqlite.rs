@@ -37,8 +37,8 @@ const WAL_SIZE_LIMIT: u64 = 128 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
-    /// Change log entries kept per structure (older ones are dropped at commit, never those
-    /// after the last checkpoint).
+    /// Change log entries kept per structure, at least: older ones are dropped at commit in
+    /// whole anchors (16 revisions), never those after the last checkpoint.
     pub changelog_keep: u64,
     /// Read connections.
     pub readers: usize,
