@@ -1224,3 +1224,23 @@ fn insert_token_row(conn: &Connection, token: &TokenRecord) -> Result<()> {
     .map_err(backend)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The anchor spacing is spelled out in SQL (a partial index is used only when a query
+    /// repeats its condition word for word); every spelling must be the constant's.
+    #[test]
+    fn every_anchor_condition_uses_the_same_spacing() {
+        let source = include_str!("sqlite.rs");
+        let spacings: Vec<&str> = source
+            .match_indices("revision % ")
+            .map(|(i, m)| &source[i + m.len()..])
+            .filter(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+            .map(|rest| rest.split(|c: char| !c.is_ascii_digit()).next().unwrap_or(""))
+            .collect();
+        assert!(spacings.len() >= 4, "{spacings:?}");
+        assert!(spacings.iter().all(|s| *s == ANCHOR_EVERY.to_string()), "{spacings:?} vs {ANCHOR_EVERY}");
+    }
+}
