@@ -27,5 +27,12 @@ pub use permission::{Permission, PermissionSet};
 pub use schema::Entity;
 pub use write::{Actor, RuleConfig, WriteContext, WritePlan, apply_write, plan_write};
 
+/// A JSON value as compact text. Serializes into a byte buffer: `Value`'s `Display` (what
+/// `.to_string()` uses) goes through `fmt::Write` call by call, ~20 % slower on a home.
+pub fn json_text(value: &serde_json::Value) -> String {
+    // Cannot fail: every map key of a `Value` is a string.
+    serde_json::to_string(value).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests;

@@ -88,7 +88,7 @@ pub async fn update_structure(
         let commit = Commit {
             structure_id: s.id.clone(),
             base_revision: s.revision,
-            doc: Box::new(move || home.into_json().to_string()),
+            doc: Box::new(move || roost_model::json_text(&home.into_json())),
             change: Change {
                 structure_id: s.id.clone(),
                 revision: s.revision + 1,

@@ -36,7 +36,7 @@ pub fn error_response(e: &ApiError) -> Response {
 }
 
 pub fn json_response(status: StatusCode, v: &Value) -> Response {
-    let mut resp = (status, v.to_string()).into_response();
+    let mut resp = (status, roost_model::json_text(v)).into_response();
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=UTF-8"));
     resp

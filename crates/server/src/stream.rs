@@ -352,7 +352,7 @@ impl StreamTask {
         let snaps: Vec<Arc<Snapshot>> = self.slots.iter().map(|s| s.current()).collect();
         let position = position(&snaps);
         let data = read_location(&snaps, &self.grant, &self.metadata, &self.location).unwrap_or(Value::Null);
-        let text: Arc<str> = Arc::from(data.to_string());
+        let text: Arc<str> = Arc::from(roost_model::json_text(&data));
         let put = event("put", Some(&position), &format!("{{\"path\":\"/\",\"data\":{text}}}"));
         let c = Arc::new(Computed {
             revisions: snaps.iter().map(|s| s.revision).collect(),

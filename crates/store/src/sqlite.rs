@@ -581,7 +581,7 @@ impl Store for SqliteStore {
     fn create_structure(&self, owner: &str, id: &str, doc: Value, at: &str) -> BoxFuture<'_, Result<u64>> {
         let (owner, id, at) = (owner.to_string(), id.to_string(), at.to_string());
         Box::pin(self.write(move |conn| {
-            let text = doc.to_string();
+            let text = roost_model::json_text(&doc);
             conn.execute(
                 "INSERT INTO structures(id, owner, revision, doc_revision) VALUES (?1, ?2, 1, 1)",
                 params![id, owner],
@@ -660,8 +660,8 @@ impl Store for SqliteStore {
         // Serialized here, on the caller's task: the writer thread is the one serial step.
         let Commit { structure_id, base_revision, doc, change, idempotency } = commit;
         let paths = serde_json::to_string(&change.paths).unwrap_or_default();
-        let patch = change.patch.to_string();
-        let inverse = change.inverse.to_string();
+        let patch = roost_model::json_text(&change.patch);
+        let inverse = roost_model::json_text(&change.inverse);
         let (at, actor) = (change.at, change.actor);
         drop((change.patch, change.inverse));
         let new_revision = base_revision + 1;
