@@ -5,12 +5,12 @@
 use serde_json::{Map, Value};
 
 use crate::home::Home;
-use crate::location::Location;
+use crate::location::{Location, child_text};
 
 /// `(changed leaf locations, merge patch)`. Equal documents give `([], {})`.
 pub fn diff(old: &Value, new: &Value) -> (Vec<String>, Value) {
     let mut out = Walk { paths: Vec::new(), inverse: false };
-    let patch = out.value(&Location::root(), old, new).map_or_else(|| Value::Object(Map::new()), |(p, _)| p);
+    let patch = out.value("/", old, new).map_or_else(|| Value::Object(Map::new()), |(p, _)| p);
     (out.paths, patch)
 }
 
@@ -32,14 +32,15 @@ pub fn diff_homes(old: &Home, new: &Home) -> HomeDiff {
     let mut inverse = Map::new();
     for (prefix, a, b) in old.changed_elements(new) {
         let at = Location::parse(&prefix).unwrap_or_default();
+        let text = at.to_string();
         let part = match (a, b) {
-            (Some(a), Some(b)) => out.maps(&at, a, b),
+            (Some(a), Some(b)) => out.maps(&text, a, b),
             (None, Some(b)) => {
-                out.paths.push(at.to_string());
+                out.paths.push(text);
                 Some((Value::Object(b.clone()), Value::Null))
             }
             (Some(a), None) => {
-                out.paths.push(at.to_string());
+                out.paths.push(text);
                 Some((Value::Null, Value::Object(a.clone())))
             }
             (None, None) => None,
@@ -73,19 +74,20 @@ fn insert_at(tree: &mut Map<String, Value>, path: &[String], value: Value) {
 }
 
 /// One walk over two versions. Patches come back as `(forward, inverse)`; the inverse side is
-/// left `Null` when not asked for.
+/// left `Null` when not asked for. Each level gets its location's text, so a changed key's
+/// path is one append, not a new location written out segment by segment.
 struct Walk {
     paths: Vec<String>,
     inverse: bool,
 }
 
 impl Walk {
-    fn value(&mut self, at: &Location, old: &Value, new: &Value) -> Option<(Value, Value)> {
+    fn value(&mut self, text: &str, old: &Value, new: &Value) -> Option<(Value, Value)> {
         match (old, new) {
-            (Value::Object(o), Value::Object(n)) => self.maps(at, o, n),
+            (Value::Object(o), Value::Object(n)) => self.maps(text, o, n),
             _ if old == new => None,
             _ => {
-                self.paths.push(at.to_string());
+                self.paths.push(text.to_string());
                 Some((new.clone(), self.keep(old)))
             }
         }
@@ -97,12 +99,7 @@ impl Walk {
 
     /// Both maps iterate in key order (serde_json's `Map` is a `BTreeMap` here), so one
     /// merge-join pass finds every added, removed and changed key.
-    fn maps(
-        &mut self,
-        at: &Location,
-        o: &Map<String, Value>,
-        n: &Map<String, Value>,
-    ) -> Option<(Value, Value)> {
+    fn maps(&mut self, text: &str, o: &Map<String, Value>, n: &Map<String, Value>) -> Option<(Value, Value)> {
         let mut forward = Map::new();
         let mut backward = Map::new();
         let mut olds = o.iter().peekable();
@@ -118,7 +115,7 @@ impl Walk {
                 std::cmp::Ordering::Less => {
                     // Removed.
                     if let Some((k, ov)) = olds.next() {
-                        self.paths.push(at.child(k.clone()).to_string());
+                        self.paths.push(child_text(text, k));
                         forward.insert(k.clone(), Value::Null);
                         backward.insert(k.clone(), self.keep(ov));
                     }
@@ -126,7 +123,7 @@ impl Walk {
                 std::cmp::Ordering::Greater => {
                     // Added.
                     if let Some((k, nv)) = news.next() {
-                        self.paths.push(at.child(k.clone()).to_string());
+                        self.paths.push(child_text(text, k));
                         forward.insert(k.clone(), nv.clone());
                         backward.insert(k.clone(), Value::Null);
                     }
@@ -134,7 +131,7 @@ impl Walk {
                 std::cmp::Ordering::Equal => {
                     if let (Some((k, ov)), Some((_, nv))) = (olds.next(), news.next())
                         && ov != nv
-                        && let Some((f, b)) = self.value(&at.child(k.clone()), ov, nv)
+                        && let Some((f, b)) = self.value(&child_text(text, k), ov, nv)
                     {
                         forward.insert(k.clone(), f);
                         backward.insert(k.clone(), b);

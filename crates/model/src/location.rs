@@ -148,10 +148,30 @@ impl fmt::Display for Location {
     }
 }
 
+/// The text of the location `segment` below the location whose text is `parent` (`""` or
+/// `"/"` for the root): what `Display` writes for the child, without building it.
+pub fn child_text(parent: &str, segment: &str) -> String {
+    let parent = parent.strip_suffix('/').unwrap_or(parent);
+    let mut out = String::with_capacity(parent.len() + 1 + segment.len());
+    out.push_str(parent);
+    out.push('/');
+    out.extend(utf8_percent_encode(segment, SEGMENT));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn child_text_is_the_childs_display(segments in proptest::collection::vec("[a-z %/?#é.]{1,6}", 0..4), last in "[a-z %/?#é.]{1,6}") {
+            let parent = Location::root();
+            let parent = segments.iter().fold(parent, |l, s| l.child(s.clone()));
+            prop_assert_eq!(child_text(&parent.to_string(), &last), parent.child(last.clone()).to_string());
+        }
+    }
     use serde_json::json;
 
     #[test]
