@@ -764,16 +764,13 @@ impl Store for SqliteStore {
             else {
                 return Ok(Vec::new());
             };
-            // Walk back from the first anchor past the last entry wanted (from the head when
-            // that is the newest), counting from the oldest entry still there.
-            let after = match oldest_revision(&tx, structure_id, head)? {
-                Some(oldest) => revision.max(oldest.saturating_sub(1)),
-                None => revision,
-            };
-            let last_wanted = after.saturating_add(limit as u64);
-            let start = if last_wanted >= current {
+            // Walk back from the head, or, when the entries wanted end before it, from the
+            // first anchor past the last of them (counted from the oldest entry still there).
+            let start = if revision.saturating_add(limit as u64) >= current {
                 head
             } else {
+                let oldest = oldest_revision(&tx, structure_id, head)?.unwrap_or(0);
+                let last_wanted = revision.max(oldest.saturating_sub(1)).saturating_add(limit as u64);
                 anchor_at_or_after(&tx, structure_id, last_wanted)?.or(head)
             };
             let Some(start) = start else {
@@ -783,7 +780,7 @@ impl Store for SqliteStore {
                 "SELECT ch.structure_id, ch.revision, ch.at, ch.actor, ch.paths, ch.patch, ch.inverse
                  FROM chain JOIN changes ch ON ch.seq = chain.seq ORDER BY chain.revision LIMIT ?3"
             ))?;
-            st.query_map(params![start, after as i64, limit as i64], |r| {
+            st.query_map(params![start, revision as i64, limit as i64], |r| {
                 let paths: String = r.get(4)?;
                 let patch: String = r.get(5)?;
                 Ok(Change {
