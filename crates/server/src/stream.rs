@@ -380,8 +380,11 @@ impl StreamTask {
                 let value: Value = serde_json::from_str(&c.data).unwrap_or(Value::Null);
                 let patch = roost_model::diff::diff(&s.value, &value).1;
                 let patch = if value.is_object() && s.value.is_object() { patch } else { value.clone() };
-                let bytes =
-                    event("patch", Some(&c.position), &json!({"path": "/", "data": patch}).to_string());
+                let bytes = event(
+                    "patch",
+                    Some(&c.position),
+                    &roost_model::json_text(&json!({"path": "/", "data": patch})),
+                );
                 Some((bytes, Sent { data: c.data.clone(), value }))
             }
             _ => {
@@ -402,7 +405,7 @@ impl StreamTask {
             Ok(sent) => Some(sent),
             Err(reason) => {
                 out.clear();
-                let data = json!({"reason": reason, "last_event_id": id}).to_string();
+                let data = roost_model::json_text(&json!({"reason": reason, "last_event_id": id}));
                 out.push_back(event("resync", None, &data));
                 None
             }
@@ -466,9 +469,9 @@ impl StreamTask {
                 let bytes = if self.deltas {
                     let patch = roost_model::diff::diff(&held, &data).1;
                     let patch = if data.is_object() && held.is_object() { patch } else { data.clone() };
-                    event("patch", Some(&p), &json!({"path": "/", "data": patch}).to_string())
+                    event("patch", Some(&p), &roost_model::json_text(&json!({"path": "/", "data": patch})))
                 } else {
-                    event("put", Some(&p), &json!({"path": "/", "data": data}).to_string())
+                    event("put", Some(&p), &roost_model::json_text(&json!({"path": "/", "data": data})))
                 };
                 out.push_back(bytes);
                 held = data;
