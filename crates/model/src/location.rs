@@ -163,6 +163,7 @@ pub fn child_text(parent: &str, segment: &str) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use serde_json::json;
 
     proptest! {
         #[test]
@@ -172,7 +173,6 @@ mod tests {
             prop_assert_eq!(child_text(&parent.to_string(), &last), parent.child(last.clone()).to_string());
         }
     }
-    use serde_json::json;
 
     #[test]
     fn parses_plain_and_odd_paths() {
