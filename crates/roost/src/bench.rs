@@ -576,6 +576,15 @@ async fn scrape_batch_size(target: &Target) -> anyhow::Result<f64> {
         value("roost_store_commit_seconds_sum") / tx * 1000.0,
         value("roost_store_sync_seconds_sum") / tx * 1000.0
     );
+    let writes = value("roost_store_write_seconds_count").max(1.0);
+    eprintln!(
+        "bench: a write waited {:.3} ms on average for its transaction to start, and its request \
+         resumed {:.3} ms after queueing it",
+        value("roost_store_write_queue_seconds_sum")
+            / value("roost_store_write_queue_seconds_count").max(1.0)
+            * 1000.0,
+        value("roost_store_write_seconds_sum") / writes * 1000.0
+    );
     Ok(if count > 0.0 { value("roost_store_commit_batch_size_sum") / count } else { 0.0 })
 }
 

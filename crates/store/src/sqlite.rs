@@ -314,29 +314,20 @@ impl SqliteStore {
         f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let (tx, rx) = oneshot::channel();
-        let op: Op = Box::new(move |conn| match f(conn) {
-            Ok(v) => (
-                true,
-                Box::new(move |failed: Option<StoreError>| {
-                    let _ = tx.send(match failed {
-                        None => Ok(v),
-                        Some(e) => Err(e),
-                    });
-                }),
-            ),
-            Err(e) => (
-                false,
-                Box::new(move |_| {
-                    let _ = tx.send(Err(e));
-                }),
-            ),
+        let submitted = Instant::now();
+        let op: Op = Box::new(move |conn| {
+            metrics::histogram!("roost_store_write_queue_seconds").record(submitted.elapsed().as_secs_f64());
+            run_op(conn, f, tx)
         });
         {
             let guard = self.writer.lock().map_err(backend)?;
             let sender = guard.as_ref().ok_or(StoreError::Closed)?;
             sender.send(op).map_err(|_| StoreError::Closed)?;
         }
-        rx.await.map_err(|_| StoreError::Backend("the write was not carried out".into()))?
+        let acknowledged = rx.await;
+        // Until the caller runs again: the queue, the transaction, and the wake-up after it.
+        metrics::histogram!("roost_store_write_seconds").record(submitted.elapsed().as_secs_f64());
+        acknowledged.map_err(|_| StoreError::Backend("the write was not carried out".into()))?
     }
 
     /// Runs a read on one of the read connections.
@@ -350,6 +341,32 @@ impl SqliteStore {
 impl Drop for SqliteStore {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// Runs one queued write on the writer's connection: `(ok, reply)`, the reply sending the
+/// outcome once the batch's transaction has ended (`Some(error)` if its commit failed).
+fn run_op<T: Send + 'static>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T>,
+    tx: oneshot::Sender<Result<T>>,
+) -> (bool, Reply) {
+    match f(conn) {
+        Ok(v) => (
+            true,
+            Box::new(move |failed: Option<StoreError>| {
+                let _ = tx.send(match failed {
+                    None => Ok(v),
+                    Some(e) => Err(e),
+                });
+            }),
+        ),
+        Err(e) => (
+            false,
+            Box::new(move |_| {
+                let _ = tx.send(Err(e));
+            }),
+        ),
     }
 }
 

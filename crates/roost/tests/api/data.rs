@@ -162,6 +162,8 @@ async fn operations_endpoints() {
     let text = app.client.get(format!("{}/metrics", app.url)).send().await.unwrap().text().await.unwrap();
     assert!(text.contains("roost_http_requests_total"), "{text}");
     assert!(text.contains("roost_store_commit_batch_size"), "{text}");
+    assert!(text.contains("roost_store_write_queue_seconds_count"), "{text}");
+    assert!(text.contains("roost_store_write_seconds_count"), "{text}");
     assert!(text.contains("roost_writes_total"), "{text}");
 }
 
