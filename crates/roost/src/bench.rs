@@ -576,14 +576,14 @@ async fn scrape_batch_size(target: &Target) -> anyhow::Result<f64> {
         value("roost_store_commit_seconds_sum") / tx * 1000.0,
         value("roost_store_sync_seconds_sum") / tx * 1000.0
     );
-    let writes = value("roost_store_write_seconds_count").max(1.0);
+    let mean_ms = |histogram: &str| {
+        value(&format!("{histogram}_sum")) / value(&format!("{histogram}_count")).max(1.0) * 1000.0
+    };
     eprintln!(
         "bench: a write waited {:.3} ms on average for its transaction to start, and its request \
          resumed {:.3} ms after queueing it",
-        value("roost_store_write_queue_seconds_sum")
-            / value("roost_store_write_queue_seconds_count").max(1.0)
-            * 1000.0,
-        value("roost_store_write_seconds_sum") / writes * 1000.0
+        mean_ms("roost_store_write_queue_seconds"),
+        mean_ms("roost_store_write_seconds")
     );
     Ok(if count > 0.0 { value("roost_store_commit_batch_size_sum") / count } else { 0.0 })
 }

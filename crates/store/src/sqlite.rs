@@ -56,7 +56,13 @@ impl Default for StoreOptions {
 /// Called after the batch's transaction ends: `None` when it committed.
 type Reply = Box<dyn FnOnce(Option<StoreError>) + Send>;
 /// A write run inside the batch transaction (in its own savepoint): `(ok, reply)`.
-type Op = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
+type Run = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
+
+/// A write waiting for the writer thread.
+struct Op {
+    queued: Instant,
+    run: Run,
+}
 
 pub struct SqliteStore {
     writer: Mutex<Option<mpsc::Sender<Op>>>,
@@ -314,11 +320,8 @@ impl SqliteStore {
         f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let (tx, rx) = oneshot::channel();
-        let submitted = Instant::now();
-        let op: Op = Box::new(move |conn| {
-            metrics::histogram!("roost_store_write_queue_seconds").record(submitted.elapsed().as_secs_f64());
-            run_op(conn, f, tx)
-        });
+        let queued = Instant::now();
+        let op = Op { queued, run: Box::new(move |conn| run_op(conn, f, tx)) };
         {
             let guard = self.writer.lock().map_err(backend)?;
             let sender = guard.as_ref().ok_or(StoreError::Closed)?;
@@ -326,7 +329,7 @@ impl SqliteStore {
         }
         let acknowledged = rx.await;
         // Until the caller runs again: the queue, the transaction, and the wake-up after it.
-        metrics::histogram!("roost_store_write_seconds").record(submitted.elapsed().as_secs_f64());
+        metrics::histogram!("roost_store_write_seconds").record(queued.elapsed().as_secs_f64());
         acknowledged.map_err(|_| StoreError::Backend("the write was not carried out".into()))?
     }
 
@@ -433,9 +436,12 @@ fn run_batch(conn: &mut Connection, batch: Vec<Op>) {
         drop(batch);
         return;
     }
+    // One handle for the batch: the writer thread is the step every write waits for.
+    let queue_wait = metrics::histogram!("roost_store_write_queue_seconds");
     for op in batch {
+        queue_wait.record(op.queued.elapsed().as_secs_f64());
         let ok_sp = exec_cached(conn, "SAVEPOINT op");
-        let (ok, reply) = op(conn);
+        let (ok, reply) = (op.run)(conn);
         if ok_sp {
             if ok {
                 exec_cached(conn, "RELEASE op");
@@ -747,19 +753,19 @@ impl Store for SqliteStore {
                 // limit, walked back from that anchor (those before it are gone already).
                 let drop_through = (new_revision - keep).min(doc_revision);
                 let anchor = drop_through - drop_through % ANCHOR_EVERY;
-                if anchor > 0 {
+                let anchor_seq: Option<i64> = if anchor > 0 {
                     conn.prepare_cached(
-                        "WITH RECURSIVE old(seq, prev, revision) AS (
-                             SELECT seq, prev_seq, revision FROM changes
-                             WHERE structure_id = ?1 AND revision = ?2 AND revision % 16 = 0
-                             UNION ALL
-                             SELECT c.seq, c.prev_seq, c.revision FROM old JOIN changes c ON c.seq = old.prev
-                             WHERE c.revision < old.revision
-                         )
-                         DELETE FROM changes WHERE seq IN (SELECT seq FROM old)",
+                        "SELECT seq FROM changes WHERE structure_id = ?1 AND revision = ?2 AND revision % 16 = 0",
                     )
-                    .and_then(|mut st| st.execute(params![structure_id, anchor as i64]))
-                    .map_err(backend)?;
+                    .and_then(|mut st| st.query_row(params![structure_id, anchor as i64], |r| r.get(0)).optional())
+                    .map_err(backend)?
+                } else {
+                    None
+                };
+                if let Some(seq) = anchor_seq {
+                    conn.prepare_cached(walk_back!("DELETE FROM changes WHERE seq IN (SELECT seq FROM chain)"))
+                        .and_then(|mut st| st.execute(params![seq, 0]))
+                        .map_err(backend)?;
                 }
             }
             Ok(new_revision)
