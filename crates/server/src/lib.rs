@@ -327,6 +327,7 @@ impl Server {
             }
         }));
         app.shutdown.cancelled().await;
+        app.streams.close_all();
         clock.abort();
         tracing::info!("shutting down: closing streams, finishing requests");
         handle.graceful_shutdown(Some(Duration::from_secs(10)));

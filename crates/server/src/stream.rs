@@ -20,7 +20,10 @@
 //! nothing). Its queue is bounded.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::task::Poll;
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
@@ -91,6 +94,12 @@ pub struct Streams {
     groups: Mutex<HashMap<String, Weak<Group>>>,
     tokens: Mutex<HashMap<[u8; 32], (usize, CancellationToken)>>,
     users: Mutex<HashMap<String, usize>>,
+    /// Cancelled when the server closes: every stream ends with an `error` event.
+    closing: CancellationToken,
+    /// Counts stop signals (a revocation, the server closing). It moves *before* the signal
+    /// wakes anyone, so a stream needs to look at its stop signals only when it has moved:
+    /// polling them takes locks that every stream of a token (or of the server) shares.
+    stops: AtomicU64,
 }
 
 /// Held by a stream task; releases its counts when the stream ends.
@@ -132,8 +141,15 @@ impl Streams {
     /// Ends every open stream of a token (it was revoked).
     pub fn revoke(&self, token: &[u8; 32]) {
         if let Some((_, cancel)) = self.tokens.lock().ok().and_then(|t| t.get(token).cloned()) {
+            self.stops.fetch_add(1, Ordering::SeqCst);
             cancel.cancel();
         }
+    }
+
+    /// Ends every open stream (the server is closing); streams opened later end at once.
+    pub fn close_all(&self) {
+        self.stops.fetch_add(1, Ordering::SeqCst);
+        self.closing.cancel();
     }
 
     fn group(&self, key: String) -> Arc<Group> {
@@ -221,12 +237,13 @@ pub async fn open(
     let state = StreamState {
         task: StreamTask { app: app.clone(), slots, grant, location, metadata, group, deltas },
         feeds,
-        shutdown: Box::pin(app.shutdown.clone().cancelled_owned()),
+        shutdown: Box::pin(app.streams.closing.clone().cancelled_owned()),
         revoked: Box::pin(cancel.cancelled_owned()),
         keepalive,
         sent: None,
         pending: VecDeque::new(),
         resume_from,
+        stops_seen: None,
         started: false,
         done: false,
         _registration: registration,
@@ -257,6 +274,14 @@ struct StreamTask {
     deltas: bool,
 }
 
+/// What a waiting stream woke for.
+enum Woke {
+    Closing,
+    Revoked,
+    Changed,
+    Idle,
+}
+
 /// One stream's state between two events.
 struct StreamState {
     task: StreamTask,
@@ -265,6 +290,8 @@ struct StreamState {
     /// every event would make all subscribers contend on their locks.
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     revoked: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// [`Streams::stops`] when the stop signals were last polled (and were pending).
+    stops_seen: Option<u64>,
     keepalive: tokio::time::Interval,
     sent: Option<Sent>,
     /// Replayed events not yet written.
@@ -313,19 +340,48 @@ impl StreamState {
                     std::future::pending::<()>().await;
                 }
             };
-            tokio::select! {
-                _ = &mut self.shutdown => {
+            let mut changed = std::pin::pin!(changed);
+            let (shutdown, revoked, keepalive, stops_seen) =
+                (&mut self.shutdown, &mut self.revoked, &mut self.keepalive, &mut self.stops_seen);
+            let streams = &self.task.app.streams;
+            // Polled by hand rather than with `select!`, whose branch conditions are fixed when
+            // it starts: whether to look at the stop signals is decided again at every wake.
+            // Their wakers stay registered from the last look (the connection's task polls
+            // this stream, always the same task).
+            let woke = std::future::poll_fn(|cx| {
+                let stops = streams.stops.load(Ordering::SeqCst);
+                if *stops_seen != Some(stops) {
+                    if shutdown.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Woke::Closing);
+                    }
+                    if revoked.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Woke::Revoked);
+                    }
+                    *stops_seen = Some(stops);
+                }
+                if changed.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Woke::Changed);
+                }
+                keepalive.poll_tick(cx).map(|_| Woke::Idle)
+            })
+            .await;
+            match woke {
+                Woke::Closing => {
                     // A stream-level error: say why the stream ends, then end it.
                     self.done = true;
-                    return Some(event("error", None, "\"service unavailable: the server is shutting down\""));
+                    return Some(event(
+                        "error",
+                        None,
+                        "\"service unavailable: the server is shutting down\"",
+                    ));
                 }
-                _ = &mut self.revoked => {
+                Woke::Revoked => {
                     self.done = true;
                     let token = Value::from(self.task.metadata.access_token.as_str()).to_string();
                     return Some(event("auth_revoked", None, &token));
                 }
-                _ = self.keepalive.tick() => return Some(event("keep-alive", None, "null")),
-                _ = changed => {}
+                Woke::Idle => return Some(event("keep-alive", None, "null")),
+                Woke::Changed => {}
             }
         }
     }

@@ -133,6 +133,46 @@ async fn revocation_sends_auth_revoked_and_closes() {
     assert!(events.next().await.is_none(), "the stream closed");
 }
 
+/// Streams look at their stop signals only after some stop was signalled; a revocation makes
+/// every stream look, and only the revoked token's streams end.
+#[tokio::test]
+async fn revoking_one_token_leaves_other_tokens_streams_flowing() {
+    let app = TestApp::spawn().await;
+    let t = app.thermostat_path();
+    let all = roost_model::PermissionSet::all().to_list().join(",");
+    let issued =
+        app.admin(&["token", "issue", "--user", app.demo["login"].as_str().unwrap(), "--permissions", &all]);
+    let other = issued["access_token"].as_str().unwrap().to_string();
+    let mut revoked = Events::open(&app, &t).await;
+    revoked.next_put().await;
+    let r =
+        app.client.get(format!("{}{t}", app.url)).bearer_auth(&other).header("accept", "text/event-stream");
+    let mut kept = Events::from_response(r.send().await.unwrap());
+    kept.next_put().await;
+    app.admin(&["token", "revoke", &app.token]);
+    let e = revoked.next().await.unwrap();
+    assert_eq!(e.name, "auth_revoked");
+    let put = app
+        .client
+        .put(format!("{}{t}", app.url))
+        .bearer_auth(&other)
+        .body(json!({"target_temperature_f": 73}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    loop {
+        let e = kept.next().await.expect("the other token's stream ended");
+        assert_ne!(e.name, "auth_revoked");
+        if e.name == "put" {
+            let v: Value = serde_json::from_str(&e.data).unwrap();
+            if v["data"]["target_temperature_f"] == json!(73) {
+                break;
+            }
+        }
+    }
+}
+
 fn revision_of(id: &str) -> u64 {
     id.rsplit(':').next().unwrap().parse().unwrap()
 }
