@@ -1,7 +1,8 @@
 //! Home logic: the service's own reactions that keep a home consistent after every change.
 //!
 //! [`settle`] runs every derivation until nothing changes (a fixed point; each derivation is
-//! idempotent and the set is bounded, so two or three passes suffice — [`MAX_PASSES`] caps it):
+//! idempotent and the set is bounded: a write that leaves the structure's derived fields alone
+//! takes one pass, others two or three — [`MAX_PASSES`] caps it):
 //!
 //! - ids: each device's `device_id` and `structure_id` match where it is stored;
 //! - where names: `where_name` from the structure's `wheres`;
@@ -45,18 +46,18 @@ pub fn settle_all(prev: &Home, next: &mut Home, ctx: &WriteContext<'_>) {
 }
 
 fn run(prev: &Home, next: &mut Home, ctx: &WriteContext<'_>, all: bool) {
-    let mut derive_devices = true;
     let now = units::format_time(ctx.now);
     for _ in 0..MAX_PASSES {
         let mut p = Pass::default();
-        pass(&mut p, prev, next, ctx, all, derive_devices, &now);
-        if !p.changed {
-            return;
-        }
+        pass(&mut p, prev, next, ctx, all, &now);
         // A device's derivations, run in order, leave nothing for a second run (each reads
         // only what comes before it or what it sets itself), so a later pass repeats them only
-        // if they read something new: the structure.
-        derive_devices = p.structure_changed || reference::every_pass();
+        // if they read something new: the structure. The structure's steps run after the
+        // devices' in the same pass, so they have seen every device change already: unless
+        // they changed the structure, another pass would find nothing.
+        if !p.changed || !(p.structure_changed || reference::every_pass()) {
+            return;
+        }
     }
 }
 
@@ -106,17 +107,9 @@ impl Pass {
     }
 }
 
-/// One pass of every derivation. `derive_devices`: whether the devices' own derivations run
-/// (those the write changed, or every one if `all` or if the structure changed).
-fn pass(
-    p: &mut Pass,
-    prev: &Home,
-    next: &mut Home,
-    ctx: &WriteContext<'_>,
-    all: bool,
-    derive_devices: bool,
-    now: &str,
-) {
+/// One pass of every derivation: the devices' own (those the write changed, or every one if
+/// `all` or if the structure changed), then the structure's.
+fn pass(p: &mut Pass, prev: &Home, next: &mut Home, ctx: &WriteContext<'_>, all: bool, now: &str) {
     let sid = next.id().to_string();
     // A shared handle on the structure, so devices can change while it is read.
     let structure = next.structure_fields_mut().clone();
@@ -127,8 +120,7 @@ fn pass(
     let away_before = prev.structure().get("away").and_then(Value::as_str).unwrap_or("home");
     let away_changed = away_now != away_before;
 
-    let kinds: &[Entity] = if derive_devices { &Entity::DEVICE_KINDS } else { &[] };
-    for &kind in kinds {
+    for kind in Entity::DEVICE_KINDS {
         let ids: Vec<String> = next
             .devices(kind)
             .filter(|(id, _)| all || structure_changed || !next.shares_device(prev, kind, id))
