@@ -37,7 +37,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the service.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Simulated devices, each a real client with its own device credential.
     Sim(SimArgs),
     /// Measure (see BENCHMARKS.md).
@@ -96,6 +96,9 @@ struct ServeArgs {
     /// Change log entries kept per structure, at least (older ones go 16 at a time).
     #[arg(long, env = "ROOST_CHANGELOG_KEEP")]
     changelog_keep: Option<u64>,
+    /// Connections open at once (default 19,000); past it, new ones wait to be accepted.
+    #[arg(long, env = "ROOST_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
     /// Concurrent streams per token.
     #[arg(long, env = "ROOST_MAX_STREAMS_PER_TOKEN")]
     max_streams_per_token: Option<usize>,
@@ -209,6 +212,7 @@ struct FileConfig {
     keepalive_secs: Option<u64>,
     body_limit: Option<usize>,
     changelog_keep: Option<u64>,
+    max_connections: Option<usize>,
     max_streams_per_token: Option<usize>,
     max_streams_per_user: Option<usize>,
     calls_per_token_per_minute: Option<u32>,
@@ -493,7 +497,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve(args).await,
+            Command::Serve(args) => serve(*args).await,
             Command::Admin { data, json, command } => admin_command(&data, json, command).await,
             Command::Bench { command } => bench_command(command).await,
             Command::Sim(args) => sim_command(args).await,
@@ -550,6 +554,9 @@ fn load_config(args: ServeArgs) -> anyhow::Result<Config> {
     }
     if let Some(k) = args.changelog_keep.or(file.changelog_keep) {
         c.changelog_keep = k.max(1);
+    }
+    if let Some(v) = args.max_connections.or(file.max_connections) {
+        c.max_connections = v.max(1);
     }
     if let Some(v) = args.max_streams_per_token.or(file.max_streams_per_token) {
         c.max_streams_per_token = v;

@@ -15,6 +15,7 @@ pub mod clock;
 pub mod connectivity;
 pub mod hub;
 pub mod ids;
+pub mod listen;
 pub mod oauth;
 pub mod ratelimit;
 pub mod stream;
@@ -57,6 +58,8 @@ pub struct Config {
     pub keepalive: Duration,
     pub changelog_keep: u64,
     pub h2_max_streams: u32,
+    /// Connections open at once over all listeners; past it, new ones wait to be accepted.
+    pub max_connections: usize,
     /// Concurrent streams one token may hold open.
     pub max_streams_per_token: usize,
     /// Concurrent streams one user may hold open over all tokens.
@@ -90,6 +93,9 @@ impl Config {
             keepalive: api::KEEPALIVE_DEFAULT,
             changelog_keep: 10_000,
             h2_max_streams: 10_000,
+            // Below the 20,000 open files a process may hold here, leaving room for the
+            // store's files and the listeners.
+            max_connections: 19_000,
             max_streams_per_token: 100,
             max_streams_per_user: 1_000,
             limits: ratelimit::Limits::default(),
@@ -266,21 +272,18 @@ impl Server {
     /// Serves until shutdown; then drains.
     pub async fn run(self) -> anyhow::Result<()> {
         let Server { app, store, data, front, tls, url, .. } = self;
-        let handle = axum_server::Handle::<SocketAddr>::new();
+        let gate = listen::Gate::new(app.config.max_connections);
         let poller = tokio::spawn(poll_other_writers(app.clone()));
         let clock = tokio::spawn(clock::run(app.clone()));
         let router = Server::router(app.clone());
-        let rustls = match &tls {
+        let acceptor = match &tls {
             Some(files) => {
                 let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-                Some(
-                    axum_server::tls_rustls::RustlsConfig::from_pem_file(&files.cert, &files.key)
-                        .await
-                        .context("loading the TLS certificate")?,
-                )
+                Some(listen::tls_acceptor(&files.cert, &files.key).context("loading the TLS certificate")?)
             }
             None => None,
         };
+        const DRAIN: Duration = Duration::from_secs(10);
         let mut tasks = Vec::new();
         let h2 = app.config.h2_max_streams;
         if let Some(front) = front {
@@ -300,37 +303,18 @@ impl Server {
                     redirect(&target, &uri)
                 }
             });
-            let svc = redirect.into_make_service();
-            let handle = handle.clone();
-            let rustls = rustls.clone();
-            tasks.push(tokio::spawn(async move {
-                match rustls {
-                    Some(cfg) => axum_server::from_tcp_rustls(front, cfg)?.handle(handle).serve(svc).await,
-                    None => axum_server::from_tcp(front)?.handle(handle).serve(svc).await,
-                }
-            }));
+            let serving =
+                listen::serve(front, acceptor.clone(), redirect, listen::builder(), gate.clone(), DRAIN);
+            tasks.push(tokio::spawn(serving));
         }
-        let svc = router.into_make_service();
-        let data_handle = handle.clone();
-        tasks.push(tokio::spawn(async move {
-            match rustls {
-                Some(cfg) => {
-                    let mut s = axum_server::from_tcp_rustls(data, cfg)?.handle(data_handle);
-                    tune(s.http_builder(), h2);
-                    s.serve(svc).await
-                }
-                None => {
-                    let mut s = axum_server::from_tcp(data)?.handle(data_handle);
-                    tune(s.http_builder(), h2);
-                    s.serve(svc).await
-                }
-            }
-        }));
+        let mut builder = listen::builder();
+        tune(&mut builder, h2);
+        tasks.push(tokio::spawn(listen::serve(data, acceptor, router, builder, gate.clone(), DRAIN)));
         app.shutdown.cancelled().await;
         app.streams.close_all();
         clock.abort();
         tracing::info!("shutting down: closing streams, finishing requests");
-        handle.graceful_shutdown(Some(Duration::from_secs(10)));
+        gate.close();
         for t in tasks {
             let _ = t.await;
         }

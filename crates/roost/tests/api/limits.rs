@@ -68,3 +68,36 @@ async fn products_see_their_budget_and_get_429_blocked_past_it() {
         assert_eq!(app.get("/metadata").send().await.unwrap().status(), 200);
     }
 }
+
+/// At the connection bound a new connection waits to be accepted, and is served once another
+/// closes.
+#[tokio::test]
+async fn a_connection_past_the_bound_waits_until_another_closes() {
+    use crate::streams::Events;
+    let app = TestApp::spawn_with(Options {
+        extra: vec!["--max-connections".into(), "2".into()],
+        ..Options::default()
+    })
+    .await;
+    let open = |client: reqwest::Client| {
+        let req = client
+            .get(format!("{}{}", app.url, app.thermostat_path()))
+            .bearer_auth(&app.token)
+            .header("accept", "text/event-stream");
+        async move { Events::from_response(req.send().await.unwrap()) }
+    };
+    let mut first = open(crate::helpers::client_for(&app.dir, true)).await;
+    first.next_put().await;
+    let mut second = open(crate::helpers::client_for(&app.dir, true)).await;
+    second.next_put().await;
+
+    let third = crate::helpers::client_for(&app.dir, true);
+    let metadata = || third.get(format!("{}/metadata", app.url)).bearer_auth(&app.token);
+    let waiting = metadata().timeout(std::time::Duration::from_secs(1)).send().await;
+    assert!(waiting.is_err_and(|e| e.is_timeout()), "a third connection was served past the bound of 2");
+
+    drop(first);
+    let served = metadata().send().await.unwrap();
+    assert_eq!(served.status(), 200);
+    drop(second);
+}

@@ -1,0 +1,190 @@
+//! Accepting connections: plain TCP or TLS, HTTP/1.1 and HTTP/2 on one port, a bound on the
+//! connections open at once, and a graceful close.
+//!
+//! Each connection is one task running hyper's connection future. The close signal is a flag
+//! read at every poll (an atomic load) plus a notifier polled once per connection, which wakes
+//! it when the flag is set. A stream's connection wakes for every event it writes, and polling
+//! a server-wide notifier at each wake takes a lock that every connection shares (what the
+//! accept loop of `axum-server`, used before, did twice per wake).
+
+use std::net::TcpListener as StdListener;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::{Builder, UpgradeableConnection};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+/// Longest a TLS handshake may take before the connection is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What every listener of a server shares: the close signal and the connection bound.
+pub struct Gate {
+    closing: AtomicBool,
+    closed: Notify,
+    permits: Arc<Semaphore>,
+}
+
+impl Gate {
+    /// At most `max_connections` open at once over all listeners; past it, new connections
+    /// wait in the kernel's accept queue until one closes.
+    pub fn new(max_connections: usize) -> Arc<Gate> {
+        Arc::new(Gate {
+            closing: AtomicBool::new(false),
+            closed: Notify::new(),
+            permits: Arc::new(Semaphore::new(max_connections.clamp(1, Semaphore::MAX_PERMITS))),
+        })
+    }
+
+    /// Stops accepting and asks every connection to finish its requests and close.
+    pub fn close(&self) {
+        // The flag first: a connection woken by the notifier must see it.
+        self.closing.store(true, Ordering::SeqCst);
+        self.closed.notify_waiters();
+    }
+
+    fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
+    }
+
+    async fn closed(&self) {
+        let notified = self.closed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if !self.is_closing() {
+            notified.await;
+        }
+    }
+}
+
+/// The TLS acceptor for a certificate chain and key in PEM files, offering HTTP/2 and
+/// HTTP/1.1 (ALPN).
+pub fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("reading the certificate {}", cert.display()))?;
+    let key =
+        PrivateKeyDer::from_pem_file(key).with_context(|| format!("reading the key {}", key.display()))?;
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .context("the certificate and key do not make a TLS configuration")?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// hyper's connection settings with timers (for its keep-alive and header timeouts).
+pub fn builder() -> Builder<TokioExecutor> {
+    let mut b = Builder::new(TokioExecutor::new());
+    b.http1().timer(TokioTimer::new()).header_read_timeout(None);
+    b.http2().timer(TokioTimer::new());
+    b
+}
+
+/// Serves `router` on `listener` until the gate closes, then gives open connections `drain`
+/// to finish and cuts the rest.
+pub async fn serve(
+    listener: StdListener,
+    tls: Option<TlsAcceptor>,
+    router: Router,
+    builder: Builder<TokioExecutor>,
+    gate: Arc<Gate>,
+    drain: Duration,
+) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let listener = TcpListener::from_std(listener)?;
+    let builder = Arc::new(builder);
+    let mut connections = JoinSet::new();
+    let mut permit: Option<OwnedSemaphorePermit> = None;
+    loop {
+        tokio::select! {
+            biased;
+            _ = gate.closed() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            p = gate.permits.clone().acquire_owned(), if permit.is_none() => match p {
+                Ok(p) => permit = Some(p),
+                Err(_) => break,
+            },
+            accepted = listener.accept(), if permit.is_some() => match accepted {
+                Ok((tcp, _)) => {
+                    if let Some(p) = permit.take() {
+                        let (tls, router, builder, gate) = (tls.clone(), router.clone(), builder.clone(), gate.clone());
+                        connections.spawn(connection(tcp, tls, router, builder, gate, p));
+                    }
+                }
+                Err(e) => {
+                    // Out of file descriptors, or the peer gave up in the queue: wait a little
+                    // rather than spin.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    let _ = tokio::time::timeout(drain, async { while connections.join_next().await.is_some() {} }).await;
+    connections.shutdown().await;
+    Ok(())
+}
+
+/// One connection, from its TLS handshake (if any) to its end. Holds its permit until then.
+async fn connection(
+    tcp: TcpStream,
+    tls: Option<TlsAcceptor>,
+    router: Router,
+    builder: Arc<Builder<TokioExecutor>>,
+    gate: Arc<Gate>,
+    _permit: OwnedSemaphorePermit,
+) {
+    let service = TowerToHyperService::new(router);
+    match tls {
+        None => run(builder.serve_connection_with_upgrades(TokioIo::new(tcp), service), &gate).await,
+        Some(acceptor) => {
+            let stream = tokio::select! {
+                biased;
+                _ = gate.closed() => return,
+                handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)) => match handshake {
+                    Ok(Ok(stream)) => stream,
+                    _ => return,
+                },
+            };
+            run(builder.serve_connection_with_upgrades(TokioIo::new(stream), service), &gate).await
+        }
+    }
+}
+
+/// Drives a connection; once the gate closes, asks it to finish its requests and close.
+async fn run<I>(conn: UpgradeableConnection<'_, I, TowerToHyperService<Router>, TokioExecutor>, gate: &Gate)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    use std::future::Future;
+    let mut conn = std::pin::pin!(conn);
+    let mut notified = std::pin::pin!(gate.closed.notified());
+    let (mut registered, mut asked) = (false, false);
+    let _ = std::future::poll_fn(|cx| {
+        if !asked {
+            if !registered {
+                // Registers this task to be woken by `Gate::close` (always this task: the
+                // connection future never moves to another).
+                registered = true;
+                let _ = notified.as_mut().poll(cx);
+            }
+            if gate.is_closing() {
+                asked = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+        conn.as_mut().poll(cx)
+    })
+    .await;
+}
