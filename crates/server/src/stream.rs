@@ -32,6 +32,7 @@ use roost_model::{ApiError, Home, Location, Metadata};
 use serde_json::{Value, json};
 use std::pin::Pin;
 use tokio::sync::broadcast;
+use tokio::time::{Duration, Instant, Sleep};
 
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
@@ -232,8 +233,7 @@ pub async fn open(
     // Subscribe first, then read.
     let slots: Vec<_> = grant.structures.iter().filter_map(|s| app.hub.slot(s)).collect();
     let feeds: Vec<broadcast::Receiver<_>> = slots.iter().map(|s| s.changes.subscribe()).collect();
-    let mut keepalive = tokio::time::interval(app.config.keepalive);
-    keepalive.reset();
+    let keepalive = KeepAlive::new(app.config.keepalive);
     let state = StreamState {
         task: StreamTask { app: app.clone(), slots, grant, location, metadata, group, deltas },
         feeds,
@@ -274,6 +274,41 @@ struct StreamTask {
     deltas: bool,
 }
 
+/// When a stream owes its client a keep-alive: one interval after it last wrote anything.
+///
+/// Writing an event only notes the time; the timer moves when it fires early (at most once an
+/// interval), not at every event: moving a timer takes the timer driver's lock, which every
+/// stream shares.
+struct KeepAlive {
+    interval: Duration,
+    last_sent: Instant,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl KeepAlive {
+    fn new(interval: Duration) -> KeepAlive {
+        let now = Instant::now();
+        KeepAlive { interval, last_sent: now, timer: Box::pin(tokio::time::sleep_until(now + interval)) }
+    }
+
+    fn sent(&mut self) {
+        self.last_sent = Instant::now();
+    }
+
+    /// Ready when an interval has passed since the last write.
+    fn poll_due(&mut self, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        loop {
+            std::task::ready!(self.timer.as_mut().poll(cx));
+            let due = self.last_sent + self.interval;
+            if due <= Instant::now() {
+                self.timer.as_mut().reset(Instant::now() + self.interval);
+                return Poll::Ready(());
+            }
+            self.timer.as_mut().reset(due);
+        }
+    }
+}
+
 /// What a waiting stream woke for.
 enum Woke {
     Closing,
@@ -292,7 +327,7 @@ struct StreamState {
     revoked: Pin<Box<WaitForCancellationFutureOwned>>,
     /// [`Streams::stops`] when the stop signals were last polled (and were pending).
     stops_seen: Option<u64>,
-    keepalive: tokio::time::Interval,
+    keepalive: KeepAlive,
     sent: Option<Sent>,
     /// Replayed events not yet written.
     pending: VecDeque<Bytes>,
@@ -323,7 +358,7 @@ impl StreamState {
         loop {
             if let Some((bytes, sent)) = self.task.newest_event(self.sent.as_ref()) {
                 self.sent = Some(sent);
-                self.keepalive.reset();
+                self.keepalive.sent();
                 return Some(bytes);
             }
             let feeds = &mut self.feeds;
@@ -362,7 +397,7 @@ impl StreamState {
                 if changed.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Woke::Changed);
                 }
-                keepalive.poll_tick(cx).map(|_| Woke::Idle)
+                keepalive.poll_due(cx).map(|()| Woke::Idle)
             })
             .await;
             match woke {
@@ -380,7 +415,10 @@ impl StreamState {
                     let token = Value::from(self.task.metadata.access_token.as_str()).to_string();
                     return Some(event("auth_revoked", None, &token));
                 }
-                Woke::Idle => return Some(event("keep-alive", None, "null")),
+                Woke::Idle => {
+                    self.keepalive.sent();
+                    return Some(event("keep-alive", None, "null"));
+                }
                 Woke::Changed => {}
             }
         }
@@ -534,5 +572,32 @@ impl StreamTask {
             }
         }
         Ok(Sent { data: Arc::from(held.to_string()), value: held })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn poll_once(k: &mut KeepAlive) -> Poll<()> {
+        std::future::poll_fn(|cx| Poll::Ready(k.poll_due(cx))).await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_keep_alive_is_due_one_interval_after_the_last_write() {
+        let mut k = KeepAlive::new(Duration::from_secs(30));
+        assert!(poll_once(&mut k).await.is_pending());
+        tokio::time::advance(Duration::from_secs(20)).await;
+        k.sent();
+        // 35 s: the first deadline has passed, but the last write was 15 s ago.
+        tokio::time::advance(Duration::from_secs(15)).await;
+        assert!(poll_once(&mut k).await.is_pending());
+        // 50 s: 30 s since the last write.
+        tokio::time::advance(Duration::from_secs(15)).await;
+        assert!(poll_once(&mut k).await.is_ready());
+        k.sent();
+        assert!(poll_once(&mut k).await.is_pending());
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert!(poll_once(&mut k).await.is_ready());
     }
 }
