@@ -33,10 +33,38 @@ pub struct Gate {
     permits: Arc<Semaphore>,
 }
 
+/// Files the process keeps besides connections: the store's database, WAL and readers,
+/// listeners, logs.
+const FILES_BESIDES_CONNECTIONS: usize = 256;
+
+/// The process's open-file limit (soft), from `/proc/self/limits`; `None` where it cannot be
+/// read or is unlimited.
+fn open_files_limit() -> Option<usize> {
+    soft_open_files(&std::fs::read_to_string("/proc/self/limits").ok()?)
+}
+
+fn soft_open_files(limits: &str) -> Option<usize> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
 impl Gate {
-    /// At most `max_connections` open at once over all listeners; past it, new connections
-    /// wait in the kernel's accept queue until one closes.
+    /// At most `max_connections` open at once over all listeners, and fewer if the process
+    /// may not open that many files; past it, new connections wait in the kernel's accept
+    /// queue until one closes.
     pub fn new(max_connections: usize) -> Arc<Gate> {
+        let max_connections = match open_files_limit() {
+            Some(files) if files.saturating_sub(FILES_BESIDES_CONNECTIONS) < max_connections => {
+                let fit = files.saturating_sub(FILES_BESIDES_CONNECTIONS);
+                tracing::warn!(
+                    max_connections,
+                    open_files_limit = files,
+                    "connections limited to {fit} by the open-file limit"
+                );
+                fit
+            }
+            _ => max_connections,
+        };
         Arc::new(Gate {
             closing: AtomicBool::new(false),
             closed: Notify::new(),
@@ -106,6 +134,7 @@ pub async fn serve(
     let builder = Arc::new(builder);
     let mut connections = JoinSet::new();
     let mut permit: Option<OwnedSemaphorePermit> = None;
+    let (mut failed, mut last_warning) = (0u64, None);
     loop {
         tokio::select! {
             biased;
@@ -124,8 +153,13 @@ pub async fn serve(
                 }
                 Err(e) => {
                     // Out of file descriptors, or the peer gave up in the queue: wait a little
-                    // rather than spin.
-                    tracing::warn!(error = %e, "accepting a connection failed");
+                    // rather than spin, and say so at most once a minute.
+                    failed += 1;
+                    if last_warning.is_none_or(|t: std::time::Instant| t.elapsed() >= Duration::from_secs(60)) {
+                        tracing::warn!(error = %e, failed, "accepting connections failed");
+                        last_warning = Some(std::time::Instant::now());
+                        failed = 0;
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
@@ -187,4 +221,27 @@ where
         conn.as_mut().poll(cx)
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_soft_open_file_limit_is_read_from_proc_limits() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                      Max processes             63422                63422                processes \n\
+                      Max open files            1024                 524288               files     \n";
+        assert_eq!(soft_open_files(limits), Some(1024));
+        let unlimited = "Max open files            unlimited            unlimited            files     \n";
+        assert_eq!(soft_open_files(unlimited), None);
+        assert!(open_files_limit().is_some_and(|n| n > 0), "this process's own limit");
+    }
+
+    #[test]
+    fn the_connection_bound_fits_under_the_open_file_limit() {
+        let files = open_files_limit().unwrap_or(usize::MAX);
+        let gate = Gate::new(usize::MAX / 2);
+        assert!(gate.permits.available_permits() <= files.saturating_sub(FILES_BESIDES_CONNECTIONS).max(1));
+    }
 }
