@@ -93,8 +93,8 @@ impl Config {
             keepalive: api::KEEPALIVE_DEFAULT,
             changelog_keep: 10_000,
             h2_max_streams: 10_000,
-            // Below the 20,000 open files a process may hold here, leaving room for the
-            // store's files and the listeners.
+            // Below the 20,000 open files a process may hold here; `listen::Gate` lowers it
+            // further under a smaller open-file limit.
             max_connections: 19_000,
             max_streams_per_token: 100,
             max_streams_per_user: 1_000,
@@ -277,10 +277,7 @@ impl Server {
         let clock = tokio::spawn(clock::run(app.clone()));
         let router = Server::router(app.clone());
         let acceptor = match &tls {
-            Some(files) => {
-                let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-                Some(listen::tls_acceptor(&files.cert, &files.key).context("loading the TLS certificate")?)
-            }
+            Some(files) => Some(files.acceptor().context("loading the TLS certificate")?),
             None => None,
         };
         const DRAIN: Duration = Duration::from_secs(10);

@@ -15,6 +15,26 @@ pub struct TlsFiles {
     pub ca: Option<PathBuf>,
 }
 
+impl TlsFiles {
+    /// The listeners' TLS acceptor for these files, offering HTTP/2 and HTTP/1.1 (ALPN).
+    pub fn acceptor(&self) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let chain = CertificateDer::pem_file_iter(&self.cert)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .with_context(|| format!("reading the certificate {}", self.cert.display()))?;
+        let key = PrivateKeyDer::from_pem_file(&self.key)
+            .with_context(|| format!("reading the key {}", self.key.display()))?;
+        let mut config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .context("the certificate and key do not make a TLS configuration")?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)))
+    }
+}
+
 /// Returns the generated files in `dir`, creating them when missing. `names` are the DNS
 /// names and IP addresses the server certificate covers (besides localhost and loopback).
 pub fn ensure_local_ca(dir: &Path, names: &[String]) -> anyhow::Result<TlsFiles> {
