@@ -61,7 +61,7 @@ pub fn due(home: &Home, now: DateTime<Utc>, config: &RuleConfig) -> Vec<EntityWr
         }
     }
     if !structure.is_empty() {
-        writes.push(EntityWrite { target: Target::Structure, fields: structure });
+        writes.push(EntityWrite { target: Target::Structure, fields: structure.into() });
     }
 
     for (id, t) in home.devices(Entity::Thermostat) {
@@ -72,7 +72,10 @@ pub fn due(home: &Home, now: DateTime<Utc>, config: &RuleConfig) -> Vec<EntityWr
         {
             let mut fields = Map::new();
             fields.insert("fan_timer_active".into(), Value::from(false));
-            writes.push(EntityWrite { target: Target::Device(Entity::Thermostat, id.clone()), fields });
+            writes.push(EntityWrite {
+                target: Target::Device(Entity::Thermostat, id.clone()),
+                fields: fields.into(),
+            });
         }
     }
     writes

@@ -123,8 +123,8 @@ pub fn demo_home(ids: &DemoIds, now: DateTime<Utc>) -> Home {
         for id in ids {
             if let Some(d) = home.device_mut(kind, &id) {
                 let intended = d.get("intended_version").cloned().unwrap_or_else(|| Value::from(0));
-                d.insert("applied_version".into(), intended);
-                d.insert("sync_state".into(), Value::from("synced"));
+                d.insert("applied_version", intended);
+                d.insert("sync_state", Value::from("synced"));
             }
         }
     }

@@ -4,6 +4,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::fields::Name;
 use crate::home::Home;
 use crate::location::{Location, child_text};
 
@@ -34,14 +35,14 @@ pub fn diff_homes(old: &Home, new: &Home) -> HomeDiff {
         let at = Location::parse(&prefix).unwrap_or_default();
         let text = at.to_string();
         let part = match (a, b) {
-            (Some(a), Some(b)) => out.maps(&text, a, b),
+            (Some(a), Some(b)) => out.maps(&text, a.iter().map(named), b.iter().map(named)),
             (None, Some(b)) => {
                 out.paths.push(text);
-                Some((Value::Object(b.clone()), Value::Null))
+                Some((b.to_value(), Value::Null))
             }
             (Some(a), None) => {
                 out.paths.push(text);
-                Some((Value::Null, Value::Object(a.clone())))
+                Some((Value::Null, a.to_value()))
             }
             (None, None) => None,
         };
@@ -51,6 +52,14 @@ pub fn diff_homes(old: &Home, new: &Home) -> HomeDiff {
         }
     }
     HomeDiff { paths: out.paths, patch: Value::Object(patch), inverse: Value::Object(inverse) }
+}
+
+fn named<'a>((k, v): (&'a Name, &'a Value)) -> (&'a str, &'a Value) {
+    (k.as_str(), v)
+}
+
+fn keyed<'a>((k, v): (&'a String, &'a Value)) -> (&'a str, &'a Value) {
+    (k.as_str(), v)
 }
 
 /// Puts `value` at `path` inside `tree`, merging with what is already there.
@@ -84,7 +93,7 @@ struct Walk {
 impl Walk {
     fn value(&mut self, text: &str, old: &Value, new: &Value) -> Option<(Value, Value)> {
         match (old, new) {
-            (Value::Object(o), Value::Object(n)) => self.maps(text, o, n),
+            (Value::Object(o), Value::Object(n)) => self.maps(text, o.iter().map(keyed), n.iter().map(keyed)),
             _ if old == new => None,
             _ => {
                 self.paths.push(text.to_string());
@@ -97,35 +106,40 @@ impl Walk {
         if self.inverse { v.clone() } else { Value::Null }
     }
 
-    /// Both maps iterate in key order (serde_json's `Map` is a `BTreeMap` here), so one
-    /// merge-join pass finds every added, removed and changed key.
-    fn maps(&mut self, text: &str, o: &Map<String, Value>, n: &Map<String, Value>) -> Option<(Value, Value)> {
+    /// Both maps iterate in key order (serde_json's `Map` is a `BTreeMap` here, and a
+    /// `FieldMap` is sorted), so one merge-join pass finds every added, removed and changed key.
+    fn maps<'a>(
+        &mut self,
+        text: &str,
+        o: impl Iterator<Item = (&'a str, &'a Value)>,
+        n: impl Iterator<Item = (&'a str, &'a Value)>,
+    ) -> Option<(Value, Value)> {
         let mut forward = Map::new();
         let mut backward = Map::new();
-        let mut olds = o.iter().peekable();
-        let mut news = n.iter().peekable();
+        let mut olds = o.peekable();
+        let mut news = n.peekable();
         loop {
             let order = match (olds.peek(), news.peek()) {
                 (None, None) => break,
                 (Some(_), None) => std::cmp::Ordering::Less,
                 (None, Some(_)) => std::cmp::Ordering::Greater,
-                (Some((ok, _)), Some((nk, _))) => ok.as_str().cmp(nk.as_str()),
+                (Some((ok, _)), Some((nk, _))) => ok.cmp(nk),
             };
             match order {
                 std::cmp::Ordering::Less => {
                     // Removed.
                     if let Some((k, ov)) = olds.next() {
                         self.paths.push(child_text(text, k));
-                        forward.insert(k.clone(), Value::Null);
-                        backward.insert(k.clone(), self.keep(ov));
+                        forward.insert(k.to_string(), Value::Null);
+                        backward.insert(k.to_string(), self.keep(ov));
                     }
                 }
                 std::cmp::Ordering::Greater => {
                     // Added.
                     if let Some((k, nv)) = news.next() {
                         self.paths.push(child_text(text, k));
-                        forward.insert(k.clone(), nv.clone());
-                        backward.insert(k.clone(), Value::Null);
+                        forward.insert(k.to_string(), nv.clone());
+                        backward.insert(k.to_string(), Value::Null);
                     }
                 }
                 std::cmp::Ordering::Equal => {
@@ -133,8 +147,8 @@ impl Walk {
                         && ov != nv
                         && let Some((f, b)) = self.value(&child_text(text, k), ov, nv)
                     {
-                        forward.insert(k.clone(), f);
-                        backward.insert(k.clone(), b);
+                        forward.insert(k.to_string(), f);
+                        backward.insert(k.to_string(), b);
                     }
                 }
             }
@@ -170,10 +184,10 @@ mod tests {
         a.insert_device(Entity::Thermostat, "t2", json!({"x": 1}).as_object().unwrap().clone());
         a.insert_device(Entity::Camera, "c1", json!({"z": 1}).as_object().unwrap().clone());
         let mut b = a.clone();
-        b.device_mut(Entity::Thermostat, "t1").unwrap().insert("x".into(), json!(5));
+        b.device_mut(Entity::Thermostat, "t1").unwrap().insert("x", json!(5));
         b.remove_device(Entity::Camera, "c1");
         b.insert_device(Entity::SmokeCoAlarm, "p1", json!({"ok": true}).as_object().unwrap().clone());
-        b.structure_mut().insert("name".into(), json!("Cabin"));
+        b.structure_mut().insert("name", json!("Cabin"));
         b.product_data_mut("acme", "meter").insert("m".into(), json!({"v": 1}));
         let HomeDiff { paths, patch, inverse } = diff_homes(&a, &b);
         for expected in [

@@ -12,11 +12,12 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use crate::fields::FieldMap;
 use crate::permission::PermissionSet;
 use crate::schema::{self, Entity, FieldType, PRODUCT_DATA};
 
 /// Fields of one element (a device or the structure), shared between revisions.
-pub type Fields = Arc<Map<String, Value>>;
+pub type Fields = Arc<FieldMap>;
 
 /// The document of one structure.
 ///
@@ -34,7 +35,7 @@ pub struct Home {
 }
 
 /// One element in two revisions: `(path prefix, old, new)`; `None` where it is absent.
-pub type ElementPair<'a> = (String, Option<&'a Map<String, Value>>, Option<&'a Map<String, Value>>);
+pub type ElementPair<'a> = (String, Option<&'a FieldMap>, Option<&'a FieldMap>);
 
 /// Device kinds that are not product data.
 const DEVICE_COLLECTIONS: [&str; 3] = ["thermostats", "smoke_co_alarms", "cameras"];
@@ -46,17 +47,17 @@ fn kind_index(kind: Entity) -> Option<usize> {
 impl Home {
     /// An empty structure with its defaults (`name` "Home", `away` "home", states "ok").
     pub fn new_structure(id: &str, fields: Map<String, Value>) -> Home {
-        let mut s = Map::new();
-        s.insert("structure_id".into(), Value::from(id));
-        s.insert("name".into(), Value::from("Home"));
-        s.insert("away".into(), Value::from("home"));
-        s.insert("country_code".into(), Value::from("US"));
-        s.insert("time_zone".into(), Value::from("America/Los_Angeles"));
-        s.insert("co_alarm_state".into(), Value::from("ok"));
-        s.insert("smoke_alarm_state".into(), Value::from("ok"));
-        s.insert("wwn_security_state".into(), Value::from("ok"));
-        s.insert("eta_begin".into(), Value::from(crate::units::EPOCH));
-        s.insert("wheres".into(), Value::Object(Map::new()));
+        let mut s = FieldMap::new();
+        s.insert("structure_id", Value::from(id));
+        s.insert("name", Value::from("Home"));
+        s.insert("away", Value::from("home"));
+        s.insert("country_code", Value::from("US"));
+        s.insert("time_zone", Value::from("America/Los_Angeles"));
+        s.insert("co_alarm_state", Value::from("ok"));
+        s.insert("smoke_alarm_state", Value::from("ok"));
+        s.insert("wwn_security_state", Value::from("ok"));
+        s.insert("eta_begin", Value::from(crate::units::EPOCH));
+        s.insert("wheres", Value::Object(Map::new()));
         for (k, v) in fields {
             s.insert(k, v);
         }
@@ -64,7 +65,7 @@ impl Home {
             id: id.to_string(),
             structure: Arc::new(s),
             devices: Default::default(),
-            products: Arc::new(Map::new()),
+            products: Arc::new(FieldMap::new()),
         }
     }
 
@@ -77,9 +78,9 @@ impl Home {
         let Some(Value::Object(devices)) = root.remove("devices") else { return None };
         let mut home = Home {
             id: id.to_string(),
-            structure: Arc::new(structure),
+            structure: Arc::new(structure.into()),
             devices: Default::default(),
-            products: Arc::new(Map::new()),
+            products: Arc::new(FieldMap::new()),
         };
         let mut products = Map::new();
         for (coll, items) in devices {
@@ -88,7 +89,7 @@ impl Home {
                     let Value::Object(items) = items else { return None };
                     for (did, d) in items {
                         let Value::Object(d) = d else { return None };
-                        home.devices[i].insert(did, Arc::new(d));
+                        home.devices[i].insert(did, Arc::new(d.into()));
                     }
                 }
                 None => {
@@ -96,7 +97,7 @@ impl Home {
                 }
             }
         }
-        home.products = Arc::new(products);
+        home.products = Arc::new(products.into());
         Some(home)
     }
 
@@ -108,14 +109,14 @@ impl Home {
                 continue;
             }
             let coll: Map<String, Value> =
-                self.devices[i].iter().map(|(id, d)| (id.clone(), Value::Object((**d).clone()))).collect();
+                self.devices[i].iter().map(|(id, d)| (id.clone(), d.to_value())).collect();
             devices.insert(kind.collection().unwrap_or_default().to_string(), Value::Object(coll));
         }
         for (k, v) in self.products.iter() {
-            devices.insert(k.clone(), v.clone());
+            devices.insert(k.to_string(), v.clone());
         }
         let mut structures = Map::new();
-        structures.insert(self.id.clone(), Value::Object((*self.structure).clone()));
+        structures.insert(self.id.clone(), self.structure.to_value());
         let mut root = Map::new();
         root.insert("devices".into(), Value::Object(devices));
         root.insert("structures".into(), Value::Object(structures));
@@ -130,7 +131,7 @@ impl Home {
         &self.id
     }
 
-    pub fn structure(&self) -> &Map<String, Value> {
+    pub fn structure(&self) -> &FieldMap {
         &self.structure
     }
 
@@ -153,21 +154,21 @@ impl Home {
         &mut self.structure
     }
 
-    pub fn structure_mut(&mut self) -> &mut Map<String, Value> {
+    pub fn structure_mut(&mut self) -> &mut FieldMap {
         Arc::make_mut(&mut self.structure)
     }
 
     /// Replaces the structure's fields (no copy of the old ones first, as `structure_mut` makes).
-    pub fn set_structure(&mut self, fields: Map<String, Value>) {
+    pub fn set_structure(&mut self, fields: FieldMap) {
         self.structure = Arc::new(fields);
     }
 
     /// The devices of one kind, by id.
-    pub fn devices(&self, kind: Entity) -> impl Iterator<Item = (&String, &Map<String, Value>)> {
+    pub fn devices(&self, kind: Entity) -> impl Iterator<Item = (&String, &FieldMap)> {
         kind_index(kind).into_iter().flat_map(move |i| self.devices[i].iter().map(|(k, v)| (k, &**v)))
     }
 
-    pub fn device(&self, kind: Entity, id: &str) -> Option<&Map<String, Value>> {
+    pub fn device(&self, kind: Entity, id: &str) -> Option<&FieldMap> {
         self.devices[kind_index(kind)?].get(id).map(|d| &**d)
     }
 
@@ -176,14 +177,14 @@ impl Home {
         self.devices[kind_index(kind)?].get_mut(id)
     }
 
-    pub fn device_mut(&mut self, kind: Entity, id: &str) -> Option<&mut Map<String, Value>> {
+    pub fn device_mut(&mut self, kind: Entity, id: &str) -> Option<&mut FieldMap> {
         self.device_fields_mut(kind, id).map(Arc::make_mut)
     }
 
     /// Adds or replaces a device.
-    pub fn insert_device(&mut self, kind: Entity, id: &str, fields: Map<String, Value>) {
+    pub fn insert_device(&mut self, kind: Entity, id: &str, fields: impl Into<FieldMap>) {
         if let Some(i) = kind_index(kind) {
-            self.devices[i].insert(id.to_string(), Arc::new(fields));
+            self.devices[i].insert(id.to_string(), Arc::new(fields.into()));
         }
     }
 
@@ -214,7 +215,7 @@ impl Home {
             }
             for (ty, ids) in types.as_object().into_iter().flatten() {
                 for (id, v) in ids.as_object().into_iter().flatten() {
-                    out.push((company.clone(), ty.clone(), id.clone(), v));
+                    out.push((company.to_string(), ty.clone(), id.clone(), v));
                 }
             }
         }
@@ -222,13 +223,13 @@ impl Home {
     }
 
     /// The product data tree, shared like the other elements.
-    pub fn products(&self) -> &Map<String, Value> {
+    pub fn products(&self) -> &FieldMap {
         &self.products
     }
 
     pub fn product_data_mut(&mut self, company: &str, ty: &str) -> &mut Map<String, Value> {
         let products = Arc::make_mut(&mut self.products);
-        object_entry(object_entry(products, company), ty)
+        object_entry(products.object_mut(company), ty)
     }
 
     /// True when any Protect in the home reports a smoke or CO emergency: the HVAC is in
@@ -309,32 +310,29 @@ impl Metadata {
 }
 
 /// Filters one device's fields by a permission set. `None` when the set shows nothing of it.
-pub fn filter_device(
-    kind: Entity,
-    device: &Map<String, Value>,
-    perms: PermissionSet,
-) -> Option<Map<String, Value>> {
-    let out = filter_fields(kind, "", device, perms);
+pub fn filter_device(kind: Entity, device: &FieldMap, perms: PermissionSet) -> Option<Map<String, Value>> {
+    let out = filter_fields(kind, "", &mut device.iter().map(|(k, v)| (k.as_str(), v)), perms);
     (!out.is_empty()).then_some(out)
 }
 
 /// Filters the structure object by a permission set. `None` when the set shows nothing of it.
-pub fn filter_structure(structure: &Map<String, Value>, perms: PermissionSet) -> Option<Map<String, Value>> {
-    let out = filter_fields(Entity::Structure, "", structure, perms);
+pub fn filter_structure(structure: &FieldMap, perms: PermissionSet) -> Option<Map<String, Value>> {
+    let out =
+        filter_fields(Entity::Structure, "", &mut structure.iter().map(|(k, v)| (k.as_str(), v)), perms);
     (!out.is_empty()).then_some(out)
 }
 
 fn filter_fields(
     entity: Entity,
     prefix: &str,
-    fields: &Map<String, Value>,
+    fields: &mut dyn Iterator<Item = (&str, &Value)>,
     perms: PermissionSet,
 ) -> Map<String, Value> {
     let mut out = Map::new();
     for (k, v) in fields {
         let path;
         let key = if prefix.is_empty() {
-            k.as_str()
+            k
         } else {
             path = format!("{prefix}/{k}");
             path.as_str()
@@ -347,10 +345,11 @@ fn filter_fields(
         }
         match (spec.ty == FieldType::Object && schema::has_members(entity, key), v) {
             (true, Value::Object(inner)) => {
-                out.insert(k.clone(), Value::Object(filter_fields(entity, key, inner, perms)));
+                let mut members = inner.iter().map(|(k, v)| (k.as_str(), v));
+                out.insert(k.to_string(), Value::Object(filter_fields(entity, key, &mut members, perms)));
             }
             _ => {
-                out.insert(k.clone(), v.clone());
+                out.insert(k.to_string(), v.clone());
             }
         }
     }

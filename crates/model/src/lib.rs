@@ -10,6 +10,7 @@ pub mod assist;
 pub mod demo;
 pub mod diff;
 pub mod error;
+pub mod fields;
 pub mod home;
 pub mod invariants;
 pub mod location;
@@ -21,6 +22,7 @@ pub mod units;
 pub mod write;
 
 pub use error::ApiError;
+pub use fields::FieldMap;
 pub use home::{Home, Metadata, assemble_view, filter_home};
 pub use location::Location;
 pub use permission::{Permission, PermissionSet};

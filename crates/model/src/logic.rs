@@ -24,6 +24,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use crate::fields::FieldMap;
 use crate::home::{Fields, Home};
 use crate::rules::TWINS;
 use crate::schema::Entity;
@@ -183,13 +184,13 @@ fn sync(
     kind: Entity,
     id: &str,
     d: &mut Fields,
-    before: Option<&Map<String, Value>>,
+    before: Option<&FieldMap>,
     ctx: &WriteContext<'_>,
 ) {
-    let version = |m: &Map<String, Value>, k: &str| m.get(k).and_then(Value::as_u64);
+    let version = |m: &FieldMap, k: &str| m.get(k).and_then(Value::as_u64);
     let before_intended = before.and_then(|b| version(b, "intended_version")).unwrap_or(0);
     let changed =
-        before.is_some_and(|b| crate::schema::intended_fields(kind).iter().any(|f| b.get(*f) != d.get(*f)));
+        before.is_some_and(|b| crate::schema::intended_fields(kind).iter().any(|f| b.get(f) != d.get(f)));
     let intended =
         if changed { before_intended + 1 } else { version(d, "intended_version").unwrap_or(before_intended) };
     let by_itself = matches!(ctx.actor, Actor::Device { device_id } if device_id == id);
@@ -232,7 +233,7 @@ fn presence(p: &mut Pass, prev: &Home, next: &mut Home, ctx: &WriteContext<'_>, 
             }
         }
     }
-    let text = |m: &Map<String, Value>, k: &str| m.get(k).and_then(Value::as_str).map(str::to_string);
+    let text = |m: &FieldMap, k: &str| m.get(k).and_then(Value::as_str).map(str::to_string);
     let s = next.structure_fields_mut();
     let newest = newer(inside, camera.as_deref());
     if let Some(t) = newest.filter(|t| text(s, "last_presence_at").is_none_or(|c| t.as_str() > c.as_str()))
@@ -266,7 +267,7 @@ fn signals_changed(prev: &Home, next: &Home) -> bool {
         next.devices(kind).any(|(id, d)| {
             !next.shares_device(prev, kind, id) && {
                 let before = prev.device(kind, id);
-                ["last_motion_at", "last_event"].iter().any(|k| before.and_then(|b| b.get(*k)) != d.get(*k))
+                ["last_motion_at", "last_event"].iter().any(|k| before.and_then(|b| b.get(k)) != d.get(k))
             }
         })
     })
@@ -321,7 +322,7 @@ fn derive_names(p: &mut Pass, kind: Entity, d: &mut Fields) {
 fn thermostat(
     p: &mut Pass,
     d: &mut Fields,
-    before: Option<&Map<String, Value>>,
+    before: Option<&FieldMap>,
     away_changed: bool,
     away_now: &str,
     eco_on_away: bool,
@@ -329,7 +330,7 @@ fn thermostat(
 ) {
     // Both scales present.
     for (f, c) in TWINS {
-        match (d.get(*f).and_then(Value::as_f64), d.get(*c).and_then(Value::as_f64)) {
+        match (d.get(f).and_then(Value::as_f64), d.get(c).and_then(Value::as_f64)) {
             (Some(fv), None) => p.set(d, c, units::c_json(units::f_to_c(fv))),
             (None, Some(cv)) => p.set(d, f, units::f_json(units::c_to_f(cv))),
             _ => {}

@@ -8,9 +8,10 @@
 //! target together is judged in the new mode).
 
 use chrono::Duration;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::error::{ApiError, one_decimal};
+use crate::fields::FieldMap;
 use crate::home::Home;
 use crate::schema::{Entity, FAN_DURATIONS};
 use crate::units::{self, EPOCH};
@@ -48,26 +49,26 @@ pub const TWINS: &[(&str, &str)] = &[
     ("locked_temp_max_f", "locked_temp_max_c"),
 ];
 
-fn num(m: &Map<String, Value>, k: &str) -> Option<f64> {
+fn num(m: &FieldMap, k: &str) -> Option<f64> {
     m.get(k).and_then(Value::as_f64)
 }
 
-fn flag(m: &Map<String, Value>, k: &str) -> bool {
+fn flag(m: &FieldMap, k: &str) -> bool {
     m.get(k).and_then(Value::as_bool).unwrap_or(false)
 }
 
-fn text<'m>(m: &'m Map<String, Value>, k: &str) -> &'m str {
+fn text<'m>(m: &'m FieldMap, k: &str) -> &'m str {
     m.get(k).and_then(Value::as_str).unwrap_or("")
 }
 
 /// Checks a thermostat write against its current state and returns the new state, with the
 /// twin of every written temperature derived and the fan timer computed.
 pub fn thermostat(
-    current: &Map<String, Value>,
-    w: &Map<String, Value>,
+    current: &FieldMap,
+    w: &FieldMap,
     home: &Home,
     ctx: &WriteContext<'_>,
-) -> Result<Map<String, Value>, ApiError> {
+) -> Result<FieldMap, ApiError> {
     let old_mode = text(current, "hvac_mode");
     let new_mode = w.get("hvac_mode").and_then(Value::as_str).unwrap_or(old_mode);
     let mode_written = w.contains_key("hvac_mode") && new_mode != old_mode;
@@ -131,7 +132,7 @@ pub fn thermostat(
         .flat_map(|t| {
             [(t.f, true), (t.c, false)]
                 .into_iter()
-                .filter(|(k, _)| w.contains_key(*k))
+                .filter(|(k, _)| w.contains_key(k))
                 .map(|(_, is_f)| (*t, is_f))
         })
         .collect();
@@ -299,20 +300,20 @@ pub fn thermostat(
         } else {
             EPOCH.to_string()
         };
-        next.insert("fan_timer_timeout".into(), Value::from(timeout));
+        next.insert("fan_timer_timeout", Value::from(timeout));
     }
     Ok(next)
 }
 
 /// Sets the twin of each temperature written in one scale only.
-fn derive_written_twins(next: &mut Map<String, Value>, w: &Map<String, Value>) {
+fn derive_written_twins(next: &mut FieldMap, w: &FieldMap) {
     for (f, c) in TWINS {
         match (num(w, f), num(w, c)) {
             (Some(fv), None) => {
-                next.insert((*c).into(), units::c_json(units::f_to_c(fv)));
+                next.insert(*c, units::c_json(units::f_to_c(fv)));
             }
             (None, Some(cv)) => {
-                next.insert((*f).into(), units::f_json(units::c_to_f(cv)));
+                next.insert(*f, units::f_json(units::c_to_f(cv)));
             }
             _ => {}
         }
@@ -321,11 +322,11 @@ fn derive_written_twins(next: &mut Map<String, Value>, w: &Map<String, Value>) {
 
 /// Checks a structure write and returns the new structure object.
 pub fn structure(
-    current: &Map<String, Value>,
-    w: &Map<String, Value>,
+    current: &FieldMap,
+    w: &FieldMap,
     _home: &Home,
     ctx: &WriteContext<'_>,
-) -> Result<Map<String, Value>, ApiError> {
+) -> Result<FieldMap, ApiError> {
     let mut next = current.clone();
     for (k, v) in w {
         match k.as_str() {
@@ -347,10 +348,10 @@ pub fn structure(
 /// reported field's measurement time is kept (internal `reported_at`) so a late report of it
 /// can be recognised ([`crate::write::drop_stale_reports`]).
 pub fn device_report(
-    current: &Map<String, Value>,
-    next: &mut Map<String, Value>,
+    current: &FieldMap,
+    next: &mut FieldMap,
     kind: Entity,
-    w: &Map<String, Value>,
+    w: &FieldMap,
     ctx: &WriteContext<'_>,
 ) -> Result<(), ApiError> {
     if let Some(applied) = w.get("applied_version").and_then(Value::as_u64) {
@@ -369,18 +370,18 @@ pub fn device_report(
     let mut stamps = current.get("reported_at").and_then(Value::as_object).cloned().unwrap_or_default();
     let mut stamped = false;
     for f in w.keys().filter(|f| crate::schema::is_reported(kind, f)) {
-        stamps.insert(f.clone(), measured.clone());
+        stamps.insert(f.to_string(), measured.clone());
         stamped = true;
     }
     if stamped {
-        next.insert("reported_at".into(), Value::Object(stamps));
+        next.insert("reported_at", Value::Object(stamps));
     }
     Ok(())
 }
 
 /// ETA (nest-api.md §1.7): `{trip_id, estimated_arrival_window_begin, _end}`; begin `0`
 /// cancels the trip. Stored write-only under `eta`; home logic derives `eta_begin`.
-fn apply_eta(structure: &mut Map<String, Value>, v: &Value) -> Result<(), ApiError> {
+fn apply_eta(structure: &mut FieldMap, v: &Value) -> Result<(), ApiError> {
     let Some(eta) = v.as_object() else {
         return Err(ApiError::invalid_value("eta", "an object"));
     };
@@ -424,7 +425,7 @@ fn apply_eta(structure: &mut Map<String, Value>, v: &Value) -> Result<(), ApiErr
             .with("estimated_arrival_window_end", units::format_time(end)));
     }
     structure.insert(
-        "eta".into(),
+        "eta",
         serde_json::json!({
             "trip_id": trip,
             "estimated_arrival_window_begin": units::format_time(begin),
@@ -436,7 +437,7 @@ fn apply_eta(structure: &mut Map<String, Value>, v: &Value) -> Result<(), ApiErr
 
 /// Creates a custom where from `{"name": "…"}`. Names are unique; creating an existing name
 /// is a no-op. The id is derived from the name so that a retried request makes no duplicate.
-fn create_where(structure: &mut Map<String, Value>, v: &Value) -> Result<(), ApiError> {
+fn create_where(structure: &mut FieldMap, v: &Value) -> Result<(), ApiError> {
     let name = match v.as_object() {
         Some(o) if o.len() == 1 => o.get("name").and_then(Value::as_str),
         _ => None,
@@ -444,7 +445,7 @@ fn create_where(structure: &mut Map<String, Value>, v: &Value) -> Result<(), Api
     let Some(name) = name.filter(|n| !n.trim().is_empty() && n.chars().count() <= 64) else {
         return Err(ApiError::invalid_value("wheres", "{\"name\": \"<new room name>\"}"));
     };
-    let wheres = crate::home::object_entry(structure, "wheres");
+    let wheres = structure.object_mut("wheres");
     if wheres.values().any(|w| w.get("name").and_then(Value::as_str) == Some(name)) {
         return Ok(());
     }
@@ -464,7 +465,7 @@ pub fn where_id_for(name: &str) -> String {
 }
 
 /// Product data must be an object of bounded depth in the structure it names.
-pub fn product_data(fields: &Map<String, Value>, structure_id: &str) -> Result<(), ApiError> {
+pub fn product_data(fields: &FieldMap, structure_id: &str) -> Result<(), ApiError> {
     if let Some(sid) = fields.get("location").and_then(|l| l.get("structure_id"))
         && sid.as_str() != Some(structure_id)
     {

@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
+use crate::fields::FieldMap;
 use crate::home::Home;
 use crate::location::Location;
 use crate::permission::PermissionSet;
@@ -111,7 +112,7 @@ pub enum Target {
 #[derive(Debug, Clone, PartialEq)]
 pub struct EntityWrite {
     pub target: Target,
-    pub fields: Map<String, Value>,
+    pub fields: FieldMap,
 }
 
 /// A request split into element writes, all in one structure.
@@ -150,7 +151,7 @@ pub fn plan_write<'h>(
                                 let fields = as_object(fields, &id)?;
                                 placed.push((
                                     home.id().to_string(),
-                                    EntityWrite { target: Target::Device(kind, id), fields },
+                                    EntityWrite { target: Target::Device(kind, id), fields: fields.into() },
                                 ));
                             }
                         }
@@ -164,7 +165,7 @@ pub fn plan_write<'h>(
                                         product_type: product_type.clone(),
                                         id,
                                     };
-                                    placed.push((sid, EntityWrite { target, fields }));
+                                    placed.push((sid, EntityWrite { target, fields: fields.into() }));
                                 }
                             }
                         }
@@ -177,7 +178,7 @@ pub fn plan_write<'h>(
                         return Err(ApiError::not_found(&format!("/structures/{sid}")));
                     }
                     let fields = as_object(fields, &sid)?;
-                    placed.push((sid, EntityWrite { target: Target::Structure, fields }));
+                    placed.push((sid, EntityWrite { target: Target::Structure, fields: fields.into() }));
                 }
             }
             "metadata" => {
@@ -287,7 +288,7 @@ pub fn apply_write(home: &Home, plan: &WritePlan, ctx: &WriteContext<'_>) -> Res
                 rules::product_data(&w.fields, home.id())?;
                 let coll = next.product_data_mut(company, product_type);
                 let entry = coll.entry(id.clone()).or_insert_with(|| Value::Object(Map::new()));
-                json_merge(entry, &Value::Object(w.fields.clone()));
+                json_merge(entry, &w.fields.to_value());
             }
         }
     }
@@ -317,8 +318,10 @@ pub fn drop_stale_reports(plan: &mut WritePlan, home: &Home, ctx: &WriteContext<
             .fields
             .keys()
             .filter(|f| schema::is_reported(*kind, f))
-            .filter(|f| reported_at.get(*f).and_then(Value::as_str).is_some_and(|at| at > measured.as_str()))
-            .cloned()
+            .filter(|f| {
+                reported_at.get(f.as_str()).and_then(Value::as_str).is_some_and(|at| at > measured.as_str())
+            })
+            .map(|f| f.to_string())
             .collect();
         for f in stale {
             w.fields.remove(&f);
@@ -340,20 +343,20 @@ fn check_permissions(plan: &WritePlan, actor: &Actor) -> Result<(), ApiError> {
                     Actor::Service => true,
                 };
                 if !ok {
-                    refused.extend(w.fields.keys().cloned());
+                    refused.extend(w.fields.keys().map(|k| k.to_string()));
                 }
             }
             Target::Device(kind, id) => {
                 for k in w.fields.keys() {
                     if !may_write(*kind, k, actor, Some(id)) {
-                        refused.push(k.clone());
+                        refused.push(k.to_string());
                     }
                 }
             }
             Target::Structure => {
                 for k in w.fields.keys() {
                     if !may_write(Entity::Structure, k, actor, None) {
-                        refused.push(k.clone());
+                        refused.push(k.to_string());
                     }
                 }
             }
@@ -381,16 +384,16 @@ pub fn may_write(entity: Entity, field: &str, actor: &Actor, device_id: Option<&
 
 /// Step 3: value types and enum values, with values normalized (°C rounded to 0.5,
 /// timestamps in the API's format).
-fn normalize_fields(target: &Target, fields: &Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+fn normalize_fields(target: &Target, fields: &FieldMap) -> Result<FieldMap, ApiError> {
     let entity = match target {
         Target::Device(kind, _) => *kind,
         Target::Structure => Entity::Structure,
         Target::ProductData { .. } => return Ok(fields.clone()),
     };
-    let mut out = Map::new();
+    let mut out = FieldMap::new();
     for (k, v) in fields {
         let Some(spec) = schema::field(entity, k) else {
-            return Err(ApiError::no_write_permission(std::slice::from_ref(k)));
+            return Err(ApiError::no_write_permission(&[k.to_string()]));
         };
         let v = normalize_value(entity, k, spec.ty, v)?;
         out.insert(k.clone(), v);
@@ -482,7 +485,7 @@ fn is_time_to_target(s: &str) -> bool {
 
 /// Merge of named fields into an element: named fields replace, others stay. Object-valued
 /// fields (a camera's `last_event`) are replaced whole: an event is one unit.
-pub fn merge_fields(current: &Map<String, Value>, fields: &Map<String, Value>) -> Map<String, Value> {
+pub fn merge_fields(current: &FieldMap, fields: &FieldMap) -> FieldMap {
     let mut out = current.clone();
     for (k, v) in fields {
         out.insert(k.clone(), v.clone());

@@ -160,11 +160,9 @@ pub async fn add_device(
     }
     let new_id = id.clone();
     update_structure(store, structure_id, "admin", move |home| {
-        let wheres = home.structure_mut().entry("wheres").or_insert_with(|| json!({}));
-        if let Value::Object(w) = wheres
-            && !w.contains_key(&where_id)
-        {
-            w.insert(where_id.clone(), json!({"where_id": where_id, "name": where_name}));
+        let wheres = home.structure_mut().object_mut("wheres");
+        if !wheres.contains_key(&where_id) {
+            wheres.insert(where_id.clone(), json!({"where_id": where_id, "name": where_name}));
         }
         home.insert_device(kind, &new_id, fields.clone());
         Ok(())

@@ -212,8 +212,8 @@ pub fn read_location(
                 let filtered = match seg.get(3) {
                     // One field: filter just that one instead of the whole device.
                     Some(field) => {
-                        let mut one = serde_json::Map::new();
-                        one.insert(field.clone(), device.get(field)?.clone());
+                        let mut one = roost_model::FieldMap::new();
+                        one.insert(field.as_str(), device.get(field)?.clone());
                         Value::Object(filter_device(kind, &one, perms)?)
                     }
                     None => Value::Object(filter_device(kind, device, perms)?),
@@ -541,7 +541,7 @@ async fn presence_inner(
             structure_id: structure_id.to_string(),
             writes: vec![roost_model::write::EntityWrite {
                 target: roost_model::write::Target::Structure,
-                fields,
+                fields: fields.into(),
             }],
         };
         let name = match &grant.product_id {

@@ -79,7 +79,7 @@ fn device_plan(sid: &str, kind: Entity, id: &str, fields: Map<String, Value>) ->
         structure_id: sid.to_string(),
         writes: vec![roost_model::write::EntityWrite {
             target: roost_model::write::Target::Device(kind, id.to_string()),
-            fields,
+            fields: fields.into(),
         }],
     }
 }

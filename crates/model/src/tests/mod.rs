@@ -85,7 +85,7 @@ pub fn err(r: Result<Home, ApiError>) -> Value {
 }
 
 pub fn thermostat(h: &Home, id: &str) -> serde_json::Map<String, Value> {
-    h.device(Entity::Thermostat, id).unwrap().clone()
+    h.device(Entity::Thermostat, id).unwrap().to_map()
 }
 
 pub fn ty(anchor: &str) -> String {

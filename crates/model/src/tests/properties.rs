@@ -120,11 +120,11 @@ fn check_filter(h: &Home, perms: PermissionSet) {
                 .and_then(|v| v.get(coll))
                 .and_then(|v| v.get(id))
                 .and_then(Value::as_object);
-            check_fields(kind, "", d, shown, perms);
+            check_fields(kind, "", &d.to_map(), shown, perms);
         }
     }
     let shown = view.get("structures").and_then(|v| v.get(h.id())).and_then(Value::as_object);
-    check_fields(Entity::Structure, "", h.structure(), shown, perms);
+    check_fields(Entity::Structure, "", &h.structure().to_map(), shown, perms);
 }
 
 fn check_fields(

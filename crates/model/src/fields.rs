@@ -1,0 +1,419 @@
+//! [`FieldMap`]: the fields of one element (a device, the structure, the product data root).
+//!
+//! Every write copies the element it changes and frees the old copy once no revision needs it,
+//! and rules, home logic and diffs look fields up dozens of times per write. A
+//! `serde_json::Map` (a `BTreeMap<String, Value>`) pays for that with an allocation per key on
+//! every copy and a free per key on every drop, and a search through its nodes per lookup.
+//! A `FieldMap` keeps its fields in one vector sorted by name, and a name from the schema is
+//! a shared `&'static str` instead of an owned `String`: copying a thermostat is one
+//! allocation plus its string values, and a lookup is a binary search. Iteration is in name
+//! order, as a `serde_json::Map`'s, so JSON output does not change.
+
+use std::fmt;
+use std::ops::Deref;
+use std::sync::LazyLock;
+
+use serde::ser::SerializeMap;
+use serde_json::{Map, Value};
+
+use crate::schema::FIELDS;
+
+/// Every top-level field name of the schema, sorted, with a hash table from text to index
+/// (interning a parsed name costs one probe instead of a binary search of the names).
+struct Known {
+    names: Vec<&'static str>,
+    /// Open addressing, `EMPTY` where free; a name's slot starts at [`slot`] of its text.
+    table: Vec<u16>,
+}
+
+const TABLE_BITS: u32 = 10;
+const EMPTY: u16 = u16::MAX;
+
+static KNOWN: LazyLock<Known> = LazyLock::new(|| {
+    let mut names: Vec<&'static str> =
+        FIELDS.iter().map(|s| s.path.split_once('/').map_or(s.path, |(parent, _)| parent)).collect();
+    names.sort_unstable();
+    names.dedup();
+    // The table stays at most a quarter full, so probes are short.
+    assert!(names.len() * 4 <= 1 << TABLE_BITS, "the schema outgrew the name table");
+    let mut table = vec![EMPTY; 1 << TABLE_BITS];
+    for (i, name) in names.iter().enumerate() {
+        let mut at = slot(name.as_bytes());
+        while table[at] != EMPTY {
+            at = (at + 1) & ((1 << TABLE_BITS) - 1);
+        }
+        table[at] = i as u16;
+    }
+    Known { names, table }
+});
+
+/// Where a name's probe starts: its length and first and last eight bytes, mixed. Field
+/// names differ at one end or in length ("…_f"/"…_c", "…_high_f"/"…_low_f").
+fn slot(b: &[u8]) -> usize {
+    fn word(b: &[u8]) -> u64 {
+        let mut w = [0u8; 8];
+        w[..b.len()].copy_from_slice(b);
+        u64::from_le_bytes(w)
+    }
+    let n = b.len();
+    let mixed = (word(&b[..n.min(8)]) ^ word(&b[n.saturating_sub(8)..]).rotate_left(29) ^ n as u64)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (mixed >> (64 - TABLE_BITS)) as usize
+}
+
+/// The index of a schema name.
+fn known_index(s: &str) -> Option<u16> {
+    let known = &*KNOWN;
+    let mut at = slot(s.as_bytes());
+    loop {
+        let i = known.table[at];
+        if i == EMPTY {
+            return None;
+        }
+        if known.names[usize::from(i)] == s {
+            return Some(i);
+        }
+        at = (at + 1) & ((1 << TABLE_BITS) - 1);
+    }
+}
+
+/// A field's name: the schema's shared text, or an owned one for any other name (product
+/// data's company keys).
+#[derive(Clone)]
+pub struct Name(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    Known(&'static str),
+    Other(Box<str>),
+}
+
+impl Name {
+    pub fn new(s: &str) -> Name {
+        match known_index(s) {
+            Some(i) => Name(Repr::Known(KNOWN.names[usize::from(i)])),
+            None => Name(Repr::Other(s.into())),
+        }
+    }
+
+    fn from_string(s: String) -> Name {
+        match known_index(&s) {
+            Some(i) => Name(Repr::Known(KNOWN.names[usize::from(i)])),
+            None => Name(Repr::Other(s.into_boxed_str())),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            Repr::Known(s) => s,
+            Repr::Other(s) => s,
+        }
+    }
+}
+
+impl Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for Name {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq for Name {
+    fn eq(&self, other: &Name) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Name {}
+
+impl PartialEq<str> for Name {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Name {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl From<&str> for Name {
+    fn from(s: &str) -> Name {
+        Name::new(s)
+    }
+}
+
+impl From<&String> for Name {
+    fn from(s: &String) -> Name {
+        Name::new(s)
+    }
+}
+
+impl From<String> for Name {
+    fn from(s: String) -> Name {
+        Name::from_string(s)
+    }
+}
+
+impl From<&Name> for Name {
+    fn from(n: &Name) -> Name {
+        n.clone()
+    }
+}
+
+impl From<Name> for String {
+    fn from(n: Name) -> String {
+        match n.0 {
+            Repr::Known(s) => s.to_string(),
+            Repr::Other(s) => s.into_string(),
+        }
+    }
+}
+
+/// Fields by name, in name order (see the module docs).
+#[derive(Clone, Default, PartialEq)]
+pub struct FieldMap {
+    entries: Vec<(Name, Value)>,
+}
+
+impl FieldMap {
+    pub fn new() -> FieldMap {
+        FieldMap::default()
+    }
+
+    fn find(&self, k: &str) -> Result<usize, usize> {
+        self.entries.binary_search_by(|(n, _)| n.as_str().cmp(k))
+    }
+
+    pub fn get(&self, k: &str) -> Option<&Value> {
+        self.find(k).ok().map(|i| &self.entries[i].1)
+    }
+
+    pub fn get_mut(&mut self, k: &str) -> Option<&mut Value> {
+        self.find(k).ok().map(|i| &mut self.entries[i].1)
+    }
+
+    pub fn contains_key(&self, k: &str) -> bool {
+        self.find(k).is_ok()
+    }
+
+    /// Sets a field; the old value, if there was one.
+    pub fn insert(&mut self, k: impl Into<Name> + AsRef<str>, v: Value) -> Option<Value> {
+        match self.find(k.as_ref()) {
+            Ok(i) => Some(std::mem::replace(&mut self.entries[i].1, v)),
+            Err(i) => {
+                self.entries.insert(i, (k.into(), v));
+                None
+            }
+        }
+    }
+
+    pub fn remove(&mut self, k: &str) -> Option<Value> {
+        self.find(k).ok().map(|i| self.entries.remove(i).1)
+    }
+
+    /// The object at `k`, created (or replacing a value of another type) when missing.
+    pub fn object_mut(&mut self, k: &str) -> &mut Map<String, Value> {
+        let i = match self.find(k) {
+            Ok(i) => i,
+            Err(i) => {
+                self.entries.insert(i, (Name::new(k), Value::Object(Map::new())));
+                i
+            }
+        };
+        let slot = &mut self.entries[i].1;
+        if !slot.is_object() {
+            *slot = Value::Object(Map::new());
+        }
+        match slot {
+            Value::Object(o) => o,
+            _ => unreachable!("made an object just above"),
+        }
+    }
+
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&Name, &Value)> + ExactSizeIterator + Clone {
+        self.entries.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &Name> + Clone {
+        self.entries.iter().map(|(k, _)| k)
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &Value> {
+        self.entries.iter().map(|(_, v)| v)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Keeps the fields for which `keep` is true.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str, &mut Value) -> bool) {
+        self.entries.retain_mut(|(k, v)| keep(k, v));
+    }
+
+    /// The fields as a `serde_json::Map`.
+    pub fn to_map(&self) -> Map<String, Value> {
+        self.entries.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    }
+
+    pub fn into_map(self) -> Map<String, Value> {
+        self.entries.into_iter().map(|(k, v)| (String::from(k), v)).collect()
+    }
+
+    pub fn to_value(&self) -> Value {
+        Value::Object(self.to_map())
+    }
+}
+
+impl From<Map<String, Value>> for FieldMap {
+    fn from(m: Map<String, Value>) -> FieldMap {
+        // A `serde_json::Map` iterates in name order already.
+        FieldMap { entries: m.into_iter().map(|(k, v)| (Name::from_string(k), v)).collect() }
+    }
+}
+
+impl From<FieldMap> for Map<String, Value> {
+    fn from(f: FieldMap) -> Map<String, Value> {
+        f.into_map()
+    }
+}
+
+impl<K: Into<Name> + AsRef<str>> FromIterator<(K, Value)> for FieldMap {
+    fn from_iter<I: IntoIterator<Item = (K, Value)>>(iter: I) -> FieldMap {
+        let mut out = FieldMap::new();
+        for (k, v) in iter {
+            out.insert(k, v);
+        }
+        out
+    }
+}
+
+/// `fields["name"]`: the value, or `null` when absent (as indexing a `Value` gives).
+impl std::ops::Index<&str> for FieldMap {
+    type Output = Value;
+    fn index(&self, k: &str) -> &Value {
+        static NULL: Value = Value::Null;
+        self.get(k).unwrap_or(&NULL)
+    }
+}
+
+impl<K: Into<Name> + AsRef<str>> Extend<(K, Value)> for FieldMap {
+    fn extend<I: IntoIterator<Item = (K, Value)>>(&mut self, iter: I) {
+        for (k, v) in iter {
+            self.insert(k, v);
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a FieldMap {
+    type Item = (&'a Name, &'a Value);
+    type IntoIter =
+        std::iter::Map<std::slice::Iter<'a, (Name, Value)>, fn(&'a (Name, Value)) -> (&'a Name, &'a Value)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.iter().map(|(k, v)| (k, v))
+    }
+}
+
+impl fmt::Debug for FieldMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.entries.iter().map(|(k, v)| (k, v))).finish()
+    }
+}
+
+impl serde::Serialize for FieldMap {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut m = serializer.serialize_map(Some(self.entries.len()))?;
+        for (k, v) in &self.entries {
+            m.serialize_entry(k.as_str(), v)?;
+        }
+        m.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn iterates_and_serializes_in_name_order_like_a_json_map() {
+        let mut f = FieldMap::new();
+        for k in ["target_temperature_f", "$acme", "away", "zzz", "device_id", "a"] {
+            f.insert(k, json!(k.len()));
+        }
+        for k in ["target_temperature_f", "$acme", "away", "zzz", "device_id", "a"] {
+            assert_eq!(f.get(k), Some(&json!(k.len())), "{k}");
+        }
+        assert_eq!(f.get("hvac_mode"), None);
+        assert_eq!(f.get("b"), None);
+        let json = serde_json::to_string(&f).unwrap();
+        let map: Map<String, Value> = serde_json::from_str(&json).unwrap();
+        assert_eq!(serde_json::to_string(&map).unwrap(), json);
+        assert_eq!(FieldMap::from(map.clone()), f);
+        assert_eq!(f.to_map(), map);
+    }
+
+    #[test]
+    fn insert_replaces_and_remove_removes() {
+        let mut f = FieldMap::new();
+        assert_eq!(f.insert("hvac_mode", json!("heat")), None);
+        assert_eq!(f.insert(String::from("hvac_mode"), json!("cool")), Some(json!("heat")));
+        assert_eq!(f.get("hvac_mode"), Some(&json!("cool")));
+        assert_eq!(f.len(), 1);
+        assert_eq!(f.remove("hvac_mode"), Some(json!("cool")));
+        assert!(f.is_empty());
+    }
+
+    #[test]
+    fn every_schema_name_is_found_by_its_text() {
+        let known = &*KNOWN;
+        assert!(known.names.windows(2).all(|w| w[0] < w[1]));
+        for (i, name) in known.names.iter().enumerate() {
+            assert_eq!(known_index(name), Some(i as u16), "{name}");
+            assert_eq!(Name::new(name).as_str(), *name);
+        }
+        for other in ["", "x", "hvac_mod", "hvac_modes", "$company", "target_temperature_x"] {
+            assert_eq!(known_index(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn schema_names_are_shared_and_others_owned() {
+        assert!(matches!(Name::new("hvac_mode").0, Repr::Known(_)));
+        assert!(matches!(Name::from(String::from("$company")).0, Repr::Other(_)));
+        assert_eq!(Name::new("$company"), "$company");
+    }
+
+    #[test]
+    fn object_mut_makes_an_object() {
+        let mut f = FieldMap::new();
+        f.insert("wheres", json!(3));
+        f.object_mut("wheres").insert("w1".into(), json!({"name": "Den"}));
+        f.object_mut("eta").insert("trip_id".into(), json!("t"));
+        assert_eq!(f.to_value(), json!({"eta": {"trip_id": "t"}, "wheres": {"w1": {"name": "Den"}}}));
+    }
+}
