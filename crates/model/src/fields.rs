@@ -61,6 +61,20 @@ fn slot(b: &[u8]) -> usize {
     (mixed >> (64 - TABLE_BITS)) as usize
 }
 
+/// The first eight bytes of a name, big-endian, zero-padded: when two names' heads differ,
+/// they order as the names do (a name shorter than eight bytes is a prefix of any longer
+/// one with the same head bytes, and sorts first either way).
+fn head(s: &str) -> u64 {
+    let b = s.as_bytes();
+    if let Some(first) = b.first_chunk::<8>() {
+        u64::from_be_bytes(*first)
+    } else {
+        let mut w = [0u8; 8];
+        w[..b.len()].copy_from_slice(b);
+        u64::from_be_bytes(w)
+    }
+}
+
 /// The index of a schema name.
 fn known_index(s: &str) -> Option<u16> {
     let known = &*KNOWN;
@@ -78,9 +92,13 @@ fn known_index(s: &str) -> Option<u16> {
 }
 
 /// A field's name: the schema's shared text, or an owned one for any other name (product
-/// data's company keys).
+/// data's company keys). `head` is its first eight bytes as a number, so most comparisons in a
+/// lookup are one integer compare instead of a call to `memcmp`.
 #[derive(Clone)]
-pub struct Name(Repr);
+pub struct Name {
+    head: u64,
+    repr: Repr,
+}
 
 #[derive(Clone)]
 enum Repr {
@@ -91,20 +109,20 @@ enum Repr {
 impl Name {
     pub fn new(s: &str) -> Name {
         match known_index(s) {
-            Some(i) => Name(Repr::Known(KNOWN.names[usize::from(i)])),
-            None => Name(Repr::Other(s.into())),
+            Some(i) => Name { head: head(s), repr: Repr::Known(KNOWN.names[usize::from(i)]) },
+            None => Name { head: head(s), repr: Repr::Other(s.into()) },
         }
     }
 
     fn from_string(s: String) -> Name {
         match known_index(&s) {
-            Some(i) => Name(Repr::Known(KNOWN.names[usize::from(i)])),
-            None => Name(Repr::Other(s.into_boxed_str())),
+            Some(i) => Name { head: head(&s), repr: Repr::Known(KNOWN.names[usize::from(i)]) },
+            None => Name { head: head(&s), repr: Repr::Other(s.into_boxed_str()) },
         }
     }
 
     pub fn as_str(&self) -> &str {
-        match &self.0 {
+        match &self.repr {
             Repr::Known(s) => s,
             Repr::Other(s) => s,
         }
@@ -182,7 +200,7 @@ impl From<&Name> for Name {
 
 impl From<Name> for String {
     fn from(n: Name) -> String {
-        match n.0 {
+        match n.repr {
             Repr::Known(s) => s.to_string(),
             Repr::Other(s) => s.into_string(),
         }
@@ -201,7 +219,8 @@ impl FieldMap {
     }
 
     fn find(&self, k: &str) -> Result<usize, usize> {
-        self.entries.binary_search_by(|(n, _)| n.as_str().cmp(k))
+        let h = head(k);
+        self.entries.binary_search_by(|(n, _)| n.head.cmp(&h).then_with(|| n.as_str().cmp(k)))
     }
 
     pub fn get(&self, k: &str) -> Option<&Value> {
@@ -378,6 +397,19 @@ mod tests {
     }
 
     #[test]
+    fn heads_order_as_the_names_do() {
+        let names =
+            ["", "a", "a\u{0}", "ab", "abcdefgh", "abcdefgh\u{0}", "abcdefghi", "abcdefgi", "b", "zz"];
+        for x in names {
+            for y in names {
+                if head(x) != head(y) {
+                    assert_eq!(head(x).cmp(&head(y)), x.cmp(y), "{x:?} {y:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn insert_replaces_and_remove_removes() {
         let mut f = FieldMap::new();
         assert_eq!(f.insert("hvac_mode", json!("heat")), None);
@@ -403,8 +435,8 @@ mod tests {
 
     #[test]
     fn schema_names_are_shared_and_others_owned() {
-        assert!(matches!(Name::new("hvac_mode").0, Repr::Known(_)));
-        assert!(matches!(Name::from(String::from("$company")).0, Repr::Other(_)));
+        assert!(matches!(Name::new("hvac_mode").repr, Repr::Known(_)));
+        assert!(matches!(Name::from(String::from("$company")).repr, Repr::Other(_)));
         assert_eq!(Name::new("$company"), "$company");
     }
 
