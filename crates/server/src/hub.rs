@@ -6,7 +6,7 @@
 //! structures that other processes or nodes committed.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use roost_model::Home;
 use roost_store::{Store, StoreError};
@@ -23,7 +23,9 @@ pub struct Slot {
     /// Held while a write is checked and committed: one writer per structure.
     pub writer: Mutex<()>,
     current: RwLock<Arc<Snapshot>>,
-    pub changes: broadcast::Sender<Arc<Snapshot>>,
+    /// Made when the structure's first stream subscribes: a feed allocates its whole buffer
+    /// (~10 KiB) at once, and most structures have no stream open.
+    changes: OnceLock<broadcast::Sender<Arc<Snapshot>>>,
 }
 
 impl Slot {
@@ -52,8 +54,19 @@ impl Slot {
         if snapshot.revision > g.revision {
             *g = snapshot.clone();
             drop(g);
-            let _ = self.changes.send(snapshot);
+            // With no feed yet, a stream that makes one now still misses nothing: it reads
+            // `current` after making its feed, and had it read before this write, the lock
+            // would have made its feed visible here.
+            if let Some(feed) = self.changes.get() {
+                let _ = feed.send(snapshot);
+            }
         }
+    }
+
+    /// The structure's change feed (made by the first subscriber). Subscribe before reading
+    /// [`Slot::current`], so that no revision falls between the two.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Snapshot>> {
+        self.changes.get_or_init(|| broadcast::channel(FEED_CAPACITY).0).subscribe()
     }
 }
 
@@ -94,8 +107,11 @@ impl Hub {
             slot.install(snapshot);
             return;
         }
-        let (tx, _) = broadcast::channel(FEED_CAPACITY);
-        let slot = Arc::new(Slot { writer: Mutex::new(()), current: RwLock::new(snapshot), changes: tx });
+        let slot = Arc::new(Slot {
+            writer: Mutex::new(()),
+            current: RwLock::new(snapshot),
+            changes: OnceLock::new(),
+        });
         if let Ok(mut slots) = self.slots.write() {
             slots.entry(id.to_string()).or_insert(slot);
         }
@@ -120,5 +136,34 @@ impl Hub {
             }
         }
         Ok(next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn snapshot(revision: u64) -> Arc<Snapshot> {
+        Arc::new(Snapshot { revision, home: Home::new_structure("s1", serde_json::Map::new()) })
+    }
+
+    #[test]
+    fn a_feed_is_made_by_the_first_subscriber_and_then_gets_every_revision() {
+        let hub = Hub::default();
+        hub.load("s1", 1, snapshot(1).home.to_json());
+        let slot = hub.slot("s1").unwrap();
+        slot.install(snapshot(2));
+        assert!(slot.changes.get().is_none(), "no stream, no feed");
+        let mut feed = slot.subscribe();
+        assert_eq!(slot.current().revision, 2);
+        slot.install(snapshot(3));
+        slot.install(snapshot(3));
+        let mut second = slot.subscribe();
+        slot.install(snapshot(4));
+        assert_eq!(feed.try_recv().unwrap().revision, 3);
+        assert_eq!(feed.try_recv().unwrap().revision, 4);
+        assert!(feed.try_recv().is_err(), "an equal revision is not sent again");
+        assert_eq!(second.try_recv().unwrap().revision, 4);
     }
 }

@@ -232,7 +232,7 @@ pub async fn open(
 
     // Subscribe first, then read.
     let slots: Vec<_> = grant.structures.iter().filter_map(|s| app.hub.slot(s)).collect();
-    let feeds: Vec<broadcast::Receiver<_>> = slots.iter().map(|s| s.changes.subscribe()).collect();
+    let feeds: Vec<broadcast::Receiver<_>> = slots.iter().map(|s| s.subscribe()).collect();
     let keepalive = KeepAlive::new(app.config.keepalive);
     let state = StreamState {
         task: StreamTask { app: app.clone(), slots, grant, location, metadata, group, deltas },
