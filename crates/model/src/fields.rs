@@ -6,8 +6,10 @@
 //! every copy and a free per key on every drop, and a search through its nodes per lookup.
 //! A `FieldMap` keeps its fields in one vector sorted by name, and a name from the schema is
 //! a shared `&'static str` instead of an owned `String`: copying a thermostat is one
-//! allocation plus its string values, and a lookup is a binary search. Iteration is in name
-//! order, as a `serde_json::Map`'s, so JSON output does not change.
+//! allocation plus its string values. A small table of positions finds a schema name with
+//! one hash probe (home logic looks up ~60 fields per thermostat write); other names are found
+//! by binary search. Iteration is in name order, as a `serde_json::Map`'s, so JSON output
+//! does not change.
 
 use std::fmt;
 use std::ops::Deref;
@@ -102,28 +104,29 @@ pub struct Name {
 
 #[derive(Clone)]
 enum Repr {
-    Known(&'static str),
+    /// The text and its index in the schema's names.
+    Known(&'static str, u16),
     Other(Box<str>),
 }
 
 impl Name {
     pub fn new(s: &str) -> Name {
         match known_index(s) {
-            Some(i) => Name { head: head(s), repr: Repr::Known(KNOWN.names[usize::from(i)]) },
+            Some(i) => Name { head: head(s), repr: Repr::Known(KNOWN.names[usize::from(i)], i) },
             None => Name { head: head(s), repr: Repr::Other(s.into()) },
         }
     }
 
     fn from_string(s: String) -> Name {
         match known_index(&s) {
-            Some(i) => Name { head: head(&s), repr: Repr::Known(KNOWN.names[usize::from(i)]) },
+            Some(i) => Name { head: head(&s), repr: Repr::Known(KNOWN.names[usize::from(i)], i) },
             None => Name { head: head(&s), repr: Repr::Other(s.into_boxed_str()) },
         }
     }
 
     pub fn as_str(&self) -> &str {
         match &self.repr {
-            Repr::Known(s) => s,
+            Repr::Known(s, _) => s,
             Repr::Other(s) => s,
         }
     }
@@ -201,16 +204,36 @@ impl From<&Name> for Name {
 impl From<Name> for String {
     fn from(n: Name) -> String {
         match n.repr {
-            Repr::Known(s) => s.to_string(),
+            Repr::Known(s, _) => s.to_string(),
             Repr::Other(s) => s.into_string(),
         }
     }
 }
 
 /// Fields by name, in name order (see the module docs).
-#[derive(Clone, Default, PartialEq)]
+#[derive(Clone)]
 pub struct FieldMap {
     entries: Vec<(Name, Value)>,
+    /// Where each of the first [`INDEXED`] schema names is in `entries` ([`ABSENT`] if not
+    /// there): a lookup by a schema name is one hash probe and two loads. Rebuilt whenever
+    /// entries move; unused (all `ABSENT`) when there are too many entries for a `u8`.
+    at: [u8; INDEXED],
+}
+
+/// Schema names a `FieldMap` finds by position (any others by binary search).
+const INDEXED: usize = 128;
+const ABSENT: u8 = u8::MAX;
+
+impl Default for FieldMap {
+    fn default() -> FieldMap {
+        FieldMap { entries: Vec::new(), at: [ABSENT; INDEXED] }
+    }
+}
+
+impl PartialEq for FieldMap {
+    fn eq(&self, other: &FieldMap) -> bool {
+        self.entries == other.entries
+    }
 }
 
 impl FieldMap {
@@ -218,21 +241,59 @@ impl FieldMap {
         FieldMap::default()
     }
 
+    /// `Ok(position)`, or `Err(where it would go)`.
     fn find(&self, k: &str) -> Result<usize, usize> {
+        if let Some(id) = known_index(k).map(usize::from)
+            && id < INDEXED
+            && self.entries.len() < usize::from(ABSENT)
+        {
+            let at = self.at[id];
+            if at != ABSENT {
+                return Ok(usize::from(at));
+            }
+        }
         let h = head(k);
         self.entries.binary_search_by(|(n, _)| n.head.cmp(&h).then_with(|| n.as_str().cmp(k)))
     }
 
+    /// The position of `k`, if present (no search when the index says it is absent).
+    fn position(&self, k: &str) -> Option<usize> {
+        if let Some(id) = known_index(k).map(usize::from)
+            && id < INDEXED
+            && self.entries.len() < usize::from(ABSENT)
+        {
+            let at = self.at[id];
+            return (at != ABSENT).then_some(usize::from(at));
+        }
+        self.find(k).ok()
+    }
+
+    /// Rebuilds `at` after entries moved.
+    fn reindex(&mut self) {
+        self.at = [ABSENT; INDEXED];
+        if self.entries.len() >= usize::from(ABSENT) {
+            return;
+        }
+        for (pos, (n, _)) in self.entries.iter().enumerate() {
+            if let Repr::Known(_, id) = n.repr
+                && usize::from(id) < INDEXED
+            {
+                // Below `ABSENT` (checked above), so it fits.
+                self.at[usize::from(id)] = pos as u8;
+            }
+        }
+    }
+
     pub fn get(&self, k: &str) -> Option<&Value> {
-        self.find(k).ok().map(|i| &self.entries[i].1)
+        self.position(k).map(|i| &self.entries[i].1)
     }
 
     pub fn get_mut(&mut self, k: &str) -> Option<&mut Value> {
-        self.find(k).ok().map(|i| &mut self.entries[i].1)
+        self.position(k).map(|i| &mut self.entries[i].1)
     }
 
     pub fn contains_key(&self, k: &str) -> bool {
-        self.find(k).is_ok()
+        self.position(k).is_some()
     }
 
     /// Sets a field; the old value, if there was one.
@@ -241,13 +302,17 @@ impl FieldMap {
             Ok(i) => Some(std::mem::replace(&mut self.entries[i].1, v)),
             Err(i) => {
                 self.entries.insert(i, (k.into(), v));
+                self.reindex();
                 None
             }
         }
     }
 
     pub fn remove(&mut self, k: &str) -> Option<Value> {
-        self.find(k).ok().map(|i| self.entries.remove(i).1)
+        let i = self.position(k)?;
+        let (_, v) = self.entries.remove(i);
+        self.reindex();
+        Some(v)
     }
 
     /// The object at `k`, created (or replacing a value of another type) when missing.
@@ -256,6 +321,7 @@ impl FieldMap {
             Ok(i) => i,
             Err(i) => {
                 self.entries.insert(i, (Name::new(k), Value::Object(Map::new())));
+                self.reindex();
                 i
             }
         };
@@ -292,6 +358,7 @@ impl FieldMap {
     /// Keeps the fields for which `keep` is true.
     pub fn retain(&mut self, mut keep: impl FnMut(&str, &mut Value) -> bool) {
         self.entries.retain_mut(|(k, v)| keep(k, v));
+        self.reindex();
     }
 
     /// The fields as a `serde_json::Map`.
@@ -311,7 +378,12 @@ impl FieldMap {
 impl From<Map<String, Value>> for FieldMap {
     fn from(m: Map<String, Value>) -> FieldMap {
         // A `serde_json::Map` iterates in name order already.
-        FieldMap { entries: m.into_iter().map(|(k, v)| (Name::from_string(k), v)).collect() }
+        let mut f = FieldMap {
+            entries: m.into_iter().map(|(k, v)| (Name::from_string(k), v)).collect(),
+            at: [ABSENT; INDEXED],
+        };
+        f.reindex();
+        f
     }
 }
 
@@ -409,6 +481,45 @@ mod tests {
         }
     }
 
+    /// Every operation agrees with a `serde_json::Map`, with schema and other names mixed and
+    /// with more entries than the position index covers.
+    #[test]
+    fn behaves_as_a_json_map() {
+        let schema: Vec<&str> = KNOWN.names.clone();
+        let others: Vec<String> = (0..300).map(|i| format!("other_{i:03}")).collect();
+        let names: Vec<&str> = schema.iter().copied().chain(others.iter().map(String::as_str)).collect();
+        let mut f = FieldMap::new();
+        let mut m = Map::new();
+        let mut x: u64 = 7;
+        for step in 0..4000u64 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let k = names[(x >> 33) as usize % names.len()];
+            match (x >> 20) % 4 {
+                0 | 1 => assert_eq!(f.insert(k, json!(step)), m.insert(k.to_string(), json!(step)), "{k}"),
+                2 => assert_eq!(f.remove(k), m.remove(k), "{k}"),
+                _ => {
+                    if let (Some(a), Some(b)) = (f.get_mut(k), m.get_mut(k)) {
+                        *a = json!(-1);
+                        *b = json!(-1);
+                    }
+                }
+            }
+            for probe in [k, names[step as usize % names.len()], "absent"] {
+                assert_eq!(f.get(probe), m.get(probe), "{probe} at step {step}");
+                assert_eq!(f.contains_key(probe), m.contains_key(probe));
+            }
+            assert_eq!(f.len(), m.len());
+        }
+        assert!(f.len() > usize::from(ABSENT), "the test went past the index's reach");
+        assert_eq!(f.to_map(), m);
+        assert_eq!(FieldMap::from(m.clone()).to_map(), m);
+        f.retain(|k, _| !k.starts_with("other_"));
+        m.retain(|k, _| !k.starts_with("other_"));
+        for k in &names {
+            assert_eq!(f.get(k), m.get(*k), "{k} after retain");
+        }
+    }
+
     #[test]
     fn insert_replaces_and_remove_removes() {
         let mut f = FieldMap::new();
@@ -435,7 +546,7 @@ mod tests {
 
     #[test]
     fn schema_names_are_shared_and_others_owned() {
-        assert!(matches!(Name::new("hvac_mode").repr, Repr::Known(_)));
+        assert!(matches!(Name::new("hvac_mode").repr, Repr::Known(..)));
         assert!(matches!(Name::from(String::from("$company")).repr, Repr::Other(_)));
         assert_eq!(Name::new("$company"), "$company");
     }
