@@ -24,7 +24,9 @@ use crate::schema::FIELDS;
 /// (interning a parsed name costs one probe instead of a binary search of the names).
 struct Known {
     names: Vec<&'static str>,
-    /// Open addressing, `EMPTY` where free; a name's slot starts at [`slot`] of its text.
+    /// Each name's [`Words`], in the order of `names`: most probes compare these, not text.
+    words: Vec<Words>,
+    /// Open addressing, `EMPTY` where free; a name's slot starts at [`slot`] of its words.
     table: Vec<u16>,
 }
 
@@ -36,30 +38,48 @@ static KNOWN: LazyLock<Known> = LazyLock::new(|| {
         FIELDS.iter().map(|s| s.path.split_once('/').map_or(s.path, |(parent, _)| parent)).collect();
     names.sort_unstable();
     names.dedup();
-    // The table stays at most a quarter full, so probes are short.
+    // The schema is a static table, so its tests would fail first; at most a quarter full
+    // keeps probes short.
     assert!(names.len() * 4 <= 1 << TABLE_BITS, "the schema outgrew the name table");
+    let words: Vec<Words> = names.iter().map(|n| Words::of(n.as_bytes())).collect();
     let mut table = vec![EMPTY; 1 << TABLE_BITS];
-    for (i, name) in names.iter().enumerate() {
-        let mut at = slot(name.as_bytes());
+    for (i, w) in words.iter().enumerate() {
+        let mut at = slot(w);
         while table[at] != EMPTY {
             at = (at + 1) & ((1 << TABLE_BITS) - 1);
         }
         table[at] = i as u16;
     }
-    Known { names, table }
+    Known { names, words, table }
 });
 
-/// Where a name's probe starts: its length and first and last eight bytes, mixed. Field
-/// names differ at one end or in length ("…_f"/"…_c", "…_high_f"/"…_low_f").
-fn slot(b: &[u8]) -> usize {
-    fn word(b: &[u8]) -> u64 {
-        let mut w = [0u8; 8];
-        w[..b.len()].copy_from_slice(b);
-        u64::from_le_bytes(w)
+/// A name's length and its first and last eight bytes (zero-padded when shorter): for a name
+/// of at most sixteen bytes they are the whole text.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Words {
+    first: u64,
+    last: u64,
+    len: usize,
+}
+
+impl Words {
+    fn of(b: &[u8]) -> Words {
+        match (b.first_chunk::<8>(), b.last_chunk::<8>()) {
+            (Some(first), Some(last)) => {
+                Words { first: u64::from_le_bytes(*first), last: u64::from_le_bytes(*last), len: b.len() }
+            }
+            _ => {
+                let w = b.iter().rev().fold(0u64, |w, &c| (w << 8) | u64::from(c));
+                Words { first: w, last: w, len: b.len() }
+            }
+        }
     }
-    let n = b.len();
-    let mixed = (word(&b[..n.min(8)]) ^ word(&b[n.saturating_sub(8)..]).rotate_left(29) ^ n as u64)
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+}
+
+/// Where a name's probe starts: its words, mixed. Field names differ at one end or in length
+/// ("…_f"/"…_c", "…_high_f"/"…_low_f").
+fn slot(w: &Words) -> usize {
+    let mixed = (w.first ^ w.last.rotate_left(29) ^ w.len as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     (mixed >> (64 - TABLE_BITS)) as usize
 }
 
@@ -80,13 +100,15 @@ fn head(s: &str) -> u64 {
 /// The index of a schema name.
 fn known_index(s: &str) -> Option<u16> {
     let known = &*KNOWN;
-    let mut at = slot(s.as_bytes());
+    let w = Words::of(s.as_bytes());
+    let mut at = slot(&w);
     loop {
         let i = known.table[at];
         if i == EMPTY {
             return None;
         }
-        if known.names[usize::from(i)] == s {
+        let n = usize::from(i);
+        if known.words[n] == w && (w.len <= 16 || known.names[n] == s) {
             return Some(i);
         }
         at = (at + 1) & ((1 << TABLE_BITS) - 1);
@@ -539,7 +561,18 @@ mod tests {
             assert_eq!(known_index(name), Some(i as u16), "{name}");
             assert_eq!(Name::new(name).as_str(), *name);
         }
-        for other in ["", "x", "hvac_mod", "hvac_modes", "$company", "target_temperature_x"] {
+        for other in [
+            "",
+            "x",
+            "hvac_mod",
+            "hvac_modes",
+            "$company",
+            "target_temperature_x",
+            "target_temperature_high_f\u{0}",
+            "target_temXerature_high_f",
+            "nam",
+            "name\u{0}",
+        ] {
             assert_eq!(known_index(other), None, "{other}");
         }
     }
