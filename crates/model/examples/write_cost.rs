@@ -38,7 +38,7 @@ fn main() {
         let d = Instant::now();
         // As the store's checkpoints and the API's responses write it.
         if std::env::var_os("SKIP_SERIALIZE").is_none() {
-            let _ = roost_model::json_text(&next.to_json());
+            let _ = next.to_json_text();
         }
         let e = Instant::now();
         let _ = home.clone();

@@ -273,9 +273,77 @@ impl Home {
     }
 }
 
+/// The document in the Nest shape, written straight from the elements (the same text as
+/// serializing [`Home::to_json`], without building and freeing a copy of the tree first).
 impl serde::Serialize for Home {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.to_json().serialize(serializer)
+        use serde::ser::SerializeMap;
+
+        /// `devices`: the non-empty device collections and the product data companies, in
+        /// name order as a JSON map holds them (product data wins a name both have, as in
+        /// `to_json`).
+        struct Devices<'a>(&'a Home);
+        impl serde::Serialize for Devices<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let home = self.0;
+                let mut collections: Vec<(&str, usize)> = Entity::DEVICE_KINDS
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| !home.devices[*i].is_empty())
+                    .map(|(i, kind)| (kind.collection().unwrap_or_default(), i))
+                    .filter(|(name, _)| !home.products.contains_key(name))
+                    .collect();
+                collections.sort_unstable();
+                let mut m = serializer.serialize_map(None)?;
+                let mut products = home.products.iter().peekable();
+                let mut collections = collections.into_iter().peekable();
+                loop {
+                    let product_first = match (products.peek(), collections.peek()) {
+                        (None, None) => break,
+                        (Some(_), None) => true,
+                        (None, Some(_)) => false,
+                        (Some((p, _)), Some((c, _))) => p.as_str() < *c,
+                    };
+                    if product_first {
+                        if let Some((k, v)) = products.next() {
+                            m.serialize_entry(k.as_str(), v)?;
+                        }
+                    } else if let Some((name, i)) = collections.next() {
+                        m.serialize_entry(name, &Collection(&home.devices[i]))?;
+                    }
+                }
+                m.end()
+            }
+        }
+
+        struct Collection<'a>(&'a BTreeMap<String, Fields>);
+        impl serde::Serialize for Collection<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_map(self.0.iter().map(|(id, fields)| (id, &**fields)))
+            }
+        }
+
+        struct Structures<'a>(&'a Home);
+        impl serde::Serialize for Structures<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut m = serializer.serialize_map(Some(1))?;
+                m.serialize_entry(&self.0.id, &*self.0.structure)?;
+                m.end()
+            }
+        }
+
+        let mut m = serializer.serialize_map(Some(2))?;
+        m.serialize_entry("devices", &Devices(self))?;
+        m.serialize_entry("structures", &Structures(self))?;
+        m.end()
+    }
+}
+
+impl Home {
+    /// The document as compact JSON text (what the store keeps).
+    pub fn to_json_text(&self) -> String {
+        // Cannot fail: every map key written is a string.
+        serde_json::to_string(self).unwrap_or_default()
     }
 }
 
@@ -488,6 +556,30 @@ mod tests {
         assert!(h.remove_device(Entity::Thermostat, "t1"));
         assert!(h.to_json()["devices"].get("thermostats").is_none());
         assert!(!h.remove_device(Entity::Thermostat, "t1"));
+    }
+
+    #[test]
+    fn json_text_is_the_text_of_to_json() {
+        let mut h = home();
+        assert_eq!(h.to_json_text(), crate::json_text(&h.to_json()));
+        h.product_data_mut("acme", "meter").insert("m1".into(), json!({"v": 1}));
+        h.product_data_mut("$zeta", "x").insert("z".into(), json!([1, 2]));
+        h.product_data_mut("a_first", "y").insert("q".into(), json!(null));
+        assert_eq!(h.to_json_text(), crate::json_text(&h.to_json()));
+        let demo = crate::demo::demo_home(
+            &crate::demo::DemoIds {
+                structure_id: "s".into(),
+                heat_pump_thermostat: "t1".into(),
+                heat_only_thermostat: "t2".into(),
+                kitchen_protect: "p1".into(),
+                hallway_protect: "p2".into(),
+                camera: "c".into(),
+            },
+            chrono::Utc::now(),
+        );
+        assert_eq!(demo.to_json_text(), crate::json_text(&demo.to_json()));
+        let empty = Home::new_structure("s9", Map::new());
+        assert_eq!(empty.to_json_text(), crate::json_text(&empty.to_json()));
     }
 
     #[test]

@@ -88,7 +88,7 @@ pub async fn update_structure(
         let commit = Commit {
             structure_id: s.id.clone(),
             base_revision: s.revision,
-            doc: Box::new(move || roost_model::json_text(&home.into_json())),
+            doc: Box::new(move || home.to_json_text()),
             change: Change {
                 structure_id: s.id.clone(),
                 revision: s.revision + 1,

@@ -87,7 +87,7 @@ pub async fn make(
         let commit = Commit {
             structure_id: plan.structure_id.clone(),
             base_revision: current.revision,
-            doc: Box::new(move || roost_model::json_text(&for_store.home.to_json())),
+            doc: Box::new(move || for_store.home.to_json_text()),
             change: Change {
                 structure_id: plan.structure_id.clone(),
                 revision: current.revision + 1,

@@ -85,6 +85,8 @@ proptest! {
                     prop_assert_eq!(&doc, &next.to_json());
                     crate::write::json_merge(&mut doc, &d.inverse);
                     prop_assert_eq!(&doc, &h.to_json());
+                    // The stored text is the text of the document.
+                    prop_assert_eq!(next.to_json_text(), crate::json_text(&next.to_json()));
                     h = next;
                 }
                 Err(e) => {
