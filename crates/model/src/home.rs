@@ -222,6 +222,12 @@ impl Home {
         out
     }
 
+    /// Whether this home holds the product data entry `devices/company/ty/id`.
+    pub fn has_product_data(&self, company: &str, ty: &str, id: &str) -> bool {
+        !DEVICE_COLLECTIONS.contains(&company)
+            && self.products.get(company).and_then(|t| t.get(ty)).and_then(|ids| ids.get(id)).is_some()
+    }
+
     /// The product data tree, shared like the other elements.
     pub fn products(&self) -> &FieldMap {
         &self.products

@@ -236,7 +236,7 @@ fn product_data_home<'h>(
     fields: &Map<String, Value>,
 ) -> Result<String, ApiError> {
     for h in homes.clone() {
-        if h.product_data().iter().any(|(c, t, i, _)| c == company && t == ty && i == id) {
+        if h.has_product_data(company, ty, id) {
             return Ok(h.id().to_string());
         }
     }
