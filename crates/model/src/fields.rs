@@ -263,31 +263,30 @@ impl FieldMap {
         FieldMap::default()
     }
 
-    /// `Ok(position)`, or `Err(where it would go)`.
-    fn find(&self, k: &str) -> Result<usize, usize> {
-        if let Some(id) = known_index(k).map(usize::from)
-            && id < INDEXED
-            && self.entries.len() < usize::from(ABSENT)
-        {
+    /// What the position table says of `k`: `Some(Some(i))` at `i`, `Some(None)` absent,
+    /// `None` when the table does not cover `k` (not a schema name, or too many entries).
+    fn indexed(&self, k: &str) -> Option<Option<usize>> {
+        let id = usize::from(known_index(k)?);
+        (id < INDEXED && self.entries.len() < usize::from(ABSENT)).then(|| {
             let at = self.at[id];
-            if at != ABSENT {
-                return Ok(usize::from(at));
-            }
-        }
+            (at != ABSENT).then_some(usize::from(at))
+        })
+    }
+
+    /// Binary search: `Ok(position)`, or `Err(where it would go)`.
+    fn search(&self, k: &str) -> Result<usize, usize> {
         let h = head(k);
         self.entries.binary_search_by(|(n, _)| n.head.cmp(&h).then_with(|| n.as_str().cmp(k)))
     }
 
-    /// The position of `k`, if present (no search when the index says it is absent).
+    /// The position of `k`, if present.
     fn position(&self, k: &str) -> Option<usize> {
-        if let Some(id) = known_index(k).map(usize::from)
-            && id < INDEXED
-            && self.entries.len() < usize::from(ABSENT)
-        {
-            let at = self.at[id];
-            return (at != ABSENT).then_some(usize::from(at));
-        }
-        self.find(k).ok()
+        self.indexed(k).unwrap_or_else(|| self.search(k).ok())
+    }
+
+    /// Where a new `k` goes (`k` is absent).
+    fn slot_for(&self, k: &str) -> usize {
+        self.search(k).unwrap_or_else(|i| i)
     }
 
     /// Rebuilds `at` after entries moved.
@@ -320,14 +319,13 @@ impl FieldMap {
 
     /// Sets a field; the old value, if there was one.
     pub fn insert(&mut self, k: impl Into<Name> + AsRef<str>, v: Value) -> Option<Value> {
-        match self.find(k.as_ref()) {
-            Ok(i) => Some(std::mem::replace(&mut self.entries[i].1, v)),
-            Err(i) => {
-                self.entries.insert(i, (k.into(), v));
-                self.reindex();
-                None
-            }
+        if let Some(i) = self.position(k.as_ref()) {
+            return Some(std::mem::replace(&mut self.entries[i].1, v));
         }
+        let i = self.slot_for(k.as_ref());
+        self.entries.insert(i, (k.into(), v));
+        self.reindex();
+        None
     }
 
     pub fn remove(&mut self, k: &str) -> Option<Value> {
@@ -339,9 +337,10 @@ impl FieldMap {
 
     /// The object at `k`, created (or replacing a value of another type) when missing.
     pub fn object_mut(&mut self, k: &str) -> &mut Map<String, Value> {
-        let i = match self.find(k) {
-            Ok(i) => i,
-            Err(i) => {
+        let i = match self.position(k) {
+            Some(i) => i,
+            None => {
+                let i = self.slot_for(k);
                 self.entries.insert(i, (Name::new(k), Value::Object(Map::new())));
                 self.reindex();
                 i

@@ -572,17 +572,7 @@ mod tests {
         h.product_data_mut("$zeta", "x").insert("z".into(), json!([1, 2]));
         h.product_data_mut("a_first", "y").insert("q".into(), json!(null));
         assert_eq!(h.to_json_text(), crate::json_text(&h.to_json()));
-        let demo = crate::demo::demo_home(
-            &crate::demo::DemoIds {
-                structure_id: "s".into(),
-                heat_pump_thermostat: "t1".into(),
-                heat_only_thermostat: "t2".into(),
-                kitchen_protect: "p1".into(),
-                hallway_protect: "p2".into(),
-                camera: "c".into(),
-            },
-            chrono::Utc::now(),
-        );
+        let demo = crate::tests::demo();
         assert_eq!(demo.to_json_text(), crate::json_text(&demo.to_json()));
         let empty = Home::new_structure("s9", Map::new());
         assert_eq!(empty.to_json_text(), crate::json_text(&empty.to_json()));
