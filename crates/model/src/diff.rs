@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 use crate::fields::Name;
 use crate::home::Home;
-use crate::location::{Location, child_text};
+use crate::location::child_text;
 
 /// `(changed leaf locations, merge patch)`. Equal documents give `([], {})`.
 pub fn diff(old: &Value, new: &Value) -> (Vec<String>, Value) {
@@ -31,8 +31,7 @@ pub fn diff_homes(old: &Home, new: &Home) -> HomeDiff {
     let mut out = Walk { paths: Vec::new(), inverse: true };
     let mut patch = Map::new();
     let mut inverse = Map::new();
-    for (prefix, a, b) in old.changed_elements(new) {
-        let at = Location::parse(&prefix).unwrap_or_default();
+    for (at, a, b) in old.changed_elements(new) {
         let text = at.to_string();
         let part = match (a, b) {
             (Some(a), Some(b)) => out.maps(&text, a.iter().map(named), b.iter().map(named)),

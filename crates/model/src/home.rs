@@ -13,6 +13,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::fields::FieldMap;
+use crate::location::Location;
 use crate::permission::PermissionSet;
 use crate::schema::{self, Entity, FieldType, PRODUCT_DATA};
 
@@ -34,8 +35,8 @@ pub struct Home {
     products: Fields,
 }
 
-/// One element in two revisions: `(path prefix, old, new)`; `None` where it is absent.
-pub type ElementPair<'a> = (String, Option<&'a FieldMap>, Option<&'a FieldMap>);
+/// One element in two revisions: `(location, old, new)`; `None` where it is absent.
+pub type ElementPair<'a> = (Location, Option<&'a FieldMap>, Option<&'a FieldMap>);
 
 /// Device kinds that are not product data.
 const DEVICE_COLLECTIONS: [&str; 3] = ["thermostats", "smoke_co_alarms", "cameras"];
@@ -257,7 +258,11 @@ impl Home {
     pub fn changed_elements<'a>(&'a self, newer: &'a Home) -> Vec<ElementPair<'a>> {
         let mut out = Vec::new();
         if !Arc::ptr_eq(&self.structure, &newer.structure) {
-            out.push((format!("/structures/{}", self.id), Some(&*self.structure), Some(&*newer.structure)));
+            out.push((
+                Location::from_segments(["structures", self.id.as_str()]),
+                Some(&*self.structure),
+                Some(&*newer.structure),
+            ));
         }
         for (i, kind) in Entity::DEVICE_KINDS.iter().enumerate() {
             let coll = kind.collection().unwrap_or_default();
@@ -265,15 +270,19 @@ impl Home {
             for (id, old) in a {
                 match b.get(id) {
                     Some(new) if Arc::ptr_eq(old, new) => {}
-                    new => out.push((format!("/devices/{coll}/{id}"), Some(&**old), new.map(|n| &**n))),
+                    new => out.push((
+                        Location::from_segments(["devices", coll, id.as_str()]),
+                        Some(&**old),
+                        new.map(|n| &**n),
+                    )),
                 }
             }
             for (id, new) in b.iter().filter(|(id, _)| !a.contains_key(*id)) {
-                out.push((format!("/devices/{coll}/{id}"), None, Some(&**new)));
+                out.push((Location::from_segments(["devices", coll, id.as_str()]), None, Some(&**new)));
             }
         }
         if !Arc::ptr_eq(&self.products, &newer.products) {
-            out.push(("/devices".to_string(), Some(&*self.products), Some(&*newer.products)));
+            out.push((Location::from_segments(["devices"]), Some(&*self.products), Some(&*newer.products)));
         }
         out
     }
