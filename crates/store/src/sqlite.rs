@@ -55,12 +55,27 @@ impl Default for StoreOptions {
 
 /// Called after the batch's transaction ends: `None` when it committed.
 type Reply = Box<dyn FnOnce(Option<StoreError>) + Send>;
-/// A write run inside the batch transaction (in its own savepoint): `(ok, reply)`.
-type Run = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
+/// A write run inside the batch transaction: what came of it, and its reply.
+type Run = Box<dyn FnOnce(&Connection) -> (Ran, Reply) + Send>;
+
+/// What came of one write in a batch.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ran {
+    Done,
+    /// Refused before it wrote anything (a conflict, a missing row, a duplicate key).
+    Refused,
+    /// Failed, maybe after writing part of what it meant to.
+    Failed,
+}
 
 /// A write waiting for the writer thread.
 struct Op {
     queued: Instant,
+    /// Run in a savepoint of its own, so that a failure takes back only its own part. A write
+    /// that can fail only before its first statement changes anything runs without one
+    /// (a savepoint costs two statements and a copy of each page it touches); if such a write
+    /// fails otherwise, its whole batch is rolled back.
+    guarded: bool,
     run: Run,
 }
 
@@ -85,6 +100,8 @@ fn open(path: &Path) -> Result<Connection> {
     )
     .map_err(backend)?;
     conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(backend)?;
+    // Room for every statement the writer runs, so none is parsed again per batch.
+    conn.set_prepared_statement_cache_capacity(64);
     // WAL + FULL: every commit is fsynced before it returns, and readers never block it.
     conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
         .map_err(backend)?;
@@ -319,9 +336,19 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        self.write_op(true, f).await
+    }
+
+    /// [`SqliteStore::write`]; `guarded: false` only for a write whose every failure after its
+    /// first change is a backend error (see [`Op::guarded`]).
+    async fn write_op<T: Send + 'static>(
+        &self,
+        guarded: bool,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         let (tx, rx) = oneshot::channel();
         let queued = Instant::now();
-        let op = Op { queued, run: Box::new(move |conn| run_op(conn, f, tx)) };
+        let op = Op { queued, guarded, run: Box::new(move |conn| run_op(conn, f, tx)) };
         {
             let guard = self.writer.lock().map_err(backend)?;
             let sender = guard.as_ref().ok_or(StoreError::Closed)?;
@@ -347,16 +374,16 @@ impl Drop for SqliteStore {
     }
 }
 
-/// Runs one queued write on the writer's connection: `(ok, reply)`, the reply sending the
-/// outcome once the batch's transaction has ended (`Some(error)` if its commit failed).
+/// Runs one queued write on the writer's connection: what came of it, and the reply sending
+/// the outcome once the batch's transaction has ended (`Some(error)` if its commit failed).
 fn run_op<T: Send + 'static>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> Result<T>,
     tx: oneshot::Sender<Result<T>>,
-) -> (bool, Reply) {
+) -> (Ran, Reply) {
     match f(conn) {
         Ok(v) => (
-            true,
+            Ran::Done,
             Box::new(move |failed: Option<StoreError>| {
                 let _ = tx.send(match failed {
                     None => Ok(v),
@@ -364,12 +391,24 @@ fn run_op<T: Send + 'static>(
                 });
             }),
         ),
-        Err(e) => (
-            false,
-            Box::new(move |_| {
-                let _ = tx.send(Err(e));
-            }),
-        ),
+        Err(e) => {
+            let ran = match e {
+                StoreError::Conflict { .. } | StoreError::NotFound(_) | StoreError::Duplicate { .. } => {
+                    Ran::Refused
+                }
+                _ => Ran::Failed,
+            };
+            (
+                ran,
+                Box::new(move |failed: Option<StoreError>| {
+                    // A write refused on its own is refused whatever became of the batch.
+                    let _ = tx.send(Err(match failed {
+                        Some(batch) if ran == Ran::Failed => batch,
+                        _ => e,
+                    }));
+                }),
+            )
+        }
     }
 }
 
@@ -429,7 +468,7 @@ fn run_batch(conn: &mut Connection, batch: Vec<Op>) {
     let started = Instant::now();
     let size = batch.len();
     let mut replies: Vec<Reply> = Vec::with_capacity(size);
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(e) = conn.prepare_cached("BEGIN IMMEDIATE").and_then(|mut st| st.execute([])) {
         // Run nothing: dropping the ops drops their reply channels, so every caller gets an
         // error and no write is acknowledged.
         tracing::error!(error = %e, "store: could not begin a transaction");
@@ -438,27 +477,35 @@ fn run_batch(conn: &mut Connection, batch: Vec<Op>) {
     }
     // One handle for the batch: the writer thread is the step every write waits for.
     let queue_wait = metrics::histogram!("roost_store_write_queue_seconds");
+    // An unguarded write that failed part-way: the batch must not commit.
+    let mut torn = false;
     for op in batch {
         queue_wait.record(op.queued.elapsed().as_secs_f64());
-        let ok_sp = exec_cached(conn, "SAVEPOINT op");
-        let (ok, reply) = (op.run)(conn);
-        if ok_sp {
-            if ok {
-                exec_cached(conn, "RELEASE op");
-            } else {
+        let savepoint = op.guarded && exec_cached(conn, "SAVEPOINT op");
+        let (ran, reply) = (op.run)(conn);
+        if savepoint {
+            if ran != Ran::Done {
                 exec_cached(conn, "ROLLBACK TO op");
-                exec_cached(conn, "RELEASE op");
             }
+            exec_cached(conn, "RELEASE op");
+        } else if ran == Ran::Failed {
+            torn = true;
         }
         replies.push(reply);
     }
     let syncing = Instant::now();
-    let failed = match conn.execute_batch("COMMIT") {
-        Ok(()) => None,
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            tracing::error!(error = %e, "store: commit failed");
-            Some(backend(e))
+    let failed = if torn {
+        exec_cached(conn, "ROLLBACK");
+        tracing::error!("store: a write failed part-way; its batch was rolled back");
+        Some(StoreError::Backend("the write was not carried out".into()))
+    } else {
+        match conn.prepare_cached("COMMIT").and_then(|mut st| st.execute([])) {
+            Ok(_) => None,
+            Err(e) => {
+                exec_cached(conn, "ROLLBACK");
+                tracing::error!(error = %e, "store: commit failed");
+                Some(backend(e))
+            }
         }
     };
     metrics::histogram!("roost_store_commit_batch_size").record(size as f64);
@@ -691,7 +738,10 @@ impl Store for SqliteStore {
         let checkpoint = (new_revision + stagger(&structure_id) % every).is_multiple_of(every);
         // The whole document too, when this revision is a checkpoint (also off the writer).
         let doc = checkpoint.then(doc);
-        Box::pin(self.write(move |conn| {
+        // Without a key it refuses (conflict, missing structure) before it writes, and fails
+        // after that only on a backend error: no savepoint needed (see `Op::guarded`).
+        let guarded = idempotency.is_some();
+        Box::pin(self.write_op(guarded, move |conn| {
             if let Some(key) = &idempotency
                 && let Some(revision) = record_idempotency(conn, key, new_revision)?
             {
@@ -1262,5 +1312,58 @@ mod tests {
             .collect();
         assert!(spacings.len() >= 4, "{spacings:?}");
         assert!(spacings.iter().all(|s| *s == ANCHOR_EVERY.to_string()), "{spacings:?} vs {ANCHOR_EVERY}");
+    }
+
+    /// A test write: inserts `n` into `t`, then comes out as `outcome`.
+    fn op(guarded: bool, n: i64, outcome: Result<()>) -> (Op, oneshot::Receiver<Result<()>>) {
+        let (tx, rx) = oneshot::channel();
+        let f = move |conn: &Connection| {
+            conn.execute("INSERT INTO t VALUES (?1)", [n]).map_err(backend)?;
+            outcome
+        };
+        (Op { queued: Instant::now(), guarded, run: Box::new(move |conn| run_op(conn, f, tx)) }, rx)
+    }
+
+    fn rows(conn: &Connection) -> Vec<i64> {
+        let mut st = conn.prepare("SELECT n FROM t ORDER BY n").unwrap();
+        st.query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect()
+    }
+
+    /// Savepoints keep a failed write's part out of its batch; a write without one that
+    /// fails part-way takes its whole batch down, and no write of it is acknowledged.
+    #[test]
+    fn a_batch_commits_only_whole_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open(&dir.path().join("batch.db")).unwrap();
+        conn.execute_batch("CREATE TABLE t(n INTEGER)").unwrap();
+        let conflict = || Err(StoreError::Conflict { structure_id: "s".into(), current: 1 });
+        let broken = || Err(StoreError::Backend("disk".into()));
+
+        // Guarded: the refused and the failed write leave nothing; the others commit.
+        let (a, ra) = op(true, 1, Ok(()));
+        let (b, rb) = op(true, 2, conflict());
+        let (c, rc) = op(true, 3, broken());
+        let (d, rd) = op(false, 4, Ok(()));
+        run_batch(&mut conn, vec![a, b, c, d]);
+        assert_eq!(rows(&conn), vec![1, 4]);
+        assert!(ra.blocking_recv().unwrap().is_ok());
+        assert!(matches!(rb.blocking_recv().unwrap(), Err(StoreError::Conflict { .. })));
+        assert!(matches!(rc.blocking_recv().unwrap(), Err(StoreError::Backend(_))));
+        assert!(rd.blocking_recv().unwrap().is_ok());
+
+        // Unguarded and failed part-way (its row went in): nothing of the batch commits and
+        // the write beside it is not acknowledged.
+        let (e, re) = op(true, 5, Ok(()));
+        let (f, rf) = op(false, 6, broken());
+        run_batch(&mut conn, vec![e, f]);
+        assert_eq!(rows(&conn), vec![1, 4]);
+        assert!(re.blocking_recv().unwrap().is_err());
+        assert!(rf.blocking_recv().unwrap().is_err());
+
+        // The connection is usable after it.
+        let (g, rg) = op(false, 7, Ok(()));
+        run_batch(&mut conn, vec![g]);
+        assert!(rg.blocking_recv().unwrap().is_ok());
+        assert_eq!(rows(&conn), vec![1, 4, 7]);
     }
 }
