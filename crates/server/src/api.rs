@@ -375,7 +375,7 @@ async fn write(
             scope: match &grant.device_id {
                 Some(d) => format!("device:{d}"),
                 None => {
-                    format!("token:{}", grant.hash.iter().map(|b| format!("{b:02x}")).collect::<String>())
+                    format!("token:{}", crate::ids::hex(&grant.hash))
                 }
             },
             key: v
@@ -432,7 +432,7 @@ fn echo(raw: Bytes, tag: &HeaderValue) -> Response {
 }
 
 fn hex8(hash: &[u8; 32]) -> String {
-    hash[..4].iter().map(|b| format!("{b:02x}")).collect()
+    crate::ids::hex(&hash[..4])
 }
 
 /// Metrics and an access log line per request (path only: query strings can hold tokens).

@@ -35,8 +35,25 @@ pub fn access_token() -> String {
     format!("c.{}", random_b64(32))
 }
 
+/// Lowercase hex of `bytes` (token hashes in logs, audit names and pages).
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn hex_is_two_lowercase_digits_per_byte() {
+        assert_eq!(super::hex(&[0x00, 0x0f, 0xa0, 0xff, 0x42]), "000fa0ff42");
+        assert_eq!(super::hex(&[]), "");
+    }
+
     #[test]
     fn element_ids_start_with_a_letter_or_digit() {
         for _ in 0..2000 {

@@ -866,10 +866,6 @@ pub async fn developer_create(State(app): State<App>, headers: HeaderMap, body: 
 
 // ---------- connected products ----------
 
-fn hex(h: &[u8; 32]) -> String {
-    h.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// `GET /connections`: the products a user connected, with a button to disconnect each.
 pub async fn connections_page(State(app): State<App>, headers: HeaderMap) -> Response {
     let Some(session) = session_of(&app, &headers).await else {
@@ -900,7 +896,7 @@ pub async fn connections_page(State(app): State<App>, headers: HeaderMap) -> Res
             at = esc(&t.created_at),
             homes = esc(&homes.join(", ")),
             csrf = esc(&session.csrf),
-            id = hex(&t.hash),
+            id = crate::ids::hex(&t.hash),
         ));
     }
     if rows.is_empty() {
@@ -921,7 +917,7 @@ pub async fn connections_revoke(State(app): State<App>, headers: HeaderMap, body
     let wanted = form.get("grant").unwrap_or("");
     let tokens = app.store.tokens_of(&session.user_id).await.unwrap_or_default();
     // Only the user's own grants can be disconnected here.
-    let Some(t) = tokens.iter().find(|t| hex(&t.hash) == wanted) else {
+    let Some(t) = tokens.iter().find(|t| crate::ids::hex(&t.hash) == wanted) else {
         return error_page(StatusCode::NOT_FOUND, "That connection does not exist.");
     };
     if app.store.revoke_token(&t.hash).await.is_err() {
