@@ -275,7 +275,7 @@ impl Server {
         let gate = listen::Gate::new(app.config.max_connections);
         let poller = tokio::spawn(poll_other_writers(app.clone()));
         let clock = tokio::spawn(clock::run(app.clone()));
-        let router = Server::router(app.clone());
+        let router = Front { router: Server::router(app.clone()), data: Some(app.clone()) };
         let acceptor = match &tls {
             Some(files) => Some(files.acceptor().context("loading the TLS certificate")?),
             None => None,
@@ -290,7 +290,7 @@ impl Server {
             });
             let target = target.unwrap_or_else(|| url.clone());
             let limit = app.config.body_limit;
-            let redirect = Router::new().fallback(move |uri: Uri, body: axum::body::Body| {
+            let redirect = Front::routed(Router::new().fallback(move |uri: Uri, body: axum::body::Body| {
                 let target = target.clone();
                 async move {
                     // Read the request body before answering: a client still sending a PUT
@@ -299,7 +299,7 @@ impl Server {
                     let _ = axum::body::to_bytes(body, limit).await;
                     redirect(&target, &uri)
                 }
-            });
+            }));
             let serving =
                 listen::serve(front, acceptor.clone(), redirect, listen::builder(), gate.clone(), DRAIN);
             tasks.push(tokio::spawn(serving));
@@ -333,6 +333,52 @@ fn tune(b: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExe
 /// Largest request head accepted; beyond it the HTTP layer refuses the request (431 on
 /// HTTP/1.1, a stream reset on HTTP/2) before any handler runs.
 pub const MAX_HEADER_BYTES: usize = 256 * 1024;
+
+/// What a listener serves: `router`, except that a data API request (a path under `/`,
+/// `/devices`, `/structures` or `/metadata`, which no other route takes) goes straight to
+/// [`api::data_unrouted`] when `data` is set. The router would give it to the same handler
+/// as its fallback; skipping its matching and layers is a quarter of a leaf GET's
+/// instructions.
+#[derive(Clone)]
+pub struct Front {
+    router: Router,
+    data: Option<App>,
+}
+
+impl Front {
+    /// Everything through `router`.
+    pub fn routed(router: Router) -> Front {
+        Front { router, data: None }
+    }
+}
+
+/// Whether no route but the data API's fallback can take `path`.
+fn is_data_path(path: &str) -> bool {
+    let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    matches!(first, "" | "devices" | "structures" | "metadata")
+}
+
+impl tower::Service<axum::http::Request<hyper::body::Incoming>> for Front {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = futures_util::future::BoxFuture<'static, Result<Response, std::convert::Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        // The router is always ready, and so is the data API.
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: axum::http::Request<hyper::body::Incoming>) -> Self::Future {
+        use tower::ServiceExt;
+        match &self.data {
+            Some(app) if is_data_path(req.uri().path()) => {
+                let app = app.clone();
+                Box::pin(async move { Ok(api::data_unrouted(app, req).await) })
+            }
+            _ => Box::pin(self.router.clone().oneshot(req)),
+        }
+    }
+}
 
 fn redirect(target: &str, uri: &Uri) -> Response {
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::{Builder, UpgradeableConnection};
 use hyper_util::service::TowerToHyperService;
@@ -20,6 +19,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
+
+use crate::Front;
 
 /// Longest a TLS handshake may take before the connection is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -104,7 +105,7 @@ pub fn builder() -> Builder<TokioExecutor> {
 pub async fn serve(
     listener: StdListener,
     tls: Option<TlsAcceptor>,
-    router: Router,
+    router: Front,
     builder: Builder<TokioExecutor>,
     gate: Arc<Gate>,
     drain: Duration,
@@ -154,7 +155,7 @@ pub async fn serve(
 async fn connection(
     tcp: TcpStream,
     tls: Option<TlsAcceptor>,
-    router: Router,
+    router: Front,
     builder: Arc<Builder<TokioExecutor>>,
     gate: Arc<Gate>,
     _permit: OwnedSemaphorePermit,
@@ -177,7 +178,7 @@ async fn connection(
 }
 
 /// Drives a connection; once the gate closes, asks it to finish its requests and close.
-async fn run<I>(conn: UpgradeableConnection<'_, I, TowerToHyperService<Router>, TokioExecutor>, gate: &Gate)
+async fn run<I>(conn: UpgradeableConnection<'_, I, TowerToHyperService<Front>, TokioExecutor>, gate: &Gate)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {

@@ -182,3 +182,54 @@ async fn http1_and_http2_and_plain_http_on_loopback() {
     let (s, _) = plain.get_json("/").await;
     assert_eq!(s, 200);
 }
+
+/// Data requests skip the router (`roost_server::Front`); a path only the router's fallback
+/// takes (a percent-encoded first segment) reaches the same handler through it. Both must
+/// answer alike: status, body, length, `HEAD` without a body, and the request metrics.
+#[tokio::test]
+async fn data_requests_answer_alike_with_or_without_the_router() {
+    let app = TestApp::spawn().await;
+    let id = app.id("heat_pump_thermostat");
+    let direct = format!("/devices/thermostats/{id}");
+    let routed = format!("/%64evices/thermostats/{id}");
+    let metrics = || async {
+        let text = app.client.get(format!("{}/metrics", app.url)).send().await.unwrap().text().await.unwrap();
+        text.lines()
+            .find(|l| {
+                l.starts_with("roost_http_requests_total")
+                    && l.contains("method=\"GET\"")
+                    && l.contains("status=\"200\"")
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let before = metrics().await;
+    let mut answers = Vec::new();
+    for path in [&direct, &routed] {
+        let r = app.get(path).send().await.unwrap();
+        let status = r.status().as_u16();
+        let length = r.headers().get("content-length").map(|v| v.to_str().unwrap().to_string());
+        let body = r.bytes().await.unwrap();
+        assert_eq!(length.as_deref(), Some(body.len().to_string().as_str()), "{path}");
+        let head =
+            app.client.head(format!("{}{path}", app.url)).bearer_auth(&app.token).send().await.unwrap();
+        assert_eq!(head.status().as_u16(), 200, "{path}");
+        let head_length = head.headers().get("content-length").map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(head_length, length, "{path}");
+        assert!(head.bytes().await.unwrap().is_empty(), "{path}");
+        let (missing, error) = app.get_json(&format!("{path}/no_such_field")).await;
+        answers.push((
+            status,
+            serde_json::from_slice::<Value>(&body).unwrap(),
+            missing,
+            error["error"].clone(),
+        ));
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[0].0, 200);
+    assert_eq!(answers[0].2, 404);
+    // The two data GETs answered 200, and the first /metrics read (a request counts once
+    // answered, so a read never sees itself; the HEADs count under their own method).
+    assert_eq!(metrics().await, before + 3);
+}
