@@ -5,6 +5,7 @@
 //! `.` and `..`, invalid UTF-8, control characters, and paths that are too long or too deep.
 //! `Display` percent-encodes again, so `parse(loc.to_string()) == loc`.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
@@ -57,21 +58,31 @@ impl Location {
         if path.len() > MAX_PATH_BYTES {
             return Err(ApiError::bad_location(format!("the path is longer than {MAX_PATH_BYTES} bytes")));
         }
-        let mut segments = Vec::new();
+        let mut segments = Vec::with_capacity(4);
         for raw in path.split('/') {
             if raw.is_empty() {
                 continue;
             }
-            let decoded = percent_decode_str(raw)
-                .decode_utf8()
-                .map_err(|_| ApiError::bad_location("a segment is not valid UTF-8"))?;
+            // A segment without an escape is its own decoding (`path` is UTF-8 already).
+            let decoded = if raw.contains('%') {
+                percent_decode_str(raw)
+                    .decode_utf8()
+                    .map_err(|_| ApiError::bad_location("a segment is not valid UTF-8"))?
+            } else {
+                Cow::Borrowed(raw)
+            };
             if decoded == "." || decoded == ".." {
                 return Err(ApiError::bad_location("'.' and '..' segments are not allowed"));
             }
             if decoded.is_empty() {
                 continue;
             }
-            if decoded.chars().any(char::is_control) {
+            let control = if decoded.is_ascii() {
+                decoded.bytes().any(|b| b.is_ascii_control())
+            } else {
+                decoded.chars().any(char::is_control)
+            };
+            if control {
                 return Err(ApiError::bad_location("a segment contains a control character"));
             }
             segments.push(decoded.into_owned());
@@ -185,11 +196,23 @@ mod tests {
         assert!(Location::parse("/").unwrap().is_root());
         assert!(Location::parse("").unwrap().is_root());
         assert_eq!(Location::parse("/a%20b/c%2Fd").unwrap().segments(), ["a b", "c/d"]);
+        assert_eq!(Location::parse("/été/%C3%A9t%C3%A9/a+b").unwrap().segments(), ["été", "été", "a+b"]);
     }
 
     #[test]
     fn refuses_what_cannot_be_a_key() {
-        for bad in ["/devices/../metadata", "/./devices", "/%2e%2e", "/a%ff", "/a%0a"] {
+        // Escaped or not, ASCII or not: a control character (C0, DEL, C1) is refused.
+        for bad in [
+            "/devices/../metadata",
+            "/./devices",
+            "/%2e%2e",
+            "/a%ff",
+            "/a%0a",
+            "/a\tb",
+            "/a\u{7f}",
+            "/é\u{85}",
+            "/é%c2%85",
+        ] {
             let e = Location::parse(bad).unwrap_err();
             assert_eq!(e.status, 400, "{bad}");
             assert_eq!(e.error, "Invalid data location", "{bad}");
