@@ -460,15 +460,15 @@ fn checkpoint_loop(conn: Connection, stop: mpsc::Receiver<()>, restart_wal: &Ato
 }
 
 /// Runs a parameterless statement through the statement cache (no parsing per write).
-fn exec_cached(conn: &Connection, sql: &str) -> bool {
-    conn.prepare_cached(sql).and_then(|mut st| st.execute([])).is_ok()
+fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql).and_then(|mut st| st.execute([])).map(|_| ())
 }
 
 fn run_batch(conn: &mut Connection, batch: Vec<Op>) {
     let started = Instant::now();
     let size = batch.len();
     let mut replies: Vec<Reply> = Vec::with_capacity(size);
-    if let Err(e) = conn.prepare_cached("BEGIN IMMEDIATE").and_then(|mut st| st.execute([])) {
+    if let Err(e) = exec_cached(conn, "BEGIN IMMEDIATE") {
         // Run nothing: dropping the ops drops their reply channels, so every caller gets an
         // error and no write is acknowledged.
         tracing::error!(error = %e, "store: could not begin a transaction");
@@ -481,13 +481,13 @@ fn run_batch(conn: &mut Connection, batch: Vec<Op>) {
     let mut torn = false;
     for op in batch {
         queue_wait.record(op.queued.elapsed().as_secs_f64());
-        let savepoint = op.guarded && exec_cached(conn, "SAVEPOINT op");
+        let savepoint = op.guarded && exec_cached(conn, "SAVEPOINT op").is_ok();
         let (ran, reply) = (op.run)(conn);
         if savepoint {
             if ran != Ran::Done {
-                exec_cached(conn, "ROLLBACK TO op");
+                let _ = exec_cached(conn, "ROLLBACK TO op");
             }
-            exec_cached(conn, "RELEASE op");
+            let _ = exec_cached(conn, "RELEASE op");
         } else if ran == Ran::Failed {
             torn = true;
         }
@@ -495,14 +495,14 @@ fn run_batch(conn: &mut Connection, batch: Vec<Op>) {
     }
     let syncing = Instant::now();
     let failed = if torn {
-        exec_cached(conn, "ROLLBACK");
+        let _ = exec_cached(conn, "ROLLBACK");
         tracing::error!("store: a write failed part-way; its batch was rolled back");
         Some(StoreError::Backend("the write was not carried out".into()))
     } else {
-        match conn.prepare_cached("COMMIT").and_then(|mut st| st.execute([])) {
-            Ok(_) => None,
+        match exec_cached(conn, "COMMIT") {
+            Ok(()) => None,
             Err(e) => {
-                exec_cached(conn, "ROLLBACK");
+                let _ = exec_cached(conn, "ROLLBACK");
                 tracing::error!(error = %e, "store: commit failed");
                 Some(backend(e))
             }
