@@ -74,7 +74,8 @@ async fn authenticate(app: &App, headers: &HeaderMap, uri: &Uri) -> Result<(Stri
     Ok((token, grant))
 }
 
-/// The single entry point of the data API.
+/// The data API as the router's fallback (requests that skip the router come in through
+/// [`data_unrouted`]).
 pub async fn data(
     State(app): State<App>,
     method: Method,
@@ -82,11 +83,16 @@ pub async fn data(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    answer(&app, &method, &uri, &headers, body).await
+}
+
+/// A data API request's answer, whichever way it came in.
+async fn answer(app: &App, method: &Method, uri: &Uri, headers: &HeaderMap, body: Body) -> Response {
     // The body is read (bounded) before anything is judged: an answer given while a body is
     // still unread would make the server close the keep-alive connection, and a client that
     // reuses it (python-nest after a 401, say) would see it drop.
     let body = read_body(body, app.config.body_limit).await;
-    match handle(&app, &method, &uri, &headers, body).await {
+    match handle(app, method, uri, headers, body).await {
         Ok(r) => r,
         Err(e) => error_response(&e),
     }
@@ -468,11 +474,7 @@ pub async fn data_unrouted(app: App, req: axum::http::Request<hyper::body::Incom
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let path = logged_path(&parts.uri);
-    let body = read_body(Body::new(body), app.config.body_limit).await;
-    let mut resp = match handle(&app, &parts.method, &parts.uri, &parts.headers, body).await {
-        Ok(r) => r,
-        Err(e) => error_response(&e),
-    };
+    let mut resp = answer(&app, &parts.method, &parts.uri, &parts.headers, Body::new(body)).await;
     if !resp.headers().contains_key(header::CONTENT_LENGTH)
         && let Some(len) = axum::body::HttpBody::size_hint(resp.body()).exact()
     {

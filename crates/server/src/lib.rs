@@ -455,3 +455,31 @@ async fn metrics_page(State(app): State<App>) -> Response {
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use super::is_data_path;
+
+    #[test]
+    fn data_paths_are_the_data_apis_own() {
+        for data in
+            ["/", "", "/devices", "/devices/thermostats/t1", "//structures/s1", "/metadata/client_version"]
+        {
+            assert!(is_data_path(data), "{data}");
+        }
+        for other in ["/healthz", "/presence/s1", "/oauth2/access_token", "/devicesx", "/%64evices"] {
+            assert!(!is_data_path(other), "{other}");
+        }
+        // Every route the router spells out keeps its path: none of them is a data path,
+        // or `Front` would hand its requests to the data API instead.
+        let source = include_str!("lib.rs");
+        let router = &source[source.find("pub fn router(").unwrap_or(0)..];
+        let router = &router[..router.find(".fallback(").unwrap_or(router.len())];
+        let routes: Vec<&str> =
+            router.split(".route(\"").skip(1).filter_map(|r| r.split('"').next()).collect();
+        assert!(routes.len() >= 10, "{routes:?}");
+        for route in routes {
+            assert!(!is_data_path(route), "{route}");
+        }
+    }
+}
