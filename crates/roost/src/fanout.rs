@@ -25,6 +25,18 @@ fn now_us() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
 
+/// The message every publisher sends, to Roost and to nchan alike (the same payload size):
+/// Roost needs the structure to place a channel's product data in, and keeps it in the
+/// element its subscribers see, so nchan's messages carry an id of the same length.
+fn message(structure_id: &str, seq: u64) -> String {
+    format!("{{\"location\":{{\"structure_id\":\"{structure_id}\"}},\"sent_us\":{},\"seq\":{seq}}}", now_us())
+}
+
+/// A structure id's length (32 characters) for nchan's channel `channel`.
+fn stand_in_structure_id(channel: usize) -> String {
+    format!("{channel:0>32}")
+}
+
 /// Where to publish and subscribe.
 #[derive(Clone)]
 pub enum Peer {
@@ -87,18 +99,14 @@ impl Peer {
         let b = hyper::Request::builder().header("host", "localhost");
         let req = match self {
             Peer::Roost { tokens, structures, .. } => {
-                let body = format!(
-                    "{{\"location\":{{\"structure_id\":\"{}\"}},\"sent_us\":{},\"seq\":{seq}}}",
-                    structures[channel % structures.len()],
-                    now_us()
-                );
+                let body = message(&structures[channel % structures.len()], seq);
                 b.method("PUT")
                     .uri(format!("/devices/bench/meter/m{channel}"))
                     .header("authorization", format!("Bearer {}", tokens[channel % tokens.len()]))
                     .body(Full::new(Bytes::from(body)))
             }
             Peer::Nchan { .. } => {
-                let body = format!("{{\"sent_us\":{},\"seq\":{seq}}}", now_us());
+                let body = message(&stand_in_structure_id(channel), seq);
                 b.method("POST").uri(format!("/pub?id=ch{channel}")).body(Full::new(Bytes::from(body)))
             }
             Peer::PocketBase { token, records, .. } => {

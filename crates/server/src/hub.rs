@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use roost_model::Home;
 use roost_store::{Store, StoreError};
-use tokio::sync::{Mutex, broadcast};
+use tokio::sync::{Mutex, watch};
 
 /// One committed revision of a structure.
 #[derive(Debug)]
@@ -23,9 +23,11 @@ pub struct Slot {
     /// Held while a write is checked and committed: one writer per structure.
     pub writer: Mutex<()>,
     current: RwLock<Arc<Snapshot>>,
-    /// Made when the structure's first stream subscribes: a feed allocates its whole buffer
-    /// (~10 KiB) at once, and most structures have no stream open.
-    changes: OnceLock<broadcast::Sender<Arc<Snapshot>>>,
+    /// The newest installed revision, for streams to wait on; made when the structure's first
+    /// stream subscribes (most structures have none open). A stream only needs to learn that
+    /// something changed: it then reads [`Slot::current`], so a watch (one value, waiters spread
+    /// over several locks) does, where a queue of snapshots would be buffered and skipped.
+    changes: OnceLock<watch::Sender<u64>>,
 }
 
 impl Slot {
@@ -58,20 +60,17 @@ impl Slot {
             // `current` after making its feed, and had it read before this write, the lock
             // would have made its feed visible here.
             if let Some(feed) = self.changes.get() {
-                let _ = feed.send(snapshot);
+                feed.send_replace(snapshot.revision);
             }
         }
     }
 
     /// The structure's change feed (made by the first subscriber). Subscribe before reading
     /// [`Slot::current`], so that no revision falls between the two.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Snapshot>> {
-        self.changes.get_or_init(|| broadcast::channel(FEED_CAPACITY).0).subscribe()
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.get_or_init(|| watch::channel(self.revision()).0).subscribe()
     }
 }
-
-/// Capacity of each structure's change feed; a subscriber further behind resyncs.
-const FEED_CAPACITY: usize = 256;
 
 #[derive(Default)]
 pub struct Hub {
@@ -149,21 +148,25 @@ mod tests {
     }
 
     #[test]
-    fn a_feed_is_made_by_the_first_subscriber_and_then_gets_every_revision() {
+    fn a_feed_is_made_by_the_first_subscriber_and_then_tells_of_every_newer_revision() {
         let hub = Hub::default();
         hub.load("s1", 1, snapshot(1).home.to_json());
         let slot = hub.slot("s1").unwrap();
         slot.install(snapshot(2));
         assert!(slot.changes.get().is_none(), "no stream, no feed");
         let mut feed = slot.subscribe();
+        assert!(!feed.has_changed().unwrap(), "a new subscriber holds the current revision");
         assert_eq!(slot.current().revision, 2);
         slot.install(snapshot(3));
-        slot.install(snapshot(3));
         let mut second = slot.subscribe();
+        slot.install(snapshot(3));
+        assert!(!second.has_changed().unwrap(), "an equal revision is not told again");
+        slot.install(snapshot(2));
+        assert!(!second.has_changed().unwrap(), "nor an older one");
         slot.install(snapshot(4));
-        assert_eq!(feed.try_recv().unwrap().revision, 3);
-        assert_eq!(feed.try_recv().unwrap().revision, 4);
-        assert!(feed.try_recv().is_err(), "an equal revision is not sent again");
-        assert_eq!(second.try_recv().unwrap().revision, 4);
+        assert_eq!(*feed.borrow_and_update(), 4, "a subscriber behind learns of the newest");
+        assert!(!feed.has_changed().unwrap());
+        assert!(second.has_changed().unwrap());
+        assert_eq!(*second.borrow_and_update(), 4);
     }
 }

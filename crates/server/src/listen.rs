@@ -95,7 +95,10 @@ impl Gate {
 /// hyper's connection settings with timers (for its keep-alive and header timeouts).
 pub fn builder() -> Builder<TokioExecutor> {
     let mut b = Builder::new(TokioExecutor::new());
-    b.http1().timer(TokioTimer::new()).header_read_timeout(None);
+    // Flattened writes: an event or answer is a few hundred bytes, and one `send` of one
+    // buffer costs the kernel less than a `writev` of chunk header, body and trailer
+    // (1 × 1,000 fan-out +4 % in alternating runs).
+    b.http1().timer(TokioTimer::new()).header_read_timeout(None).writev(false);
     b.http2().timer(TokioTimer::new());
     b
 }

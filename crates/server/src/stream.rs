@@ -31,7 +31,7 @@ use axum::response::Response;
 use roost_model::{ApiError, Home, Location, Metadata};
 use serde_json::{Value, json};
 use std::pin::Pin;
-use tokio::sync::broadcast;
+use tokio::sync::watch;
 use tokio::time::{Duration, Instant, Sleep};
 
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
@@ -232,7 +232,7 @@ pub async fn open(
 
     // Subscribe first, then read.
     let slots: Vec<_> = grant.structures.iter().filter_map(|s| app.hub.slot(s)).collect();
-    let feeds: Vec<broadcast::Receiver<_>> = slots.iter().map(|s| s.subscribe()).collect();
+    let feeds: Vec<watch::Receiver<u64>> = slots.iter().map(|s| s.subscribe()).collect();
     let keepalive = KeepAlive::new(app.config.keepalive);
     let state = StreamState {
         task: StreamTask { app: app.clone(), slots, grant, location, metadata, group, deltas },
@@ -320,7 +320,7 @@ enum Woke {
 /// One stream's state between two events.
 struct StreamState {
     task: StreamTask,
-    feeds: Vec<broadcast::Receiver<Arc<Snapshot>>>,
+    feeds: Vec<watch::Receiver<u64>>,
     /// Registered once: re-registering with the shared shutdown and revocation tokens on
     /// every event would make all subscribers contend on their locks.
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
@@ -366,12 +366,15 @@ impl StreamState {
                 let r = match feeds.as_mut_slice() {
                     [] => std::future::pending().await,
                     // The common case (one structure) needs no allocation per event.
-                    [one] => one.recv().await,
+                    [one] => one.changed().await,
                     many => {
-                        futures_util::future::select_all(many.iter_mut().map(|f| Box::pin(f.recv()))).await.0
+                        futures_util::future::select_all(many.iter_mut().map(|f| Box::pin(f.changed())))
+                            .await
+                            .0
                     }
                 };
-                if let Err(broadcast::error::RecvError::Closed) = r {
+                // The hub keeps every slot's sender while the server runs.
+                if r.is_err() {
                     std::future::pending::<()>().await;
                 }
             };
