@@ -59,7 +59,8 @@ print("| fan-out | Roost | peer | Roost ÷ peer |")
 print("|---|---|---|---|")
 for name, roost_glob, peer_glob, peer in [
     ("1 × 1,000 events/s", "roost-fanout-1x1000-*.json", "nchan-fanout-1x1000-*.json", "nchan"),
-    ("1,000 × 10 events/s", "roost-fanout-1000x10-*.json", "nchan-fanout-1000x10-*.json", "nchan"),
+    ("1,000 × 10 events/s, 16 publishers", "roost-fanout-1000x10-*.json", "nchan-fanout-1000x10-*.json", "nchan"),
+    ("1,000 × 10 events/s, 64 publishers", "roost-fanout-1000x10p64-*.json", "nchan-fanout-1000x10p64-*.json", "nchan"),
 ]:
     r, rm = fmt(load(roost_glob), "delivered_per_second")
     p, pm = fmt(load(peer_glob), "delivered_per_second")

@@ -71,7 +71,22 @@ async fn authenticate(app: &App, headers: &HeaderMap, uri: &Uri) -> Result<(Stri
         .await
         .map_err(|e| store_failure(&e))?
         .ok_or_else(ApiError::unauthorized)?;
+    load_missing_structures(app, &grant).await?;
     Ok((token, grant))
+}
+
+/// Loads a granted structure the hub does not hold yet: one that another process (`roost
+/// admin`) created since the poller last looked. Without this a new home's first requests
+/// would be 404 until the next poll.
+async fn load_missing_structures(app: &App, grant: &Grant) -> Result<(), ApiError> {
+    for id in &grant.structures {
+        if app.hub.slot(id).is_none()
+            && let Some(s) = app.store.structure(id).await.map_err(|e| store_failure(&e))?
+        {
+            app.hub.load(&s.id, s.revision, s.doc);
+        }
+    }
+    Ok(())
 }
 
 /// The data API as the router's fallback (requests that skip the router come in through

@@ -92,3 +92,24 @@ fn bad_settings_are_named() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn a_home_made_by_the_admin_answers_its_first_request() {
+    let app = TestApp::spawn().await;
+    let owner = app.demo["user_id"].as_str().unwrap().to_string();
+    let s = app.admin(&["structure", "create", "--owner", &owner, "--name", "Boathouse"]);
+    let sid = s["structure_id"].as_str().unwrap().to_string();
+    let t = app.admin(&["token", "issue", "--user", &owner, "--permissions", "thermostat:read"]);
+    let token = t["access_token"].as_str().unwrap().to_string();
+    // At once, not after the poller's next look at the store: the grant names the new home,
+    // so the server loads it for this request.
+    let r = app
+        .client
+        .get(format!("{}/structures/{sid}/name", app.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap(), json!("Boathouse"));
+}
