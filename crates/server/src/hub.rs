@@ -5,7 +5,7 @@
 //! be corrected: every local commit updates it, and [`Hub::refresh`] (run by a poller) loads
 //! structures that other processes or nodes committed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, OnceLock, RwLock};
 
 use roost_model::Home;
@@ -28,7 +28,14 @@ pub struct Slot {
     /// something changed: it then reads [`Slot::current`], so a watch (one value, waiters spread
     /// over several locks) does, where a queue of snapshots would be buffered and skipped.
     changes: OnceLock<watch::Sender<u64>>,
+    /// The last [`RECENT`] snapshots installed while a feed exists, oldest first: a stream a
+    /// few revisions behind sends each state it missed (in one write) instead of only the
+    /// newest, so a brief alarm is not lost to a subscriber that was slow for a moment.
+    recent: std::sync::Mutex<VecDeque<Arc<Snapshot>>>,
 }
+
+/// Snapshots a watched structure keeps for streams that fell behind (see [`Slot::since`]).
+pub const RECENT: usize = 16;
 
 impl Slot {
     pub fn current(&self) -> Arc<Snapshot> {
@@ -60,6 +67,13 @@ impl Slot {
             // `current` after making its feed, and had it read before this write, the lock
             // would have made its feed visible here.
             if let Some(feed) = self.changes.get() {
+                // Kept before the feed tells anyone, so a stream it wakes finds it.
+                if let Ok(mut recent) = self.recent.lock() {
+                    if recent.len() == RECENT {
+                        recent.pop_front();
+                    }
+                    recent.push_back(snapshot.clone());
+                }
                 feed.send_replace(snapshot.revision);
             }
         }
@@ -67,6 +81,15 @@ impl Slot {
 
     /// The structure's change feed (made by the first subscriber). Subscribe before reading
     /// [`Slot::current`], so that no revision falls between the two.
+    /// The kept snapshots after revision `after` up to `upto`, oldest first; `None` unless
+    /// they end at `upto` (a stream then sends only the newest, as it would have anyway).
+    pub fn since(&self, after: u64, upto: u64) -> Option<Vec<Arc<Snapshot>>> {
+        let recent = self.recent.lock().ok()?;
+        let missed: Vec<Arc<Snapshot>> =
+            recent.iter().filter(|s| s.revision > after && s.revision <= upto).cloned().collect();
+        (missed.last()?.revision == upto).then_some(missed)
+    }
+
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changes.get_or_init(|| watch::channel(self.revision()).0).subscribe()
     }
@@ -110,6 +133,7 @@ impl Hub {
             writer: Mutex::new(()),
             current: RwLock::new(snapshot),
             changes: OnceLock::new(),
+            recent: std::sync::Mutex::new(VecDeque::new()),
         });
         if let Ok(mut slots) = self.slots.write() {
             slots.entry(id.to_string()).or_insert(slot);
@@ -145,6 +169,31 @@ mod tests {
 
     fn snapshot(revision: u64) -> Arc<Snapshot> {
         Arc::new(Snapshot { revision, home: Home::new_structure("s1", serde_json::Map::new()) })
+    }
+
+    #[test]
+    fn a_watched_slot_keeps_the_last_revisions_for_streams_that_fell_behind() {
+        let hub = Hub::default();
+        hub.load("s1", 1, snapshot(1).home.to_json());
+        let slot = hub.slot("s1").unwrap();
+        slot.install(snapshot(2));
+        assert!(slot.since(1, 2).is_none(), "nothing is kept while no stream watches");
+        let _feed = slot.subscribe();
+        for r in 3..=(3 + RECENT as u64) {
+            slot.install(snapshot(r));
+        }
+        let newest = 2 + RECENT as u64 + 1;
+        let revisions = |v: Vec<Arc<Snapshot>>| v.iter().map(|s| s.revision).collect::<Vec<_>>();
+        assert_eq!(revisions(slot.since(newest - 3, newest).unwrap()), vec![newest - 2, newest - 1, newest]);
+        assert_eq!(slot.since(0, newest).unwrap().len(), RECENT, "at most RECENT are kept");
+        assert_eq!(
+            slot.since(0, newest).unwrap()[0].revision,
+            newest + 1 - RECENT as u64,
+            "the oldest go first"
+        );
+        assert!(slot.since(newest - 3, newest - 1).is_some());
+        assert!(slot.since(newest - 3, newest + 1).is_none(), "not kept up to a revision it never had");
+        assert!(slot.since(newest, newest).is_none(), "nothing after the newest");
     }
 
     #[test]

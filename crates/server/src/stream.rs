@@ -15,9 +15,11 @@
 //! a [`Group`]; the first of them to see a revision filters and serializes it, the others reuse
 //! the bytes. A subscriber always subscribes to its structures' feeds *before* reading the
 //! snapshot, so no change falls between. A slow subscriber blocks only its own task: while it
-//! waits, feeds move on, and when it can write again it sends the newest state (a put carries
-//! the whole subtree and a patch is computed against what it last sent, so skipping loses
-//! nothing). Its queue is bounded.
+//! waits, feeds move on, and when it can write again it sends, in one write, each state it
+//! missed that its structure still keeps (the last [`RECENT`] revisions, one structure,
+//! `put` events), else the newest state (a put carries the whole subtree and a patch is
+//! computed against what it last sent, so skipping loses no current value). Its queue is
+//! bounded.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -39,7 +41,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use crate::App;
 use crate::api::{error_response, query_param, read_location, snapshots};
 use crate::auth::Grant;
-use crate::hub::Snapshot;
+use crate::hub::{RECENT, Snapshot};
 
 /// Most missed revisions a resume replays (their events are held until written); past it the
 /// client gets a fresh snapshot.
@@ -79,6 +81,9 @@ fn parse_position(id: &str) -> Option<HashMap<String, u64>> {
 #[derive(Default)]
 pub struct Group {
     newest: Mutex<Option<Arc<Computed>>>,
+    /// A single structure's earlier states, computed for streams catching up (see
+    /// [`StreamTask::catch_up`]); at most [`RECENT`].
+    earlier: Mutex<VecDeque<Arc<Computed>>>,
 }
 
 struct Computed {
@@ -433,6 +438,8 @@ impl StreamState {
 struct Sent {
     data: Arc<str>,
     value: Value,
+    /// The revision the text is of, when the stream follows one structure.
+    revision: Option<u64>,
 }
 
 impl StreamTask {
@@ -447,16 +454,7 @@ impl StreamTask {
             return c.clone();
         }
         let snaps: Vec<Arc<Snapshot>> = self.slots.iter().map(|s| s.current()).collect();
-        let position = position(&snaps);
-        let data = read_location(&snaps, &self.grant, &self.metadata, &self.location).unwrap_or(Value::Null);
-        let text: Arc<str> = Arc::from(roost_model::json_text(&data));
-        let put = event("put", Some(&position), &format!("{{\"path\":\"/\",\"data\":{text}}}"));
-        let c = Arc::new(Computed {
-            revisions: snaps.iter().map(|s| s.revision).collect(),
-            position,
-            data: text,
-            put,
-        });
+        let c = self.compute(&snaps);
         if let Ok(mut g) = self.group.newest.lock() {
             // Never replace a newer computation with an older one.
             let older =
@@ -466,6 +464,71 @@ impl StreamTask {
             }
         }
         c
+    }
+
+    /// The filtered, serialized state at `snaps` (one per slot).
+    fn compute(&self, snaps: &[Arc<Snapshot>]) -> Arc<Computed> {
+        let position = position(snaps);
+        let data = read_location(snaps, &self.grant, &self.metadata, &self.location).unwrap_or(Value::Null);
+        let text: Arc<str> = Arc::from(roost_model::json_text(&data));
+        let put = event("put", Some(&position), &format!("{{\"path\":\"/\",\"data\":{text}}}"));
+        Arc::new(Computed {
+            revisions: snaps.iter().map(|s| s.revision).collect(),
+            position,
+            data: text,
+            put,
+        })
+    }
+
+    /// A single structure's state at an earlier snapshot, computed once per group.
+    fn computed_at(&self, snap: &Arc<Snapshot>) -> Arc<Computed> {
+        if let Ok(earlier) = self.group.earlier.lock()
+            && let Some(c) = earlier.iter().find(|c| c.revisions == [snap.revision])
+        {
+            return c.clone();
+        }
+        let c = self.compute(std::slice::from_ref(snap));
+        if let Ok(mut earlier) = self.group.earlier.lock()
+            && !earlier.iter().any(|e| e.revisions == c.revisions)
+        {
+            if earlier.len() >= RECENT {
+                earlier.pop_front();
+            }
+            earlier.push_back(c.clone());
+        }
+        c
+    }
+
+    /// What the subscriber holds after `c` is sent.
+    fn sent(&self, c: &Computed, value: Value) -> Sent {
+        let revision = if self.slots.len() == 1 { c.revisions.first().copied() } else { None };
+        Sent { data: c.data.clone(), value, revision }
+    }
+
+    /// When the subscriber fell more than one revision behind: every state it did not see, up
+    /// to `newest`, in order and in one write (each with its own id). `None` when it is one
+    /// behind, follows several structures, or the slot no longer keeps what it missed: then it
+    /// gets only the newest.
+    fn catch_up(&self, s: &Sent, newest: &Computed) -> Option<(Bytes, Sent)> {
+        let [slot] = self.slots.as_slice() else { return None };
+        let (held, now) = (s.revision?, *newest.revisions.first()?);
+        if now <= held.saturating_add(1) {
+            return None;
+        }
+        let missed = slot.since(held, now)?;
+        let mut out: Vec<u8> = Vec::new();
+        let mut last = s.data.clone();
+        for snap in &missed[..missed.len() - 1] {
+            let c = self.computed_at(snap);
+            if c.data != last {
+                out.extend_from_slice(&c.put);
+                last = c.data.clone();
+            }
+        }
+        if newest.data != last {
+            out.extend_from_slice(&newest.put);
+        }
+        Some((Bytes::from(out), self.sent(newest, Value::Null)))
     }
 
     /// The event carrying the newest state, if it differs from what the subscriber holds.
@@ -482,15 +545,16 @@ impl StreamTask {
                     Some(&c.position),
                     &roost_model::json_text(&json!({"path": "/", "data": patch})),
                 );
-                Some((bytes, Sent { data: c.data.clone(), value }))
+                Some((bytes, self.sent(&c, value)))
             }
+            Some(s) if let Some(caught_up) = self.catch_up(s, &c) => Some(caught_up),
             _ => {
                 let value = if self.deltas {
                     serde_json::from_str(&c.data).unwrap_or(Value::Null)
                 } else {
                     Value::Null
                 };
-                Some((c.put.clone(), Sent { data: c.data.clone(), value }))
+                Some((c.put.clone(), self.sent(&c, value)))
             }
         }
     }
@@ -574,7 +638,7 @@ impl StreamTask {
                 held = data;
             }
         }
-        Ok(Sent { data: Arc::from(held.to_string()), value: held })
+        Ok(Sent { data: Arc::from(held.to_string()), value: held, revision: None })
     }
 }
 
