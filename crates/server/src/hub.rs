@@ -81,13 +81,16 @@ impl Slot {
 
     /// The structure's change feed (made by the first subscriber). Subscribe before reading
     /// [`Slot::current`], so that no revision falls between the two.
-    /// The kept snapshots after revision `after` up to `upto`, oldest first; `None` unless
-    /// they end at `upto` (a stream then sends only the newest, as it would have anyway).
+    /// The snapshots after revision `after` up to `upto`, oldest first; `None` unless every one
+    /// of them is kept (a stream then sends only the newest, as it would have anyway).
     pub fn since(&self, after: u64, upto: u64) -> Option<Vec<Arc<Snapshot>>> {
         let recent = self.recent.lock().ok()?;
         let missed: Vec<Arc<Snapshot>> =
             recent.iter().filter(|s| s.revision > after && s.revision <= upto).cloned().collect();
-        (missed.last()?.revision == upto).then_some(missed)
+        let whole = missed.first()?.revision == after.checked_add(1)?
+            && missed.last()?.revision == upto
+            && missed.windows(2).all(|w| w[1].revision == w[0].revision + 1);
+        whole.then_some(missed)
     }
 
     pub fn subscribe(&self) -> watch::Receiver<u64> {
@@ -185,12 +188,9 @@ mod tests {
         let newest = 2 + RECENT as u64 + 1;
         let revisions = |v: Vec<Arc<Snapshot>>| v.iter().map(|s| s.revision).collect::<Vec<_>>();
         assert_eq!(revisions(slot.since(newest - 3, newest).unwrap()), vec![newest - 2, newest - 1, newest]);
-        assert_eq!(slot.since(0, newest).unwrap().len(), RECENT, "at most RECENT are kept");
-        assert_eq!(
-            slot.since(0, newest).unwrap()[0].revision,
-            newest + 1 - RECENT as u64,
-            "the oldest go first"
-        );
+        assert_eq!(slot.since(newest - RECENT as u64, newest).unwrap().len(), RECENT);
+        assert!(slot.since(newest - RECENT as u64 - 1, newest).is_none(), "at most RECENT are kept");
+        assert!(slot.since(0, newest).is_none(), "none unless every one is kept");
         assert!(slot.since(newest - 3, newest - 1).is_some());
         assert!(slot.since(newest - 3, newest + 1).is_none(), "not kept up to a revision it never had");
         assert!(slot.since(newest, newest).is_none(), "nothing after the newest");

@@ -507,8 +507,8 @@ impl StreamTask {
 
     /// When the subscriber fell more than one revision behind: every state it did not see, up
     /// to `newest`, in order and in one write (each with its own id). `None` when it is one
-    /// behind, follows several structures, or the slot no longer keeps what it missed: then it
-    /// gets only the newest.
+    /// behind, follows several structures, the slot no longer keeps what it missed (then it
+    /// gets only the newest), or none of it changed what the subscriber sees.
     fn catch_up(&self, s: &Sent, newest: &Computed) -> Option<(Bytes, Sent)> {
         let [slot] = self.slots.as_slice() else { return None };
         let (held, now) = (s.revision?, *newest.revisions.first()?);
@@ -528,13 +528,21 @@ impl StreamTask {
         if newest.data != last {
             out.extend_from_slice(&newest.put);
         }
-        Some((Bytes::from(out), self.sent(newest, Value::Null)))
+        (!out.is_empty()).then(|| (Bytes::from(out), self.sent(newest, Value::Null)))
     }
 
     /// The event carrying the newest state, if it differs from what the subscriber holds.
     fn newest_event(&self, sent: Option<&Sent>) -> Option<(Bytes, Sent)> {
         let c = self.newest();
         match sent {
+            // Before the equality check: states in between count even if the newest is again
+            // what the subscriber holds (an alarm that went on and off while it was behind).
+            Some(s)
+                if !self.deltas
+                    && let Some(caught_up) = self.catch_up(s, &c) =>
+            {
+                Some(caught_up)
+            }
             Some(s) if Arc::ptr_eq(&s.data, &c.data) || s.data == c.data => None,
             Some(s) if self.deltas => {
                 let value: Value = serde_json::from_str(&c.data).unwrap_or(Value::Null);
@@ -547,7 +555,6 @@ impl StreamTask {
                 );
                 Some((bytes, self.sent(&c, value)))
             }
-            Some(s) if let Some(caught_up) = self.catch_up(s, &c) => Some(caught_up),
             _ => {
                 let value = if self.deltas {
                     serde_json::from_str(&c.data).unwrap_or(Value::Null)
@@ -644,7 +651,81 @@ impl StreamTask {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::{AppInner, Config};
+
+    fn home(smoke: &str) -> Home {
+        let mut fields = serde_json::Map::new();
+        fields.insert("smoke_alarm_state".into(), json!(smoke));
+        Home::new_structure("s1", fields)
+    }
+
+    /// A stream task on structure `s1` of a real (temporary) store, following `location`.
+    fn task(dir: &std::path::Path, location: &str) -> StreamTask {
+        let store = crate::open_store(dir, 100).unwrap();
+        let app = App(Arc::new(AppInner {
+            store,
+            hub: crate::hub::Hub::default(),
+            grants: crate::auth::Grants::default(),
+            streams: Streams::default(),
+            connectivity: crate::connectivity::Connectivity::default(),
+            logins: crate::oauth::LoginLimiter::default(),
+            limiter: crate::ratelimit::Limiter::default(),
+            public_url: String::new(),
+            config: Config::new(dir.to_path_buf()),
+            shutdown: CancellationToken::new(),
+            metrics: None,
+        }));
+        app.hub.load("s1", 1, home("ok").to_json());
+        let slot = app.hub.slot("s1").unwrap();
+        let grant = Grant {
+            hash: [0; 32],
+            user_id: "u".into(),
+            product_id: None,
+            permissions: roost_model::permission::PermissionSet::all(),
+            structures: vec!["s1".into()],
+            client_version: 1,
+            device_id: None,
+        };
+        StreamTask {
+            app: app.clone(),
+            slots: vec![slot],
+            grant: Arc::new(grant),
+            location: Location::parse(location).unwrap(),
+            metadata: Metadata { access_token: "t".into(), client_version: 1, user_id: "u".into() },
+            group: Arc::new(Group::default()),
+            deltas: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stream_behind_sends_each_state_it_missed_even_when_the_newest_is_what_it_holds() {
+        let dir = std::env::temp_dir().join(format!("roost-stream-{}", crate::ids::random_b64(8)));
+        let task = task(&dir, "/structures/s1/smoke_alarm_state");
+        let slot = task.slots[0].clone();
+        let _feed = slot.subscribe();
+        let (_, held) = task.newest_event(None).unwrap();
+        // The alarm goes off and is cleared before the stream can write again.
+        slot.install(Arc::new(Snapshot { revision: 2, home: home("emergency") }));
+        slot.install(Arc::new(Snapshot { revision: 3, home: home("ok") }));
+        let (bytes, now) = task.newest_event(Some(&held)).unwrap();
+        let text = std::str::from_utf8(&bytes).unwrap();
+        let emergency = text.find("id: s1:2\ndata: {\"path\":\"/\",\"data\":\"emergency\"}").unwrap();
+        let cleared = text.find("id: s1:3\ndata: {\"path\":\"/\",\"data\":\"ok\"}").unwrap();
+        assert!(emergency < cleared, "in order: {text}");
+        assert_eq!(text.matches("event: put").count(), 2);
+        assert_eq!(now.revision, Some(3));
+        assert!(task.newest_event(Some(&now)).is_none(), "nothing more to send");
+        // Further behind than the structure keeps: only the newest state, as before.
+        for r in 4..(5 + RECENT as u64) {
+            let smoke = if r % 2 == 0 { "warning" } else { "ok" };
+            slot.install(Arc::new(Snapshot { revision: r, home: home(smoke) }));
+        }
+        let (bytes, _) = task.newest_event(Some(&now)).unwrap();
+        assert_eq!(std::str::from_utf8(&bytes).unwrap().matches("event: put").count(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     async fn poll_once(k: &mut KeepAlive) -> Poll<()> {
         std::future::poll_fn(|cx| Poll::Ready(k.poll_due(cx))).await
