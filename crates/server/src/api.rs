@@ -80,10 +80,8 @@ async fn authenticate(app: &App, headers: &HeaderMap, uri: &Uri) -> Result<(Stri
 /// would be 404 until the next poll.
 async fn load_missing_structures(app: &App, grant: &Grant) -> Result<(), ApiError> {
     for id in &grant.structures {
-        if app.hub.slot(id).is_none()
-            && let Some(s) = app.store.structure(id).await.map_err(|e| store_failure(&e))?
-        {
-            app.hub.load(&s.id, s.revision, s.doc);
+        if app.hub.slot(id).is_none() {
+            app.hub.reload(app.store.as_ref(), id).await.map_err(|e| store_failure(&e))?;
         }
     }
     Ok(())

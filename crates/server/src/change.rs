@@ -109,11 +109,10 @@ pub async fn make(
             Err(StoreError::Duplicate { .. }) => return Ok(replay(&slot)),
             Err(StoreError::Conflict { .. }) => {
                 // Another node committed first: load its revision and judge the change again.
-                if let Some(s) =
-                    app.store.structure(&plan.structure_id).await.map_err(|e| store_failure(&e))?
-                {
-                    app.hub.load(&s.id, s.revision, s.doc);
-                }
+                app.hub
+                    .reload(app.store.as_ref(), &plan.structure_id)
+                    .await
+                    .map_err(|e| store_failure(&e))?;
             }
             Err(e) => return Err(store_failure(&e)),
         }

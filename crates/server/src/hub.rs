@@ -67,8 +67,11 @@ impl Slot {
             // `current` after making its feed, and had it read before this write, the lock
             // would have made its feed visible here.
             if let Some(feed) = self.changes.get() {
-                // Kept before the feed tells anyone, so a stream it wakes finds it.
-                if let Ok(mut recent) = self.recent.lock() {
+                // Kept (while a stream is open) before the feed tells anyone, so a stream it
+                // wakes finds it.
+                if feed.receiver_count() > 0
+                    && let Ok(mut recent) = self.recent.lock()
+                {
                     if recent.len() == RECENT {
                         recent.pop_front();
                     }
@@ -79,8 +82,6 @@ impl Slot {
         }
     }
 
-    /// The structure's change feed (made by the first subscriber). Subscribe before reading
-    /// [`Slot::current`], so that no revision falls between the two.
     /// The snapshots after revision `after` up to `upto`, oldest first; `None` unless every one
     /// of them is kept (a stream then sends only the newest, as it would have anyway).
     pub fn since(&self, after: u64, upto: u64) -> Option<Vec<Arc<Snapshot>>> {
@@ -93,6 +94,8 @@ impl Slot {
         whole.then_some(missed)
     }
 
+    /// The structure's change feed (made by the first subscriber). Subscribe before reading
+    /// [`Slot::current`], so that no revision falls between the two.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changes.get_or_init(|| watch::channel(self.revision()).0).subscribe()
     }
@@ -152,13 +155,20 @@ impl Hub {
         Ok(())
     }
 
+    /// Loads structure `id` as the store holds it now; false if the store has no such structure.
+    pub async fn reload(&self, store: &dyn Store, id: &str) -> Result<bool, StoreError> {
+        let Some(s) = store.structure(id).await? else { return Ok(false) };
+        self.load(&s.id, s.revision, s.doc);
+        Ok(true)
+    }
+
     /// Reloads structures committed elsewhere since `seq`; returns the new sequence.
     pub async fn refresh(&self, store: &dyn Store, seq: u64) -> Result<u64, StoreError> {
         let (changed, next) = store.changed_since(seq).await?;
         for (id, revision) in changed {
             let stale = self.slot(&id).is_none_or(|s| s.current().revision < revision);
-            if stale && let Some(s) = store.structure(&id).await? {
-                self.load(&s.id, s.revision, s.doc);
+            if stale {
+                self.reload(store, &id).await?;
             }
         }
         Ok(next)
