@@ -188,6 +188,7 @@ pub async fn fanout(
         subs.push(tokio::spawn(async move {
             let mut body = resp.into_body();
             let mut lat: Vec<u32> = Vec::new();
+            let mut carry: Vec<u8> = Vec::new();
             let mut first = true;
             if matches!(sub_peer, Peer::PocketBase { .. }) {
                 // Its first event names the realtime client; then subscribe it.
@@ -219,7 +220,12 @@ pub async fn fanout(
                     first = false;
                     ready.fetch_add(1, Ordering::Relaxed);
                 }
-                let text = String::from_utf8_lossy(&data);
+                // Events can be split across reads (several missed ones arrive in one write):
+                // only whole events (up to the last blank line) are counted.
+                carry.extend_from_slice(&data);
+                let Some(end) = carry.windows(2).rposition(|w| w == b"\n\n") else { continue };
+                let whole: Vec<u8> = carry.drain(..end + 2).collect();
+                let text = String::from_utf8_lossy(&whole);
                 let now = now_us();
                 for sent in sent_times(&text) {
                     if measuring.load(Ordering::Relaxed) {

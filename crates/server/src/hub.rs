@@ -10,7 +10,9 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use roost_model::Home;
 use roost_store::{Store, StoreError};
-use tokio::sync::{Mutex, watch};
+use tokio::sync::Mutex;
+
+use crate::feed::{Feed, FeedReceiver};
 
 /// One committed revision of a structure.
 #[derive(Debug)]
@@ -25,9 +27,9 @@ pub struct Slot {
     current: RwLock<Arc<Snapshot>>,
     /// The newest installed revision, for streams to wait on; made when the structure's first
     /// stream subscribes (most structures have none open). A stream only needs to learn that
-    /// something changed: it then reads [`Slot::current`], so a watch (one value, waiters spread
-    /// over several locks) does, where a queue of snapshots would be buffered and skipped.
-    changes: OnceLock<watch::Sender<u64>>,
+    /// something changed: it then reads [`Slot::current`], so a feed carries a revision, not
+    /// snapshots to be buffered and skipped (see [`Feed`] for how it wakes many streams).
+    changes: OnceLock<Arc<Feed>>,
     /// The last [`RECENT`] snapshots installed while a feed exists, oldest first: a stream a
     /// few revisions behind sends each state it missed (in one write) instead of only the
     /// newest, so a brief alarm is not lost to a subscriber that was slow for a moment.
@@ -77,7 +79,7 @@ impl Slot {
                     }
                     recent.push_back(snapshot.clone());
                 }
-                feed.send_replace(snapshot.revision);
+                feed.announce(snapshot.revision);
             }
         }
     }
@@ -96,8 +98,8 @@ impl Slot {
 
     /// The structure's change feed (made by the first subscriber). Subscribe before reading
     /// [`Slot::current`], so that no revision falls between the two.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.changes.get_or_init(|| watch::channel(self.revision()).0).subscribe()
+    pub fn subscribe(&self) -> FeedReceiver {
+        self.changes.get_or_init(|| Feed::new(self.revision())).subscribe()
     }
 }
 
@@ -213,19 +215,23 @@ mod tests {
         let slot = hub.slot("s1").unwrap();
         slot.install(snapshot(2));
         assert!(slot.changes.get().is_none(), "no stream, no feed");
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         let mut feed = slot.subscribe();
-        assert!(!feed.has_changed().unwrap(), "a new subscriber holds the current revision");
+        assert!(feed.poll_changed(&mut cx).is_pending(), "a new subscriber holds the current revision");
         assert_eq!(slot.current().revision, 2);
         slot.install(snapshot(3));
         let mut second = slot.subscribe();
         slot.install(snapshot(3));
-        assert!(!second.has_changed().unwrap(), "an equal revision is not told again");
+        assert!(second.poll_changed(&mut cx).is_pending(), "an equal revision is not told again");
         slot.install(snapshot(2));
-        assert!(!second.has_changed().unwrap(), "nor an older one");
+        assert!(second.poll_changed(&mut cx).is_pending(), "nor an older one");
         slot.install(snapshot(4));
-        assert_eq!(*feed.borrow_and_update(), 4, "a subscriber behind learns of the newest");
-        assert!(!feed.has_changed().unwrap());
-        assert!(second.has_changed().unwrap());
-        assert_eq!(*second.borrow_and_update(), 4);
+        assert_eq!(
+            feed.poll_changed(&mut cx),
+            std::task::Poll::Ready(4),
+            "a subscriber behind learns of the newest"
+        );
+        assert!(feed.poll_changed(&mut cx).is_pending());
+        assert_eq!(second.poll_changed(&mut cx), std::task::Poll::Ready(4));
     }
 }

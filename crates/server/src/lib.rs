@@ -13,6 +13,7 @@ pub mod auth;
 pub mod change;
 pub mod clock;
 pub mod connectivity;
+pub mod feed;
 pub mod hub;
 pub mod ids;
 pub mod listen;

@@ -33,7 +33,6 @@ use axum::response::Response;
 use roost_model::{ApiError, Home, Location, Metadata};
 use serde_json::{Value, json};
 use std::pin::Pin;
-use tokio::sync::watch;
 use tokio::time::{Duration, Instant, Sleep};
 
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
@@ -41,6 +40,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use crate::App;
 use crate::api::{error_response, query_param, read_location, snapshots};
 use crate::auth::Grant;
+use crate::feed::FeedReceiver;
 use crate::hub::{RECENT, Snapshot};
 
 /// Most missed revisions a resume replays (their events are held until written); past it the
@@ -237,7 +237,7 @@ pub async fn open(
 
     // Subscribe first, then read.
     let slots: Vec<_> = grant.structures.iter().filter_map(|s| app.hub.slot(s)).collect();
-    let feeds: Vec<watch::Receiver<u64>> = slots.iter().map(|s| s.subscribe()).collect();
+    let feeds: Vec<FeedReceiver> = slots.iter().map(|s| s.subscribe()).collect();
     let keepalive = KeepAlive::new(app.config.keepalive);
     let state = StreamState {
         task: StreamTask { app: app.clone(), slots, grant, location, metadata, group, deltas },
@@ -325,7 +325,7 @@ enum Woke {
 /// One stream's state between two events.
 struct StreamState {
     task: StreamTask,
-    feeds: Vec<watch::Receiver<u64>>,
+    feeds: Vec<FeedReceiver>,
     /// Registered once: re-registering with the shared shutdown and revocation tokens on
     /// every event would make all subscribers contend on their locks.
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
@@ -366,26 +366,13 @@ impl StreamState {
                 self.keepalive.sent();
                 return Some(bytes);
             }
-            let feeds = &mut self.feeds;
-            let changed = async {
-                let r = match feeds.as_mut_slice() {
-                    [] => std::future::pending().await,
-                    // The common case (one structure) needs no allocation per event.
-                    [one] => one.changed().await,
-                    many => {
-                        futures_util::future::select_all(many.iter_mut().map(|f| Box::pin(f.changed())))
-                            .await
-                            .0
-                    }
-                };
-                // The hub keeps every slot's sender while the server runs.
-                if r.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            };
-            let mut changed = std::pin::pin!(changed);
-            let (shutdown, revoked, keepalive, stops_seen) =
-                (&mut self.shutdown, &mut self.revoked, &mut self.keepalive, &mut self.stops_seen);
+            let (feeds, shutdown, revoked, keepalive, stops_seen) = (
+                &mut self.feeds,
+                &mut self.shutdown,
+                &mut self.revoked,
+                &mut self.keepalive,
+                &mut self.stops_seen,
+            );
             let streams = &self.task.app.streams;
             // Polled by hand rather than with `select!`, whose branch conditions are fixed when
             // it starts: whether to look at the stop signals is decided again at every wake.
@@ -402,7 +389,12 @@ impl StreamState {
                     }
                     *stops_seen = Some(stops);
                 }
-                if changed.as_mut().poll(cx).is_ready() {
+                // Every feed is polled, so each is registered to wake this stream.
+                let mut changed = false;
+                for feed in feeds.iter_mut() {
+                    changed |= feed.poll_changed(cx).is_ready();
+                }
+                if changed {
                     return Poll::Ready(Woke::Changed);
                 }
                 keepalive.poll_due(cx).map(|()| Woke::Idle)
