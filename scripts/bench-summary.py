@@ -65,6 +65,13 @@ for name, roost_glob, peer_glob, peer in [
     r, rm = fmt(load(roost_glob), "delivered_per_second")
     p, pm = fmt(load(peer_glob), "delivered_per_second")
     print(f"| {name} | {r} | {peer} {p} | {ratio(rm, pm)} |")
+    # What the throughput costs: delivery latency, and a publish's round trip (older result
+    # files have no round trip).
+    for key, label in [("p50_ms", "delivery p50"), ("p99_ms", "delivery p99"), ("publish_p50_ms", "publish round trip p50")]:
+        rv = [v for v in load(roost_glob) if key in v]
+        pv = [v for v in load(peer_glob) if key in v]
+        if rv or pv:
+            print(f"| … {label} | {fmt(rv, key, ' ms')[0]} | {peer} {fmt(pv, key, ' ms')[0]} | |")
 for name, roost_glob, peer_glob in [("write→SSE p99, 1,000 subscribers, 20 writes/s", "roost-delivery-*.json", "pocketbase-delivery-*.json")]:
     r, rm = fmt(load(roost_glob), "p99_ms", " ms")
     p, pm = fmt(load(peer_glob), "p99_ms", " ms")

@@ -129,6 +129,9 @@ pub struct FanoutStats {
     pub channels: usize,
     pub seconds: f64,
     pub published_per_second: f64,
+    /// A publish's round trip (request sent to answer read), median and 99th percentile.
+    pub publish_p50_ms: f64,
+    pub publish_p99_ms: f64,
     pub delivered_per_second: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
@@ -265,6 +268,7 @@ pub async fn fanout(
             (peer.clone(), stop.clone(), published.clone(), measuring.clone());
         pubs.push(tokio::spawn(async move {
             let mut seq = 0u64;
+            let mut round_trips: Vec<u32> = Vec::new();
             let mut tick = per_publisher_interval.map(tokio::time::interval);
             while !stop.load(Ordering::Relaxed) {
                 if let Some(t) = tick.as_mut() {
@@ -275,13 +279,16 @@ pub async fn fanout(
                 if send.ready().await.is_err() {
                     break;
                 }
+                let sent = Instant::now();
                 let Ok(resp) = send.send_request(peer.publish(channel, seq)).await else { break };
                 let ok = resp.status().is_success();
                 let _ = resp.into_body().collect().await;
                 if ok && measuring.load(Ordering::Relaxed) {
                     published.fetch_add(1, Ordering::Relaxed);
+                    round_trips.push(sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
                 }
             }
+            round_trips
         }));
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -302,23 +309,28 @@ pub async fn fanout(
     let secs = started.elapsed().as_secs_f64();
     let rss = server_pid.map(rss_mib).unwrap_or(0.0);
     stop.store(true, Ordering::Relaxed);
+    let mut round_trips = Vec::new();
     for p in pubs {
-        let _ = p.await;
+        round_trips.extend(p.await.unwrap_or_default());
     }
+    round_trips.sort_unstable();
     let mut all = Vec::new();
     for s in subs {
         all.extend(s.await.unwrap_or_default());
     }
     all.sort_unstable();
-    let pct = |q: f64| {
-        if all.is_empty() { 0.0 } else { f64::from(all[((all.len() - 1) as f64 * q) as usize]) / 1000.0 }
+    let pct_of = |v: &[u32], q: f64| {
+        if v.is_empty() { 0.0 } else { f64::from(v[((v.len() - 1) as f64 * q) as usize]) / 1000.0 }
     };
+    let pct = |q: f64| pct_of(&all, q);
     Ok(FanoutStats {
         peer: name.to_string(),
         subscribers,
         channels,
         seconds: secs,
         published_per_second: published.load(Ordering::Relaxed) as f64 / secs,
+        publish_p50_ms: pct_of(&round_trips, 0.5),
+        publish_p99_ms: pct_of(&round_trips, 0.99),
         delivered_per_second: all.len() as f64 / secs,
         p50_ms: pct(0.5),
         p99_ms: pct(0.99),
