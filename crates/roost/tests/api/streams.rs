@@ -479,3 +479,31 @@ async fn many_streams_share_one_http2_connection() {
         assert_eq!(s.next_data().await.2["target_temperature_f"], json!(66));
     }
 }
+
+#[tokio::test]
+async fn every_stream_of_a_large_fan_out_gets_each_change_in_order() {
+    // More streams on one structure than a commit wakes at once: the rest are woken in chunks
+    // while the next writes commit.
+    let app = TestApp::spawn_with(Options { max_streams_per_token: Some(1000), ..Options::default() }).await;
+    let mut streams = Vec::new();
+    for _ in 0..300 {
+        streams.push(Events::open(&app, &app.thermostat_path()).await);
+    }
+    for s in streams.iter_mut() {
+        assert_eq!(s.next_data().await.2["target_temperature_f"], json!(68));
+    }
+    for target in [66, 67, 65] {
+        let (status, _) = app.put_json(&app.thermostat_path(), json!({"target_temperature_f": target})).await;
+        assert_eq!(status, 200);
+    }
+    for (i, s) in streams.iter_mut().enumerate() {
+        let mut seen: Vec<Value> = Vec::new();
+        while seen.last() != Some(&json!(65)) {
+            let value = s.next_data().await.2["target_temperature_f"].clone();
+            if seen.last() != Some(&value) {
+                seen.push(value);
+            }
+        }
+        assert_eq!(seen, vec![json!(66), json!(67), json!(65)], "stream {i}");
+    }
+}
