@@ -124,26 +124,45 @@ impl Feed {
         };
         wake(now);
         if let Some(runtime) = pacer {
-            runtime.spawn(pace(self.clone()));
+            runtime.spawn(pace(Pacer { feed: self.clone(), finished: false }));
         }
     }
 }
 
 /// Wakes a feed's announced receivers a chunk at a time, yielding between chunks (so the
 /// streams just woken, and any request, run first); ends when none are left.
-async fn pace(feed: Arc<Feed>) {
+async fn pace(mut pacer: Pacer) {
     loop {
         tokio::task::yield_now().await;
         let chunk = {
-            let mut st = feed.state();
+            let mut st = pacer.feed.state();
             let chunk = st.take_chunk(WAKE_CHUNK);
             if chunk.is_empty() {
+                // Under the same lock as the check: an announcement after it starts a new pacer.
                 st.pacing = false;
+                drop(st);
+                pacer.finished = true;
                 return;
             }
             chunk
         };
         wake(chunk);
+    }
+}
+
+/// A pacer's hold on its feed; if its task is dropped before it finishes (even before it first
+/// ran: the runtime shutting down), the next announcement starts another instead of leaving
+/// its receivers waiting.
+struct Pacer {
+    feed: Arc<Feed>,
+    finished: bool,
+}
+
+impl Drop for Pacer {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.feed.state().pacing = false;
+        }
     }
 }
 
@@ -253,6 +272,29 @@ mod tests {
         }
         assert_eq!(feed.receiver_count(), 0);
         assert!(feed.state().waiting.len() < 128, "swept as it grows: {}", feed.state().waiting.len());
+    }
+
+    #[test]
+    fn a_pacer_dropped_before_it_finished_lets_the_next_announcement_start_another() {
+        let feed = Feed::new(1);
+        let (count, waker) = counting();
+        let mut cx = Context::from_waker(&waker);
+        let mut receivers: Vec<FeedReceiver> = (0..2 * WAKE_CHUNK).map(|_| feed.subscribe()).collect();
+        for rx in receivers.iter_mut() {
+            assert!(rx.poll_changed(&mut cx).is_pending());
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        {
+            let _inside = runtime.enter();
+            feed.announce(2);
+        }
+        assert!(feed.state().pacing);
+        drop(runtime);
+        assert!(!feed.state().pacing, "its task was dropped before it ran");
+        assert_eq!(count.0.load(Ordering::SeqCst), WAKE_CHUNK);
+        // The next announcement, with no runtime, wakes every one still waiting.
+        feed.announce(3);
+        assert_eq!(count.0.load(Ordering::SeqCst), 2 * WAKE_CHUNK);
     }
 
     #[tokio::test]
