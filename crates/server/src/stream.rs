@@ -84,6 +84,9 @@ pub struct Group {
     /// A single structure's earlier states, computed for streams catching up (see
     /// [`StreamTask::catch_up`]); at most [`RECENT`].
     earlier: Mutex<VecDeque<Arc<Computed>>>,
+    /// The last catch-up write built: `(held revision, newest revision, bytes)`. Subscribers
+    /// woken together mostly hold the same revision, so they send the same bytes.
+    caught_up: Mutex<Option<(u64, u64, Bytes)>>,
 }
 
 struct Computed {
@@ -500,12 +503,19 @@ impl StreamTask {
     /// When the subscriber fell more than one revision behind: every state it did not see, up
     /// to `newest`, in order and in one write (each with its own id). `None` when it is one
     /// behind, follows several structures, the slot no longer keeps what it missed (then it
-    /// gets only the newest), or none of it changed what the subscriber sees.
+    /// gets only the newest), or none of it changed what the subscriber sees. The write depends
+    /// only on the group and the two revisions, so subscribers of a group share it.
     fn catch_up(&self, s: &Sent, newest: &Computed) -> Option<(Bytes, Sent)> {
         let [slot] = self.slots.as_slice() else { return None };
         let (held, now) = (s.revision?, *newest.revisions.first()?);
         if now <= held.saturating_add(1) {
             return None;
+        }
+        if let Ok(c) = self.group.caught_up.lock()
+            && let Some((h, n, bytes)) = c.as_ref()
+            && (*h, *n) == (held, now)
+        {
+            return Some((bytes.clone(), self.sent(newest, Value::Null)));
         }
         let missed = slot.since(held, now)?;
         let mut out: Vec<u8> = Vec::new();
@@ -520,7 +530,14 @@ impl StreamTask {
         if newest.data != last {
             out.extend_from_slice(&newest.put);
         }
-        (!out.is_empty()).then(|| (Bytes::from(out), self.sent(newest, Value::Null)))
+        if out.is_empty() {
+            return None;
+        }
+        let bytes = Bytes::from(out);
+        if let Ok(mut c) = self.group.caught_up.lock() {
+            *c = Some((held, now, bytes.clone()));
+        }
+        Some((bytes, self.sent(newest, Value::Null)))
     }
 
     /// The event carrying the newest state, if it differs from what the subscriber holds.
@@ -702,6 +719,18 @@ mod tests {
         slot.install(Arc::new(Snapshot { revision: 2, home: home("emergency") }));
         slot.install(Arc::new(Snapshot { revision: 3, home: home("ok") }));
         let (bytes, now) = task.newest_event(Some(&held)).unwrap();
+        // Another subscriber of the group holding the same revision sends the same write, not a copy.
+        let twin = StreamTask {
+            app: task.app.clone(),
+            slots: task.slots.clone(),
+            grant: task.grant.clone(),
+            location: task.location.clone(),
+            metadata: task.metadata.clone(),
+            group: task.group.clone(),
+            deltas: false,
+        };
+        let (shared, _) = twin.newest_event(Some(&held)).unwrap();
+        assert_eq!(shared.as_ptr(), bytes.as_ptr(), "built once for the group");
         let text = std::str::from_utf8(&bytes).unwrap();
         let emergency = text.find("id: s1:2\ndata: {\"path\":\"/\",\"data\":\"emergency\"}").unwrap();
         let cleared = text.find("id: s1:3\ndata: {\"path\":\"/\",\"data\":\"ok\"}").unwrap();
