@@ -198,11 +198,6 @@ impl FeedReceiver {
         }
         Poll::Pending
     }
-
-    /// Waits for a revision newer than the last one returned.
-    pub async fn changed(&mut self) -> u64 {
-        std::future::poll_fn(|cx| self.poll_changed(cx)).await
-    }
 }
 
 /// The feed's newest revision, if it is newer than `seen` (which then becomes it).
@@ -312,7 +307,7 @@ mod tests {
                 })
                 .await;
                 let _ = tx.send(());
-                rx.changed().await
+                std::future::poll_fn(|cx| rx.poll_changed(cx)).await
             }));
             ready.await.unwrap();
         }

@@ -70,14 +70,16 @@ impl Slot {
             // would have made its feed visible here.
             if let Some(feed) = self.changes.get() {
                 // Kept (while a stream is open) before the feed tells anyone, so a stream it
-                // wakes finds it.
-                if feed.receiver_count() > 0
-                    && let Ok(mut recent) = self.recent.lock()
-                {
-                    if recent.len() == RECENT {
-                        recent.pop_front();
+                // wakes finds it; once the last stream closed, let go of what was kept.
+                if let Ok(mut recent) = self.recent.lock() {
+                    if feed.receiver_count() == 0 {
+                        recent.clear();
+                    } else {
+                        if recent.len() == RECENT {
+                            recent.pop_front();
+                        }
+                        recent.push_back(snapshot.clone());
                     }
-                    recent.push_back(snapshot.clone());
                 }
                 feed.announce(snapshot.revision);
             }
@@ -193,7 +195,7 @@ mod tests {
         let slot = hub.slot("s1").unwrap();
         slot.install(snapshot(2));
         assert!(slot.since(1, 2).is_none(), "nothing is kept while no stream watches");
-        let _feed = slot.subscribe();
+        let watcher = slot.subscribe();
         for r in 3..=(3 + RECENT as u64) {
             slot.install(snapshot(r));
         }
@@ -206,6 +208,9 @@ mod tests {
         assert!(slot.since(newest - 3, newest - 1).is_some());
         assert!(slot.since(newest - 3, newest + 1).is_none(), "not kept up to a revision it never had");
         assert!(slot.since(newest, newest).is_none(), "nothing after the newest");
+        drop(watcher);
+        slot.install(snapshot(newest + 1));
+        assert!(slot.recent.lock().unwrap().is_empty(), "let go once no stream watches");
     }
 
     #[test]
