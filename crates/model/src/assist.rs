@@ -17,11 +17,12 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
+use crate::context::RuleConfig;
 use crate::home::Home;
 use crate::logic::seconds_between;
 use crate::schema::Entity;
 use crate::units::{self, EPOCH};
-use crate::write::{EntityWrite, RuleConfig, Target};
+use crate::write::{EntityWrite, Target};
 
 /// The writes due in `home` at `now` (empty almost always).
 pub fn due(home: &Home, now: DateTime<Utc>, config: &RuleConfig) -> Vec<EntityWrite> {

@@ -5,11 +5,11 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
+use crate::context::{Actor, RuleConfig, WriteContext};
 use crate::home::Home;
 use crate::logic;
 use crate::schema::Entity;
 use crate::units::format_time;
-use crate::write::{Actor, RuleConfig, WriteContext};
 
 /// Ids of the demo home's parts.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -156,11 +156,30 @@ impl Walk {
     }
 }
 
+/// RFC 7396 merge patch, for free-form product data (`null` deletes).
+pub fn json_merge(target: &mut Value, patch: &Value) {
+    let Value::Object(p) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    if let Value::Object(t) = target {
+        for (k, v) in p {
+            if v.is_null() {
+                t.remove(k);
+            } else {
+                json_merge(t.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::schema::Entity;
-    use crate::write::json_merge;
     use serde_json::json;
 
     #[test]
@@ -207,5 +226,12 @@ mod tests {
         assert_eq!(inverse, diff_homes(&b, &a).patch);
         let none = diff_homes(&b, &b.clone());
         assert_eq!((none.paths, none.patch), (vec![], json!({})));
+    }
+
+    #[test]
+    fn json_merge_is_rfc7396() {
+        let mut t = json!({"a": 1, "b": {"c": 2, "d": 3}});
+        json_merge(&mut t, &json!({"a": null, "b": {"c": 4}, "e": [1]}));
+        assert_eq!(t, json!({"b": {"c": 4, "d": 3}, "e": [1]}));
     }
 }

@@ -2,6 +2,8 @@
 //! `{"error", "type", "message", "instance", "details"}`.
 //!
 //! The model builds the error without `instance`; the HTTP layer adds a fresh UUID per call.
+//! The model says what kind of failure it is ([`ErrorKind`]); which HTTP status answers each
+//! kind is the server's business.
 //! `details` values are always strings and numbers in messages carry one decimal, as the
 //! original API did.
 
@@ -12,9 +14,45 @@ use serde_json::{Map, Value, json};
 /// Base of every `type` URL.
 pub const TYPE_BASE: &str = "https://developer.nest.com/documentation/cloud/error-messages#";
 
+/// What kind of failure an error is; the server answers each with its HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The request is malformed or a rule refused it.
+    Invalid,
+    /// No valid credential.
+    Unauthorized,
+    /// Nothing at that location (or nothing the caller may see).
+    NotFound,
+    MethodNotAllowed,
+    /// `If-Match` named another revision.
+    PreconditionFailed,
+    PayloadTooLarge,
+    /// A rate or stream limit.
+    Blocked,
+    Internal,
+    /// Storage failed or the service is closing: retry later.
+    Unavailable,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Invalid => "invalid",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::MethodNotAllowed => "method_not_allowed",
+            ErrorKind::PreconditionFailed => "precondition_failed",
+            ErrorKind::PayloadTooLarge => "payload_too_large",
+            ErrorKind::Blocked => "blocked",
+            ErrorKind::Internal => "internal",
+            ErrorKind::Unavailable => "unavailable",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
-    pub status: u16,
+    pub kind: ErrorKind,
     pub error: String,
     pub anchor: &'static str,
     pub message: String,
@@ -24,9 +62,9 @@ pub struct ApiError {
 impl ApiError {
     /// An error whose short `error` and long `message` are the same text (as for every rule
     /// error the original API sent).
-    pub fn new(status: u16, anchor: &'static str, text: impl Into<String>) -> ApiError {
+    pub fn new(kind: ErrorKind, anchor: &'static str, text: impl Into<String>) -> ApiError {
         let text = text.into();
-        ApiError { status, error: text.clone(), anchor, message: text, details: BTreeMap::new() }
+        ApiError { kind, error: text.clone(), anchor, message: text, details: BTreeMap::new() }
     }
 
     pub fn with(mut self, key: &str, value: impl Into<String>) -> ApiError {
@@ -50,7 +88,7 @@ impl ApiError {
     // ---- the catalogue (§2.2), and the errors Roost adds ----
 
     pub fn invalid_content() -> ApiError {
-        ApiError::new(400, "invalid-content-sent", "Invalid content sent")
+        ApiError::new(ErrorKind::Invalid, "invalid-content-sent", "Invalid content sent")
     }
 
     /// Invalid content with a reason in `message` (the short `error` stays the original text).
@@ -62,77 +100,90 @@ impl ApiError {
 
     pub fn no_write_permission(fields: &[String]) -> ApiError {
         let list = fields.join(",");
-        ApiError::new(400, "no-write-permission", format!("No write permission(s) for field(s): {list}"))
-            .with("fields", list)
+        ApiError::new(
+            ErrorKind::Invalid,
+            "no-write-permission",
+            format!("No write permission(s) for field(s): {list}"),
+        )
+        .with("fields", list)
     }
 
     pub fn unauthorized() -> ApiError {
-        ApiError::new(401, "auth-error", "unauthorized")
+        ApiError::new(ErrorKind::Unauthorized, "auth-error", "unauthorized")
     }
 
     pub fn not_found(path: &str) -> ApiError {
-        let mut e = ApiError::new(404, "not-found", "not found");
+        let mut e = ApiError::new(ErrorKind::NotFound, "not-found", "not found");
         e.message = format!("No data at location '{path}'");
         e.with("path", path)
     }
 
     pub fn method_not_allowed(method: &str) -> ApiError {
-        let mut e = ApiError::new(405, "method-not-allowed", "method not allowed");
+        let mut e = ApiError::new(ErrorKind::MethodNotAllowed, "method-not-allowed", "method not allowed");
         e.message = format!("{method} is not supported on the data API; use GET, PUT or PATCH");
         e.with("method", method)
     }
 
     pub fn blocked() -> ApiError {
-        ApiError::new(429, "blocked", "blocked")
+        ApiError::new(ErrorKind::Blocked, "blocked", "blocked")
     }
 
     pub fn internal() -> ApiError {
-        ApiError::new(500, "internal-error", "Internal Error")
+        ApiError::new(ErrorKind::Internal, "internal-error", "Internal Error")
     }
 
     pub fn service_unavailable() -> ApiError {
-        ApiError::new(503, "service-unavailable", "service unavailable")
+        ApiError::new(ErrorKind::Unavailable, "service-unavailable", "service unavailable")
     }
 
     pub fn precondition_failed(current: u64) -> ApiError {
-        let mut e = ApiError::new(412, "precondition-failed", "precondition failed");
+        let mut e =
+            ApiError::new(ErrorKind::PreconditionFailed, "precondition-failed", "precondition failed");
         e.message =
             format!("The data changed since the revision in If-Match; the current revision is {current}");
         e.with("revision", current.to_string())
     }
 
     pub fn payload_too_large(limit: usize) -> ApiError {
-        let mut e = ApiError::new(413, "payload-too-large", "payload too large");
+        let mut e = ApiError::new(ErrorKind::PayloadTooLarge, "payload-too-large", "payload too large");
         e.message = format!("The request body is larger than {limit} bytes");
         e.with("limit", limit.to_string())
     }
 
     pub fn bad_location(reason: impl Into<String>) -> ApiError {
-        let mut e = ApiError::new(400, "invalid-location", "Invalid data location");
+        let mut e = ApiError::new(ErrorKind::Invalid, "invalid-location", "Invalid data location");
         e.message = format!("Invalid data location: {}", reason.into());
         e
     }
 
     /// A request header Roost reads (`Idempotency-Key`, `Roost-Measured-At`) is malformed.
     pub fn invalid_header(name: &str, expected: &str) -> ApiError {
-        ApiError::new(400, "invalid-header", format!("Invalid {name} header: expected {expected}"))
-            .with("header", name)
+        ApiError::new(
+            ErrorKind::Invalid,
+            "invalid-header",
+            format!("Invalid {name} header: expected {expected}"),
+        )
+        .with("header", name)
     }
 
     pub fn invalid_value(field: &str, expected: &str) -> ApiError {
-        ApiError::new(400, "invalid-value", format!("Invalid value for {field}: expected {expected}"))
-            .with("field_name", field)
+        ApiError::new(
+            ErrorKind::Invalid,
+            "invalid-value",
+            format!("Invalid value for {field}: expected {expected}"),
+        )
+        .with("field_name", field)
     }
 
     pub fn temperature_format(field: &str) -> ApiError {
-        ApiError::new(400, "format-error", format!("Temperature '{field}' is in wrong format"))
+        ApiError::new(ErrorKind::Invalid, "format-error", format!("Temperature '{field}' is in wrong format"))
             .with("field_name", field)
     }
 }
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.status, self.message)
+        write!(f, "{}: {}", self.kind.as_str(), self.message)
     }
 }
 

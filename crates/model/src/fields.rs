@@ -483,6 +483,31 @@ impl serde::Serialize for FieldMap {
     }
 }
 
+/// Merge of named fields into an element: named fields replace, others stay. Object-valued
+/// fields (a camera's `last_event`) are replaced whole: an event is one unit.
+pub fn merge_fields(current: &FieldMap, fields: &FieldMap) -> FieldMap {
+    let mut out = current.clone();
+    for (k, v) in fields {
+        out.insert(k.clone(), v.clone());
+    }
+    out
+}
+
+/// A number field's value (`None` when absent or not a number).
+pub fn num(m: &FieldMap, k: &str) -> Option<f64> {
+    m.get(k).and_then(Value::as_f64)
+}
+
+/// A boolean field's value (`false` when absent or not a boolean).
+pub fn flag(m: &FieldMap, k: &str) -> bool {
+    m.get(k).and_then(Value::as_bool).unwrap_or(false)
+}
+
+/// A text field's value (`""` when absent or not text).
+pub fn text<'m>(m: &'m FieldMap, k: &str) -> &'m str {
+    m.get(k).and_then(Value::as_str).unwrap_or("")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,11 +1,8 @@
-//! One structure's document ([`Home`]) and the view a token sees ([`assemble_view`]).
+//! One structure's document ([`Home`]). What a token sees of it is [`crate::view`].
 //!
 //! A structure is the unit of storage, locking and versioning, so each [`Home`] holds the
 //! structure and everything in it, already in the Nest shape:
 //! `{"devices": {"thermostats": {id: …}, …, "$company": {"$type": {id: …}}}, "structures": {id: …}}`.
-//! A user's view is the union of their homes, filtered by the grant's permissions, plus
-//! `metadata`. Filtering is an allow-list driven by the schema table: a field without a row,
-//! or whose row does not name one of the grant's permissions, is never shown.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,8 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::fields::FieldMap;
 use crate::location::Location;
-use crate::permission::PermissionSet;
-use crate::schema::{self, Entity, FieldType, PRODUCT_DATA};
+use crate::schema::Entity;
 
 /// Fields of one element (a device or the structure), shared between revisions.
 pub type Fields = Arc<FieldMap>;
@@ -39,7 +35,7 @@ pub struct Home {
 pub type ElementPair<'a> = (Location, Option<&'a FieldMap>, Option<&'a FieldMap>);
 
 /// Device kinds that are not product data.
-const DEVICE_COLLECTIONS: [&str; 3] = ["thermostats", "smoke_co_alarms", "cameras"];
+pub(crate) const DEVICE_COLLECTIONS: [&str; 3] = ["thermostats", "smoke_co_alarms", "cameras"];
 
 fn kind_index(kind: Entity) -> Option<usize> {
     Entity::DEVICE_KINDS.iter().position(|k| *k == kind)
@@ -374,196 +370,12 @@ pub(crate) fn object_entry<'m>(m: &'m mut Map<String, Value>, key: &str) -> &'m 
     }
 }
 
-/// What `/metadata` shows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Metadata {
-    pub access_token: String,
-    pub client_version: u64,
-    pub user_id: String,
-}
-
-impl Metadata {
-    pub fn to_json(&self) -> Value {
-        serde_json::json!({
-            "access_token": self.access_token,
-            "client_version": self.client_version,
-            "user_id": self.user_id,
-        })
-    }
-}
-
-/// Filters one device's fields by a permission set. `None` when the set shows nothing of it.
-pub fn filter_device(kind: Entity, device: &FieldMap, perms: PermissionSet) -> Option<Map<String, Value>> {
-    let out = filter_fields(kind, "", &mut device.iter().map(|(k, v)| (k.as_str(), v)), perms);
-    (!out.is_empty()).then_some(out)
-}
-
-/// Filters the structure object by a permission set. `None` when the set shows nothing of it.
-pub fn filter_structure(structure: &FieldMap, perms: PermissionSet) -> Option<Map<String, Value>> {
-    let out =
-        filter_fields(Entity::Structure, "", &mut structure.iter().map(|(k, v)| (k.as_str(), v)), perms);
-    (!out.is_empty()).then_some(out)
-}
-
-fn filter_fields(
-    entity: Entity,
-    prefix: &str,
-    fields: &mut dyn Iterator<Item = (&str, &Value)>,
-    perms: PermissionSet,
-) -> Map<String, Value> {
-    let mut out = Map::new();
-    for (k, v) in fields {
-        let path;
-        let key = if prefix.is_empty() {
-            k
-        } else {
-            path = format!("{prefix}/{k}");
-            path.as_str()
-        };
-        let Some(spec) = schema::field(entity, key) else {
-            continue;
-        };
-        if !spec.read.intersects(perms) {
-            continue;
-        }
-        match (spec.ty == FieldType::Object && schema::has_members(entity, key), v) {
-            (true, Value::Object(inner)) => {
-                let mut members = inner.iter().map(|(k, v)| (k.as_str(), v));
-                out.insert(k.to_string(), Value::Object(filter_fields(entity, key, &mut members, perms)));
-            }
-            _ => {
-                out.insert(k.to_string(), v.clone());
-            }
-        }
-    }
-    out
-}
-
-/// Filters a whole home into the partial Nest tree a permission set sees:
-/// `{"devices": {...}, "structures": {...}}` with absent (not empty) collections.
-pub fn filter_home(home: &Home, perms: PermissionSet) -> Map<String, Value> {
-    let mut devices = Map::new();
-    for kind in Entity::DEVICE_KINDS {
-        let mut coll = Map::new();
-        for (id, d) in home.devices(kind) {
-            if let Some(f) = filter_device(kind, d, perms) {
-                coll.insert(id.clone(), Value::Object(f));
-            }
-        }
-        if !coll.is_empty() {
-            devices.insert(kind.collection().unwrap_or_default().to_string(), Value::Object(coll));
-        }
-    }
-    if perms.intersects(PRODUCT_DATA) {
-        for (company, ty, id, v) in home.product_data() {
-            let types = object_entry(&mut devices, &company);
-            object_entry(types, &ty).insert(id, v.clone());
-        }
-    }
-    let mut out = Map::new();
-    if !devices.is_empty() {
-        out.insert("devices".into(), Value::Object(devices));
-    }
-    if let Some(s) = filter_structure(home.structure(), perms) {
-        let mut structures = Map::new();
-        structures.insert(home.id().to_string(), Value::Object(s));
-        out.insert("structures".into(), Value::Object(structures));
-    }
-    out
-}
-
-/// `devices.<company>.<product_type>` of the view of `homes` (product data), without building
-/// the rest of the view: what a read or stream of one product's data needs. `None` where the
-/// view has nothing there.
-pub fn product_type_view<'h>(
-    homes: impl IntoIterator<Item = &'h Home>,
-    perms: PermissionSet,
-    company: &str,
-    product_type: &str,
-) -> Option<Map<String, Value>> {
-    if !perms.intersects(PRODUCT_DATA) || DEVICE_COLLECTIONS.contains(&company) {
-        return None;
-    }
-    let mut merged: Option<Map<String, Value>> = None;
-    for home in homes {
-        if let Some(Value::Object(items)) = home.products.get(company).and_then(|t| t.get(product_type))
-            && !items.is_empty()
-        {
-            merge_into(merged.get_or_insert_with(Map::new), items.clone());
-        }
-    }
-    merged
-}
-
-/// The view of a token: its homes filtered by its permissions, merged, plus `metadata`.
-pub fn assemble_view<'h>(
-    homes: impl IntoIterator<Item = &'h Home>,
-    perms: PermissionSet,
-    metadata: &Metadata,
-) -> Value {
-    let mut view = Map::new();
-    for home in homes {
-        merge_into(&mut view, filter_home(home, perms));
-    }
-    view.insert("metadata".into(), metadata.to_json());
-    Value::Object(view)
-}
-
-/// Deep union of two trees whose leaves never collide (distinct homes have distinct ids).
-fn merge_into(target: &mut Map<String, Value>, src: Map<String, Value>) {
-    for (k, v) in src {
-        match (target.get_mut(&k), v) {
-            (Some(Value::Object(t)), Value::Object(s)) => merge_into(t, s),
-            (_, v) => {
-                target.insert(k, v);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::permission::Permission as P;
     use serde_json::json;
 
-    fn home() -> Home {
-        let mut h = Home::new_structure("s1", Map::new());
-        let t = json!({"device_id": "t1", "hvac_mode": "heat", "secret_internal": 1});
-        h.insert_device(Entity::Thermostat, "t1", t.as_object().unwrap().clone());
-        let c = json!({"device_id": "c1", "snapshot_url": "u", "last_event": {"has_person": true, "image_url": "i"}});
-        h.insert_device(Entity::Camera, "c1", c.as_object().unwrap().clone());
-        h
-    }
-
-    #[test]
-    fn collections_without_permission_are_absent() {
-        let v = filter_home(&home(), PermissionSet::of(&[P::ThermostatRead]));
-        let devices = v["devices"].as_object().unwrap();
-        assert!(devices.contains_key("thermostats"));
-        assert!(!devices.contains_key("cameras"));
-        assert!(!devices.contains_key("smoke_co_alarms"));
-        assert_eq!(v["devices"]["thermostats"]["t1"], json!({"device_id": "t1", "hvac_mode": "heat"}));
-    }
-
-    #[test]
-    fn camera_images_only_with_images() {
-        let plain = filter_home(&home(), PermissionSet::of(&[P::CameraRead]));
-        assert_eq!(
-            plain["devices"]["cameras"]["c1"],
-            json!({"device_id": "c1", "last_event": {"has_person": true}})
-        );
-        let img = filter_home(&home(), PermissionSet::of(&[P::CameraReadImages]));
-        assert_eq!(img["devices"]["cameras"]["c1"]["last_event"]["image_url"], json!("i"));
-        assert_eq!(img["devices"]["cameras"]["c1"]["snapshot_url"], json!("u"));
-    }
-
-    #[test]
-    fn no_permission_sees_only_metadata() {
-        let md = Metadata { access_token: "c.x".into(), client_version: 1, user_id: "z.1".into() };
-        let v = assemble_view([&home()], PermissionSet::EMPTY, &md);
-        assert_eq!(v, json!({"metadata": {"access_token": "c.x", "client_version": 1, "user_id": "z.1"}}));
-    }
+    use crate::tests::small_home as home;
 
     #[test]
     fn removing_the_last_device_drops_the_collection() {
@@ -595,29 +407,5 @@ mod tests {
         assert_eq!(again, h);
         assert!(Home::from_json("other", h.to_json()).is_none());
         assert!(Home::from_json("s1", serde_json::json!([1])).is_none());
-    }
-
-    /// The shortcut for product data gives what the whole view has at that place.
-    #[test]
-    fn product_type_view_is_the_views_subtree() {
-        let mut a = home();
-        a.product_data_mut("acme", "meter").insert("m1".into(), json!({"kwh": 1}));
-        a.product_data_mut("acme", "meter").insert("m2".into(), json!({"kwh": 2}));
-        a.product_data_mut("acme", "empty");
-        let mut b = Home::new_structure("s2", Map::new());
-        b.product_data_mut("acme", "meter").insert("m3".into(), json!({"kwh": 3}));
-        let metadata = Metadata { access_token: "t".into(), client_version: 1, user_id: "u".into() };
-        for perms in [PermissionSet::of(&[P::ProductDataReadWrite]), PermissionSet::of(&[P::ThermostatRead])]
-        {
-            let view = assemble_view([&a, &b], perms, &metadata);
-            for (company, ty) in [("acme", "meter"), ("acme", "empty"), ("acme", "none"), ("other", "meter")]
-            {
-                let expected =
-                    view.pointer(&format!("/devices/{company}/{ty}")).and_then(Value::as_object).cloned();
-                assert_eq!(product_type_view([&a, &b], perms, company, ty), expected, "{company}/{ty}");
-            }
-            // Devices are not product data.
-            assert_eq!(product_type_view([&a, &b], perms, "thermostats", "t1"), None);
-        }
     }
 }

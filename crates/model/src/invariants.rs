@@ -3,11 +3,11 @@
 
 use serde_json::Value;
 
+use crate::context::RuleConfig;
 use crate::home::Home;
-use crate::rules::TWINS;
+use crate::schema::TWINS;
 use crate::schema::{self, Entity, FieldType};
 use crate::units;
-use crate::write::RuleConfig;
 
 /// Lists every broken invariant (empty when the home is consistent).
 pub fn violations(home: &Home, config: &RuleConfig) -> Vec<String> {

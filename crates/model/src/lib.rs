@@ -7,10 +7,12 @@
 //! crate; it must be exact, so it is tested exhaustively (unit, property and golden tests).
 
 pub mod assist;
+pub mod context;
 pub mod demo;
 pub mod diff;
 pub mod error;
 pub mod fields;
+pub mod history;
 pub mod home;
 pub mod invariants;
 pub mod location;
@@ -19,15 +21,18 @@ pub mod permission;
 pub mod rules;
 pub mod schema;
 pub mod units;
+pub mod view;
 pub mod write;
 
-pub use error::ApiError;
+pub use context::{Actor, AssistConfig, RuleConfig, WriteContext};
+pub use error::{ApiError, ErrorKind};
 pub use fields::FieldMap;
-pub use home::{Home, Metadata, assemble_view, filter_home};
+pub use home::Home;
 pub use location::Location;
 pub use permission::{Permission, PermissionSet};
 pub use schema::Entity;
-pub use write::{Actor, RuleConfig, WriteContext, WritePlan, apply_write, plan_write};
+pub use view::{Metadata, Snapshot, Viewer, assemble_view, filter_home};
+pub use write::{WritePlan, apply_write, plan_write};
 
 /// A JSON value as compact text. Serializes into a byte buffer: `Value`'s `Display` (what
 /// `.to_string()` uses) goes through `fmt::Write` call by call, ~20 % slower on a home.

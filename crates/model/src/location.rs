@@ -214,7 +214,7 @@ mod tests {
             "/é%c2%85",
         ] {
             let e = Location::parse(bad).unwrap_err();
-            assert_eq!(e.status, 400, "{bad}");
+            assert_eq!(e.kind, crate::error::ErrorKind::Invalid, "{bad}");
             assert_eq!(e.error, "Invalid data location", "{bad}");
         }
         let long = format!("/{}", "a".repeat(MAX_PATH_BYTES));

@@ -24,12 +24,12 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use crate::context::{Actor, WriteContext};
 use crate::fields::FieldMap;
 use crate::home::{Fields, Home};
-use crate::rules::TWINS;
 use crate::schema::Entity;
+use crate::schema::TWINS;
 use crate::units::{self, EPOCH};
-use crate::write::{Actor, WriteContext};
 
 pub const MAX_PASSES: usize = 8;
 

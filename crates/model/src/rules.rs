@@ -10,12 +10,13 @@
 use chrono::Duration;
 use serde_json::Value;
 
-use crate::error::{ApiError, one_decimal};
+use crate::context::{Actor, WriteContext};
+use crate::error::{ApiError, ErrorKind, one_decimal};
 use crate::fields::FieldMap;
+use crate::fields::{flag, merge_fields, num, text};
 use crate::home::Home;
-use crate::schema::{Entity, FAN_DURATIONS};
+use crate::schema::{Entity, FAN_DURATIONS, TWINS};
 use crate::units::{self, EPOCH};
-use crate::write::{Actor, WriteContext, merge_fields};
 
 /// A target temperature field and its twin in the other scale.
 #[derive(Debug, Clone, Copy)]
@@ -36,30 +37,6 @@ const HIGH: Target = Target {
     c: "target_temperature_high_c",
 };
 const TARGETS: [Target; 3] = [SINGLE, LOW, HIGH];
-
-/// Twin pairs kept in both scales: `(fahrenheit, celsius)`.
-pub const TWINS: &[(&str, &str)] = &[
-    ("target_temperature_f", "target_temperature_c"),
-    ("target_temperature_low_f", "target_temperature_low_c"),
-    ("target_temperature_high_f", "target_temperature_high_c"),
-    ("eco_temperature_low_f", "eco_temperature_low_c"),
-    ("eco_temperature_high_f", "eco_temperature_high_c"),
-    ("ambient_temperature_f", "ambient_temperature_c"),
-    ("locked_temp_min_f", "locked_temp_min_c"),
-    ("locked_temp_max_f", "locked_temp_max_c"),
-];
-
-fn num(m: &FieldMap, k: &str) -> Option<f64> {
-    m.get(k).and_then(Value::as_f64)
-}
-
-fn flag(m: &FieldMap, k: &str) -> bool {
-    m.get(k).and_then(Value::as_bool).unwrap_or(false)
-}
-
-fn text<'m>(m: &'m FieldMap, k: &str) -> &'m str {
-    m.get(k).and_then(Value::as_str).unwrap_or("")
-}
 
 /// Checks a thermostat write against its current state and returns the new state, with the
 /// twin of every written temperature derived and the fan timer computed.
@@ -84,7 +61,7 @@ pub fn thermostat(
         for (cap, action) in needs {
             if !flag(current, cap) {
                 return Err(ApiError::new(
-                    400,
+                    ErrorKind::Invalid,
                     "incompatible-mode",
                     format!("Cannot change HVAC mode to {new_mode}: HVAC cannot {action}"),
                 )
@@ -101,7 +78,7 @@ pub fn thermostat(
         && flag(current, "is_using_emergency_heat")
     {
         return Err(ApiError::new(
-            400,
+            ErrorKind::Invalid,
             "emergency-heat",
             format!("Cannot change HVAC mode to {new_mode} while emergency heat is on"),
         )
@@ -112,14 +89,14 @@ pub fn thermostat(
     if home.safety_shutoff() && !matches!(ctx.actor, Actor::Service) {
         if mode_written {
             return Err(ApiError::new(
-                400,
+                ErrorKind::Invalid,
                 "safety-shutoff-on",
                 "Cannot change HVAC mode during smoke/co safety shutoff",
             ));
         }
         if w.get("fan_timer_active") == Some(&Value::Bool(true)) {
             return Err(ApiError::new(
-                400,
+                ErrorKind::Invalid,
                 "safety-shutoff-on",
                 "Cannot activate fan during smoke/co safety shutoff",
             ));
@@ -139,7 +116,7 @@ pub fn thermostat(
     if !written.is_empty() {
         if matches!(new_mode, "eco" | "off") {
             return Err(ApiError::new(
-                400,
+                ErrorKind::Invalid,
                 "mode-error",
                 format!("Cannot change target temperature while mode is {new_mode}"),
             )
@@ -152,7 +129,7 @@ pub fn thermostat(
             };
             if wrong {
                 return Err(ApiError::new(
-                    400,
+                    ErrorKind::Invalid,
                     "mode-error",
                     format!("Cannot set {} while mode is {new_mode}", t.base),
                 )
@@ -170,7 +147,7 @@ pub fn thermostat(
             if *is_f { (50.0, 90.0, "F", "tempF") } else { (9.0, 32.0, "C", "tempC") };
         if v > hi {
             return Err(ApiError::new(
-                400,
+                ErrorKind::Invalid,
                 if *is_f { "high-f-value" } else { "high-c-value" },
                 format!("Temperature {scale} value is too high: {}", one_decimal(v)),
             )
@@ -178,7 +155,7 @@ pub fn thermostat(
         }
         if v < lo {
             return Err(ApiError::new(
-                400,
+                ErrorKind::Invalid,
                 if *is_f { "low-f-value" } else { "low-c-value" },
                 format!("Temperature {scale} value is too low: {}", one_decimal(v)),
             )
@@ -207,7 +184,7 @@ pub fn thermostat(
             let v = num(w, key).unwrap_or_default();
             if let Some(max) = num(current, max_k).filter(|max| v > *max) {
                 return Err(ApiError::new(
-                    400,
+                    ErrorKind::Invalid,
                     if *is_f { "high-f-value-4-lock" } else { "high-c-value-4-lock" },
                     format!(
                         "Temperature {scale} '{}' is too high for lock temperature '{}'",
@@ -220,7 +197,7 @@ pub fn thermostat(
             }
             if let Some(min) = num(current, min_k).filter(|min| v < *min) {
                 return Err(ApiError::new(
-                    400,
+                    ErrorKind::Invalid,
                     if *is_f { "low-f-value-4-lock" } else { "low-c-value-4-lock" },
                     format!(
                         "Temperature {scale} '{}' is too low for lock temperature '{}'",
@@ -250,7 +227,7 @@ pub fn thermostat(
         if let (Some(low), Some(high)) = (num(&next, lk), num(&next, hk)) {
             if low >= high {
                 return Err(ApiError::new(
-                    400,
+                    ErrorKind::Invalid,
                     "low-high-error",
                     format!(
                         "Cannot set target low temperature '{}' higher than target high temperature '{}'",
@@ -263,7 +240,7 @@ pub fn thermostat(
             }
             if high - low < spread {
                 return Err(ApiError::new(
-                    400,
+                    ErrorKind::Invalid,
                     "spread-error",
                     format!(
                         "Cannot set target temperature closer than {} degrees {scale}",
@@ -278,13 +255,17 @@ pub fn thermostat(
 
     // Fan timer.
     if w.get("fan_timer_active") == Some(&Value::Bool(true)) && !flag(current, "has_fan") {
-        return Err(ApiError::new(400, "no-fan", "Cannot activate fan: the HVAC system has no fan"));
+        return Err(ApiError::new(
+            ErrorKind::Invalid,
+            "no-fan",
+            "Cannot activate fan: the HVAC system has no fan",
+        ));
     }
     if let Some(d) = w.get("fan_timer_duration").and_then(Value::as_i64)
         && !FAN_DURATIONS.contains(&d)
     {
         return Err(ApiError::new(
-            400,
+            ErrorKind::Invalid,
             "fan-duration",
             format!(
                 "Fan timer duration {d} is not allowed; allowed minutes: {}",
@@ -358,7 +339,7 @@ pub fn device_report(
         let intended = current.get("intended_version").and_then(Value::as_u64).unwrap_or(0);
         if applied > intended {
             return Err(ApiError::new(
-                400,
+                ErrorKind::Invalid,
                 "applied-ahead",
                 format!("applied_version {applied} is ahead of intended_version {intended}"),
             )
@@ -420,9 +401,13 @@ fn apply_eta(structure: &mut FieldMap, v: &Value) -> Result<(), ApiError> {
         .and_then(units::parse_time)
         .ok_or_else(|| ApiError::invalid_value("eta.estimated_arrival_window_end", "an ISO 8601 time"))?;
     if begin > end {
-        return Err(ApiError::new(400, "eta-window", "ETA window begin must not be later than its end")
-            .with("estimated_arrival_window_begin", units::format_time(begin))
-            .with("estimated_arrival_window_end", units::format_time(end)));
+        return Err(ApiError::new(
+            ErrorKind::Invalid,
+            "eta-window",
+            "ETA window begin must not be later than its end",
+        )
+        .with("estimated_arrival_window_begin", units::format_time(begin))
+        .with("estimated_arrival_window_end", units::format_time(end)));
     }
     structure.insert(
         "eta",

@@ -756,6 +756,18 @@ pub fn read_set(perms: PermissionSet) -> Vec<&'static FieldSpec> {
     FIELDS.iter().filter(|s| s.read.intersects(perms)).collect()
 }
 
+/// Twin pairs kept in both scales: `(fahrenheit, celsius)`.
+pub const TWINS: &[(&str, &str)] = &[
+    ("target_temperature_f", "target_temperature_c"),
+    ("target_temperature_low_f", "target_temperature_low_c"),
+    ("target_temperature_high_f", "target_temperature_high_c"),
+    ("eco_temperature_low_f", "eco_temperature_low_c"),
+    ("eco_temperature_high_f", "eco_temperature_high_c"),
+    ("ambient_temperature_f", "ambient_temperature_c"),
+    ("locked_temp_min_f", "locked_temp_min_c"),
+    ("locked_temp_max_f", "locked_temp_max_c"),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,95 +11,18 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use crate::error::ApiError;
+use crate::context::{Actor, WriteContext};
+use crate::diff::json_merge;
+use crate::error::{ApiError, ErrorKind};
 use crate::fields::FieldMap;
+use crate::fields::merge_fields;
 use crate::home::Home;
 use crate::location::Location;
-use crate::permission::PermissionSet;
 use crate::schema::{self, Entity, FieldType, PRODUCT_DATA};
 use crate::units;
 use crate::{logic, rules};
-
-/// Who is writing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Actor {
-    /// A product acting through a user's grant.
-    Product { permissions: PermissionSet },
-    /// A device with its own credential; it writes only itself.
-    Device { device_id: String },
-    /// The service: home logic, admin commands, the demo.
-    Service,
-}
-
-/// Settings of the rules that the original API left open (nest-api.md §9).
-#[derive(Debug, Clone, PartialEq)]
-pub struct RuleConfig {
-    /// Minimum heat-cool spread in °F (whole degrees).
-    pub min_spread_f: f64,
-    /// Minimum heat-cool spread in °C.
-    pub min_spread_c: f64,
-    /// `away` puts thermostats in eco and `home` restores them.
-    pub eco_on_away: bool,
-    /// Refuse `cool` and `heat-cool` while emergency heat is on.
-    pub no_cooling_during_emergency_heat: bool,
-    /// Home/Away Assist (see [`crate::assist`]).
-    pub assist: AssistConfig,
-}
-
-/// Home/Away Assist's timing (see [`crate::assist`] for the policy).
-#[derive(Debug, Clone, PartialEq)]
-pub struct AssistConfig {
-    pub enabled: bool,
-    /// No occupancy signal for this long turns a home `away`.
-    pub quiet_secs: i64,
-    /// A person's own change of `away` is not overridden for this long.
-    pub hold_secs: i64,
-    /// `wwn_security_state` relaxes from `deter` after this long without a person event.
-    pub security_quiet_secs: i64,
-}
-
-impl Default for AssistConfig {
-    fn default() -> Self {
-        AssistConfig { enabled: true, quiet_secs: 2 * 3600, hold_secs: 3600, security_quiet_secs: 15 * 60 }
-    }
-}
-
-impl Default for RuleConfig {
-    fn default() -> Self {
-        RuleConfig {
-            min_spread_f: 3.0,
-            min_spread_c: 1.5,
-            eco_on_away: true,
-            no_cooling_during_emergency_heat: true,
-            assist: AssistConfig::default(),
-        }
-    }
-}
-
-/// Everything a write needs besides the home: who, when, and the rule settings.
-#[derive(Debug, Clone)]
-pub struct WriteContext<'a> {
-    pub actor: &'a Actor,
-    pub now: DateTime<Utc>,
-    pub config: &'a RuleConfig,
-    /// When a device measured what it reports (`Roost-Measured-At`); `None` means now. Later
-    /// than now (a fast device clock) counts as now.
-    pub measured_at: Option<DateTime<Utc>>,
-}
-
-impl<'a> WriteContext<'a> {
-    pub fn new(actor: &'a Actor, now: DateTime<Utc>, config: &'a RuleConfig) -> Self {
-        WriteContext { actor, now, config, measured_at: None }
-    }
-
-    /// The measurement time of a device's report, as stored in `reported_at`.
-    pub fn measured(&self) -> String {
-        units::format_time(self.measured_at.map_or(self.now, |m| m.min(self.now)))
-    }
-}
 
 /// The element of a home that a set of fields is written to.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -199,7 +122,7 @@ pub fn plan_write<'h>(
             Some(s) if s == sid => {}
             Some(_) => {
                 return Err(ApiError::new(
-                    400,
+                    ErrorKind::Invalid,
                     "multiple-structures",
                     "A write may change only one structure at a time",
                 ));
@@ -483,47 +406,9 @@ fn is_time_to_target(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_digit())
 }
 
-/// Merge of named fields into an element: named fields replace, others stay. Object-valued
-/// fields (a camera's `last_event`) are replaced whole: an event is one unit.
-pub fn merge_fields(current: &FieldMap, fields: &FieldMap) -> FieldMap {
-    let mut out = current.clone();
-    for (k, v) in fields {
-        out.insert(k.clone(), v.clone());
-    }
-    out
-}
-
-/// RFC 7396 merge patch, for free-form product data (`null` deletes).
-pub fn json_merge(target: &mut Value, patch: &Value) {
-    let Value::Object(p) = patch else {
-        *target = patch.clone();
-        return;
-    };
-    if !target.is_object() {
-        *target = Value::Object(Map::new());
-    }
-    if let Value::Object(t) = target {
-        for (k, v) in p {
-            if v.is_null() {
-                t.remove(k);
-            } else {
-                json_merge(t.entry(k.clone()).or_insert(Value::Null), v);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn json_merge_is_rfc7396() {
-        let mut t = json!({"a": 1, "b": {"c": 2, "d": 3}});
-        json_merge(&mut t, &json!({"a": null, "b": {"c": 4}, "e": [1]}));
-        assert_eq!(t, json!({"b": {"c": 4, "d": 3}, "e": [1]}));
-    }
 
     #[test]
     fn time_to_target_forms() {

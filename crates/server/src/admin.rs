@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, anyhow, bail};
 use roost_model::demo::{DemoIds, demo_home};
-use roost_model::write::{Actor, RuleConfig, WriteContext};
+use roost_model::{Actor, RuleConfig, WriteContext};
 use roost_model::{Entity, Home, PermissionSet};
 use roost_store::{Change, Commit, Store, TokenRecord, User};
 use serde::{Deserialize, Serialize};

@@ -2,7 +2,6 @@
 //! `PUT`/`PATCH` a merge write; everything else is 405. Thin: parsing and the HTTP shape live
 //! here, every decision about the document is `roost_model`'s.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,67 +9,22 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use roost_model::home::{filter_device, filter_structure, product_type_view};
-use roost_model::{Actor, ApiError, Entity, Location, Metadata, assemble_view, plan_write};
-use roost_store::{IdempotencyKey, StoreError};
+use roost_model::view::{Snapshot, covered, read_location};
+use roost_model::{Actor, ApiError, Location, Metadata, plan_write};
+use roost_store::IdempotencyKey;
 use serde_json::Value;
 
 use crate::auth::Grant;
-use crate::hub::Snapshot;
+use crate::error::Error;
+use crate::http::{
+    Received, add_budget_headers, etag, hex8, if_match_ok, json_body, json_response, read_body, token_of,
+};
 use crate::{App, change};
 
-/// An error answer in the API's JSON shape, with a fresh `instance`.
-pub fn error_response(e: &ApiError) -> Response {
-    let instance = uuid::Uuid::new_v4().to_string();
-    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut resp = json_response(status, &e.to_json(&instance));
-    if e.status == 401 {
-        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    }
-    if e.status == 429
-        && let Some(v) = e.details.get("retry_after").and_then(|s| HeaderValue::from_str(s).ok())
-    {
-        resp.headers_mut().insert(header::RETRY_AFTER, v);
-    }
-    resp
-}
-
-pub fn json_response(status: StatusCode, v: &Value) -> Response {
-    let mut resp = (status, roost_model::json_text(v)).into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=UTF-8"));
-    resp
-}
-
-/// The token of a request: `Authorization: Bearer …` or `?auth=…`.
-pub fn token_of(headers: &HeaderMap, uri: &Uri) -> Option<String> {
-    if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        let v = v.trim();
-        if let Some(t) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
-            return Some(t.trim().to_string());
-        }
-    }
-    query_param(uri, "auth")
-}
-
-pub fn query_param(uri: &Uri, name: &str) -> Option<String> {
-    uri.query()?.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then(|| {
-            percent_encoding::percent_decode_str(&v.replace('+', " ")).decode_utf8_lossy().into_owned()
-        })
-    })
-}
-
 /// The request's token and its live grant, or 401.
-async fn authenticate(app: &App, headers: &HeaderMap, uri: &Uri) -> Result<(String, Arc<Grant>), ApiError> {
+async fn authenticate(app: &App, headers: &HeaderMap, uri: &Uri) -> Result<(String, Arc<Grant>), Error> {
     let token = token_of(headers, uri).ok_or_else(ApiError::unauthorized)?;
-    let grant = app
-        .grants
-        .resolve(app.store.as_ref(), &token)
-        .await
-        .map_err(|e| store_failure(&e))?
-        .ok_or_else(ApiError::unauthorized)?;
+    let grant = app.grants.resolve(app.store.as_ref(), &token).await?.ok_or_else(ApiError::unauthorized)?;
     load_missing_structures(app, &grant).await?;
     Ok((token, grant))
 }
@@ -78,10 +32,10 @@ async fn authenticate(app: &App, headers: &HeaderMap, uri: &Uri) -> Result<(Stri
 /// Loads a granted structure the hub does not hold yet: one that another process (`roost
 /// admin`) created since the poller last looked. Without this a new home's first requests
 /// would be 404 until the next poll.
-async fn load_missing_structures(app: &App, grant: &Grant) -> Result<(), ApiError> {
+async fn load_missing_structures(app: &App, grant: &Grant) -> Result<(), Error> {
     for id in &grant.structures {
         if app.hub.slot(id).is_none() {
-            app.hub.reload(app.store.as_ref(), id).await.map_err(|e| store_failure(&e))?;
+            app.hub.reload(app.store.as_ref(), id).await?;
         }
     }
     Ok(())
@@ -105,10 +59,7 @@ async fn answer(app: &App, method: &Method, uri: &Uri, headers: &HeaderMap, body
     // still unread would make the server close the keep-alive connection, and a client that
     // reuses it (python-nest after a 401, say) would see it drop.
     let body = read_body(body, app.config.body_limit).await;
-    match handle(app, method, uri, headers, body).await {
-        Ok(r) => r,
-        Err(e) => error_response(&e),
-    }
+    handle(app, method, uri, headers, body).await.unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn handle(
@@ -117,11 +68,9 @@ async fn handle(
     uri: &Uri,
     headers: &HeaderMap,
     body: Received,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     if !matches!(*method, Method::GET | Method::HEAD | Method::PUT | Method::PATCH) {
-        let mut r = error_response(&ApiError::method_not_allowed(method.as_str()));
-        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, PUT, PATCH"));
-        return Ok(r);
+        return Err(ApiError::method_not_allowed(method.as_str()).into());
     }
     let (token, grant) = authenticate(app, headers, uri).await?;
     let location = Location::parse(uri.path())?;
@@ -147,7 +96,7 @@ async fn handle(
     }
     let mut resp = match *method {
         Method::GET | Method::HEAD if wants_stream => {
-            Ok(crate::stream::open(app, grant, location, metadata, headers, uri).await)
+            crate::stream::open(app, grant, location, metadata, headers, uri)
         }
         Method::GET | Method::HEAD => read(app, &grant, &location, &metadata),
         _ => write(app, &grant, &location, headers, body).await,
@@ -160,7 +109,7 @@ async fn handle(
 
 /// One call from the token's per-minute budget. Products' and devices' tokens are rate
 /// limited; operator-issued tokens are not (`None`).
-fn charge_call(app: &App, grant: &Grant) -> Result<Option<crate::ratelimit::Budget>, ApiError> {
+fn charge_call(app: &App, grant: &Grant) -> Result<Option<crate::ratelimit::Budget>, Error> {
     if grant.product_id.is_none() && grant.device_id.is_none() {
         return Ok(None);
     }
@@ -168,7 +117,7 @@ fn charge_call(app: &App, grant: &Grant) -> Result<Option<crate::ratelimit::Budg
     app.limiter
         .take(&key, app.config.limits.calls_per_token_per_minute, Duration::from_secs(60))
         .map(Some)
-        .map_err(|b| blocked(&b))
+        .map_err(|b| blocked(&b).into())
 }
 
 /// A rate-limit refusal: 429 `blocked`, with when to retry.
@@ -178,172 +127,13 @@ fn blocked(b: &crate::ratelimit::Budget) -> ApiError {
     e.with("retry_after", b.reset.to_string())
 }
 
-pub fn add_budget_headers(h: &mut HeaderMap, b: &crate::ratelimit::Budget) {
-    if b.limit == 0 {
-        return;
-    }
-    for (name, v) in [
-        ("ratelimit-limit", b.limit as u64),
-        ("ratelimit-remaining", b.remaining as u64),
-        ("ratelimit-reset", b.reset),
-    ] {
-        if let Ok(v) = HeaderValue::from_str(&v.to_string()) {
-            h.insert(name, v);
-        }
-    }
-}
-
-pub fn store_failure(e: &StoreError) -> ApiError {
-    tracing::error!(error = %e, "store failure");
-    ApiError::service_unavailable()
-}
-
-/// The current snapshots of a grant's structures.
-pub fn snapshots(app: &App, grant: &Grant) -> Vec<Arc<Snapshot>> {
-    grant.structures.iter().filter_map(|s| app.hub.slot(s)).map(|s| s.current()).collect()
-}
-
-fn read(app: &App, grant: &Grant, location: &Location, metadata: &Metadata) -> Result<Response, ApiError> {
-    let snaps = snapshots(app, grant);
-    let value = read_location(&snaps, grant, metadata, location)
+fn read(app: &App, grant: &Grant, location: &Location, metadata: &Metadata) -> Result<Response, Error> {
+    let snaps = app.hub.snapshots(&grant.structures);
+    let value = read_location(&snaps, grant.viewer(), metadata, location)
         .ok_or_else(|| ApiError::not_found(&location.to_string()))?;
     let mut resp = json_response(StatusCode::OK, &value);
     resp.headers_mut().insert(header::ETAG, etag(&covered(location, &snaps)));
     Ok(resp)
-}
-
-/// The value at a location in the grant's view, computing only the part it needs.
-pub fn read_location(
-    snaps: &[Arc<Snapshot>],
-    grant: &Grant,
-    metadata: &Metadata,
-    location: &Location,
-) -> Option<Value> {
-    if let Some(device_id) = &grant.device_id {
-        return location.resolve(&device_view(snaps, device_id)?).cloned();
-    }
-    let seg = location.segments();
-    let perms = grant.permissions;
-    match (seg.first().map(String::as_str), seg.len()) {
-        (Some("devices"), n) if n >= 3 => {
-            if let Some(kind) = Entity::from_collection(&seg[1]) {
-                let device = snaps.iter().find_map(|s| s.home.device(kind, &seg[2]))?;
-                let filtered = match seg.get(3) {
-                    // One field: filter just that one instead of the whole device.
-                    Some(field) => {
-                        let mut one = roost_model::FieldMap::new();
-                        one.insert(field.as_str(), device.get(field)?.clone());
-                        Value::Object(filter_device(kind, &one, perms)?)
-                    }
-                    None => Value::Object(filter_device(kind, device, perms)?),
-                };
-                return Location::from_segments(seg[3..].iter().cloned()).resolve(&filtered).cloned();
-            }
-            // Product data: just that product type, not the whole view (a stream of one
-            // product's data computes this on every change of the home).
-            let items = product_type_view(snaps.iter().map(|s| &s.home), perms, &seg[1], &seg[2])?;
-            return Location::from_segments(seg[3..].iter().cloned()).resolve(&Value::Object(items)).cloned();
-        }
-        (Some("structures"), n) if n >= 2 => {
-            let snap = snaps.iter().find(|s| s.home.id() == seg[1])?;
-            let filtered = Value::Object(filter_structure(snap.home.structure(), perms)?);
-            return Location::from_segments(seg[2..].iter().cloned()).resolve(&filtered).cloned();
-        }
-        (Some("metadata"), _) => {
-            return Location::from_segments(seg[1..].iter().cloned()).resolve(&metadata.to_json()).cloned();
-        }
-        _ => {}
-    }
-    let view = assemble_view(snaps.iter().map(|s| &s.home), perms, metadata);
-    location.resolve(&view).cloned()
-}
-
-/// What a device's own credential sees: its own element, every field but internal ones, at
-/// its usual place (`/devices/<kind>/<id>`).
-fn device_view(snaps: &[Arc<Snapshot>], device_id: &str) -> Option<Value> {
-    let (kind, fields) = snaps.iter().find_map(|s| {
-        let kind = s.home.device_kind(device_id)?;
-        Some((kind, s.home.device(kind, device_id)?))
-    })?;
-    let shown = filter_device(kind, fields, roost_model::PermissionSet::all())?;
-    Some(serde_json::json!({"devices": {kind.collection()?: {device_id: shown}}}))
-}
-
-/// The structures a location reads from: one when it names an element, else all.
-pub fn covered<'s>(location: &Location, snaps: &'s [Arc<Snapshot>]) -> Vec<&'s Arc<Snapshot>> {
-    let seg = location.segments();
-    let one = match (seg.first().map(String::as_str), seg.len()) {
-        (Some("devices"), n) if n >= 3 => match Entity::from_collection(&seg[1]) {
-            Some(kind) => snaps.iter().find(|s| s.home.device(kind, &seg[2]).is_some()),
-            None => snaps.iter().find(|s| {
-                s.home
-                    .product_data()
-                    .iter()
-                    .any(|(c, t, i, _)| *c == seg[1] && *t == seg[2] && seg.get(3) == Some(i))
-            }),
-        },
-        (Some("structures"), n) if n >= 2 => snaps.iter().find(|s| s.home.id() == seg[1]),
-        _ => None,
-    };
-    match one {
-        Some(s) => vec![s],
-        None => snaps.iter().collect(),
-    }
-}
-
-/// The ETag of what a location covers: the structure's revision, or a list for several.
-pub fn etag(covered: &[&Arc<Snapshot>]) -> HeaderValue {
-    let tag = match covered {
-        [one] => format!("\"{}\"", one.revision),
-        many => format!(
-            "\"{}\"",
-            many.iter().map(|s| format!("{}.{}", s.home.id(), s.revision)).collect::<Vec<_>>().join("-")
-        ),
-    };
-    HeaderValue::from_str(&tag).unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
-}
-
-fn if_match_ok(headers: &HeaderMap, current: &HeaderValue) -> bool {
-    let Some(v) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) else {
-        return true;
-    };
-    v.split(',')
-        .map(str::trim)
-        .any(|t| t == "*" || t.trim_start_matches("W/") == current.to_str().unwrap_or(""))
-}
-
-/// Reads and parses a body: size limit (413), UTF-8 and JSON (400).
-/// A request body read up to the limit (413 past it); judged only once the caller is known.
-type Received = Result<Bytes, ApiError>;
-
-async fn read_body(body: Body, limit: usize) -> Received {
-    axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::payload_too_large(limit))
-}
-
-/// Parses a body: UTF-8 and JSON (400).
-fn json_body(received: Received) -> Result<(Value, Bytes), ApiError> {
-    let bytes = received?;
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|_| ApiError::invalid_content_because("the body is not UTF-8"))?;
-    let value: Value = serde_json::from_str(text).map_err(|e| {
-        ApiError::invalid_content_because(format!("the body is not JSON ({})", e.classify_name()))
-    })?;
-    Ok((value, bytes))
-}
-
-trait ClassifyName {
-    fn classify_name(&self) -> &'static str;
-}
-
-impl ClassifyName for serde_json::Error {
-    fn classify_name(&self) -> &'static str {
-        match self.classify() {
-            serde_json::error::Category::Io => "read error",
-            serde_json::error::Category::Syntax => "syntax error",
-            serde_json::error::Category::Data => "bad data",
-            serde_json::error::Category::Eof => "unexpected end",
-        }
-    }
 }
 
 async fn write(
@@ -352,9 +142,9 @@ async fn write(
     location: &Location,
     headers: &HeaderMap,
     body: Received,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     let (value, raw) = json_body(body)?;
-    let snaps = snapshots(app, grant);
+    let snaps = app.hub.snapshots(&grant.structures);
     let plan = plan_write(location, &value, snaps.iter().map(|s| &s.home))?;
     if grant.product_id.is_some() {
         // Writes per device and per structure, shared by every product.
@@ -379,7 +169,7 @@ async fn write(
     };
     // If-Match is judged against what this location covers, as GET reported it.
     let precondition = |current: &Arc<Snapshot>| {
-        let mut snaps = snapshots(app, grant);
+        let mut snaps = app.hub.snapshots(&grant.structures);
         for s in snaps.iter_mut() {
             if s.home.id() == current.home.id() {
                 *s = current.clone();
@@ -448,10 +238,6 @@ fn echo(raw: Bytes, tag: &HeaderValue) -> Response {
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=UTF-8"));
     h.insert(header::ETAG, tag.clone());
     resp
-}
-
-fn hex8(hash: &[u8; 32]) -> String {
-    crate::ids::hex(&hash[..4])
 }
 
 /// Metrics and an access log line per request (path only: query strings can hold tokens).
@@ -536,9 +322,6 @@ fn truncate(s: &str, n: usize) -> &str {
     }
 }
 
-/// For Body::from_stream users.
-pub type ByteStream = futures_util::stream::BoxStream<'static, Result<Bytes, Infallible>>;
-
 pub const KEEPALIVE_DEFAULT: Duration = Duration::from_secs(30);
 
 /// `PUT /presence/<structure_id>` with `{"present": true}`: a phone (through a product with
@@ -551,28 +334,16 @@ pub async fn presence(
     uri: Uri,
     headers: HeaderMap,
     body: Body,
-) -> Response {
+) -> Result<Response, Error> {
     let body = read_body(body, app.config.body_limit).await;
-    match presence_inner(&app, &structure_id, &uri, &headers, body).await {
-        Ok(r) => r,
-        Err(e) => error_response(&e),
-    }
-}
-
-async fn presence_inner(
-    app: &App,
-    structure_id: &str,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: Received,
-) -> Result<Response, ApiError> {
-    let (_, grant) = authenticate(app, headers, uri).await?;
+    let (app, structure_id) = (&app, structure_id.as_str());
+    let (_, grant) = authenticate(app, &headers, &uri).await?;
     let location = format!("/presence/{structure_id}");
     if grant.device_id.is_some() || !grant.structures.iter().any(|s| s == structure_id) {
-        return Err(ApiError::not_found(&location));
+        return Err(ApiError::not_found(&location).into());
     }
     if !grant.permissions.contains(roost_model::Permission::AwayReadWrite) {
-        return Err(ApiError::no_write_permission(&["presence".to_string()]));
+        return Err(ApiError::no_write_permission(&["presence".to_string()]).into());
     }
     let budget = charge_call(app, &grant)?;
     let (value, _) = json_body(body)?;

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use roost_model::PermissionSet;
+use roost_model::view::Viewer;
 use roost_store::{Store, StoreError, TokenRecord};
 use sha2::{Digest, Sha256};
 
@@ -19,6 +20,13 @@ pub struct Grant {
     pub client_version: u64,
     /// A device's own credential: the device it speaks for.
     pub device_id: Option<String>,
+}
+
+impl Grant {
+    /// Who the grant looks as, for the model's views.
+    pub fn viewer(&self) -> Viewer<'_> {
+        Viewer { permissions: self.permissions, device_id: self.device_id.as_deref() }
+    }
 }
 
 pub fn hash_token(token: &str) -> [u8; 32] {

@@ -12,7 +12,7 @@ use roost_model::{Actor, ApiError, WriteContext, WritePlan, apply_write};
 use roost_store::{Change, Commit, IdempotencyKey, StoreError};
 
 use crate::App;
-use crate::api::store_failure;
+use crate::error::Error;
 use crate::hub::Snapshot;
 
 /// A check of the current revision before the change is judged (`If-Match`).
@@ -45,12 +45,12 @@ pub async fn make(
     actor: &Actor,
     actor_name: &str,
     options: Options<'_>,
-) -> Result<Outcome, ApiError> {
+) -> Result<Outcome, Error> {
     let slot = app.hub.slot(&plan.structure_id).ok_or_else(|| ApiError::not_found(&plan.structure_id))?;
     let replay =
         |slot: &crate::hub::Slot| Outcome { snapshot: slot.current(), stale: Vec::new(), replayed: true };
     if let Some(key) = &options.idempotency
-        && app.store.idempotency(key).await.map_err(|e| store_failure(&e))?.is_some()
+        && app.store.idempotency(key).await?.is_some()
     {
         return Ok(replay(&slot));
     }
@@ -78,7 +78,7 @@ pub async fn make(
         let HomeDiff { paths, patch, inverse } = diff_homes(&current.home, &next);
         if paths.is_empty() {
             if let Some(key) = options.idempotency {
-                app.store.remember_idempotency(key, current.revision).await.map_err(|e| store_failure(&e))?;
+                app.store.remember_idempotency(key, current.revision).await?;
             }
             return Ok(Outcome { snapshot: current, stale, replayed: false });
         }
@@ -109,13 +109,10 @@ pub async fn make(
             Err(StoreError::Duplicate { .. }) => return Ok(replay(&slot)),
             Err(StoreError::Conflict { .. }) => {
                 // Another node committed first: load its revision and judge the change again.
-                app.hub
-                    .reload(app.store.as_ref(), &plan.structure_id)
-                    .await
-                    .map_err(|e| store_failure(&e))?;
+                app.hub.reload(app.store.as_ref(), &plan.structure_id).await?;
             }
-            Err(e) => return Err(store_failure(&e)),
+            Err(e) => return Err(Error::store(&e)),
         }
     }
-    Err(ApiError::service_unavailable())
+    Err(ApiError::service_unavailable().into())
 }

@@ -14,12 +14,7 @@ use tokio::sync::Mutex;
 
 use crate::feed::{Feed, FeedReceiver};
 
-/// One committed revision of a structure.
-#[derive(Debug)]
-pub struct Snapshot {
-    pub revision: u64,
-    pub home: Home,
-}
+pub use roost_model::view::Snapshot;
 
 pub struct Slot {
     /// Held while a write is checked and committed: one writer per structure.
@@ -113,6 +108,11 @@ pub struct Hub {
 impl Hub {
     pub fn slot(&self, id: &str) -> Option<Arc<Slot>> {
         self.slots.read().ok()?.get(id).cloned()
+    }
+
+    /// The current snapshots of the named structures that the hub holds, in that order.
+    pub fn snapshots(&self, ids: &[String]) -> Vec<Arc<Snapshot>> {
+        ids.iter().filter_map(|s| self.slot(s)).map(|s| s.current()).collect()
     }
 
     /// Every structure's slot (handles, not copies of ids).

@@ -13,7 +13,9 @@ pub mod auth;
 pub mod change;
 pub mod clock;
 pub mod connectivity;
+pub mod error;
 pub mod feed;
+pub mod http;
 pub mod hub;
 pub mod ids;
 pub mod listen;
@@ -440,13 +442,15 @@ async fn poll_other_writers(app: App) {
 }
 
 async fn healthz() -> Response {
-    api::json_response(StatusCode::OK, &json!({"status": "ok"}))
+    http::json_response(StatusCode::OK, &json!({"status": "ok"}))
 }
 
 async fn readyz(State(app): State<App>) -> Response {
     match app.store.changed_since(u64::MAX >> 1).await {
-        Ok(_) => api::json_response(StatusCode::OK, &json!({"status": "ready", "structures": app.hub.len()})),
-        Err(_) => api::error_response(&roost_model::ApiError::service_unavailable()),
+        Ok(_) => {
+            http::json_response(StatusCode::OK, &json!({"status": "ready", "structures": app.hub.len()}))
+        }
+        Err(e) => error::Error::store(&e).into_response(),
     }
 }
 

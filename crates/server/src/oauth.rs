@@ -370,7 +370,7 @@ pub async fn revoke_rfc7009(State(app): State<App>, body: Bytes) -> Response {
 /// RFC 8414 authorization server metadata.
 pub async fn metadata(State(app): State<App>) -> Response {
     let base = app.public_url.trim_end_matches('/');
-    crate::api::json_response(
+    crate::http::json_response(
         StatusCode::OK,
         &json!({
             "issuer": base,

@@ -30,7 +30,9 @@ use std::task::Poll;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::Response;
-use roost_model::{ApiError, Home, Location, Metadata};
+use roost_model::history::{Replay, Step, Stretch};
+use roost_model::view::read_location;
+use roost_model::{ApiError, Location, Metadata};
 use serde_json::{Value, json};
 use std::pin::Pin;
 use tokio::time::{Duration, Instant, Sleep};
@@ -38,9 +40,10 @@ use tokio::time::{Duration, Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::App;
-use crate::api::{error_response, query_param, read_location, snapshots};
 use crate::auth::Grant;
+use crate::error::Error;
 use crate::feed::FeedReceiver;
+use crate::http::query_param;
 use crate::hub::{RECENT, Snapshot};
 
 /// Most missed revisions a resume replays (their events are held until written); past it the
@@ -179,34 +182,34 @@ impl Streams {
     }
 }
 
-fn too_many(what: &str, limit: usize) -> Response {
+fn too_many(what: &str, limit: usize) -> Error {
     let mut e = ApiError::blocked();
     e.message = format!("Too many open streams for this {what} (limit {limit}); close one and retry");
-    let mut r = error_response(&e);
-    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
-    r
+    e.with("retry_after", "30").into()
 }
 
-pub async fn open(
+/// Opens a stream: checks the token's and user's limits, subscribes, and answers with a
+/// body that the connection polls for events.
+pub fn open(
     app: &App,
     grant: Arc<Grant>,
     location: Location,
     metadata: Metadata,
     headers: &HeaderMap,
     uri: &Uri,
-) -> Response {
+) -> Result<Response, Error> {
     // Limits first.
     let cancel = {
         let (Ok(mut tokens), Ok(mut users)) = (app.streams.tokens.lock(), app.streams.users.lock()) else {
-            return error_response(&ApiError::internal());
+            return Err(ApiError::internal().into());
         };
         let per_token = tokens.get(&grant.hash).map(|e| e.0).unwrap_or(0);
         if per_token >= app.config.max_streams_per_token {
-            return too_many("token", app.config.max_streams_per_token);
+            return Err(too_many("token", app.config.max_streams_per_token));
         }
         let per_user = users.get(&grant.user_id).copied().unwrap_or(0);
         if per_user >= app.config.max_streams_per_user {
-            return too_many("user", app.config.max_streams_per_user);
+            return Err(too_many("user", app.config.max_streams_per_user));
         }
         *users.entry(grant.user_id.clone()).or_default() += 1;
         let entry = tokens.entry(grant.hash).or_insert_with(|| (0, CancellationToken::new()));
@@ -268,7 +271,7 @@ pub async fn open(
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    resp
+    Ok(resp)
 }
 
 struct StreamTask {
@@ -464,7 +467,8 @@ impl StreamTask {
     /// The filtered, serialized state at `snaps` (one per slot).
     fn compute(&self, snaps: &[Arc<Snapshot>]) -> Arc<Computed> {
         let position = position(snaps);
-        let data = read_location(snaps, &self.grant, &self.metadata, &self.location).unwrap_or(Value::Null);
+        let data =
+            read_location(snaps, self.grant.viewer(), &self.metadata, &self.location).unwrap_or(Value::Null);
         let text: Arc<str> = Arc::from(roost_model::json_text(&data));
         let put = event("put", Some(&position), &format!("{{\"path\":\"/\",\"data\":{text}}}"));
         Arc::new(Computed {
@@ -591,57 +595,49 @@ impl StreamTask {
 
     async fn replay(&self, id: &str, out: &mut VecDeque<Bytes>) -> Result<Sent, &'static str> {
         let from = parse_position(id).ok_or("the event id is not one this server sent")?;
-        let now = snapshots(&self.app, &self.grant);
-        // Each structure's document as the client last saw it, rebuilt backwards from now.
-        let mut docs: Vec<(String, u64, Value)> = Vec::new();
-        let mut forward: Vec<(usize, roost_store::Change)> = Vec::new();
-        for (i, snap) in now.iter().enumerate() {
-            let sid = snap.home.id();
-            let start = *from.get(sid).ok_or("the event id names other structures")?;
-            if start > snap.revision {
-                return Err("the event id is ahead of this server");
+        let now = self.app.hub.snapshots(&self.grant.structures);
+        // Each structure's log entries since the client's revision (read here, replayed by
+        // the model).
+        let mut logs = Vec::with_capacity(now.len());
+        for snap in &now {
+            let start = *from.get(snap.home.id()).ok_or("the event id names other structures")?;
+            let missed = snap.revision.saturating_sub(start) as usize;
+            if missed > MAX_REPLAY {
+                return Err("too many changes since the event id");
             }
-            let mut doc = snap.home.to_json();
-            if start < snap.revision {
-                let missed = (snap.revision - start) as usize;
-                if missed > MAX_REPLAY {
-                    return Err("too many changes since the event id");
-                }
-                let changes = self
-                    .app
+            let changes = if missed == 0 {
+                Vec::new()
+            } else {
+                self.app
                     .store
-                    .changes_after(sid, start, missed)
+                    .changes_after(snap.home.id(), start, missed)
                     .await
-                    .map_err(|_| "the change log could not be read")?;
-                let complete = changes.len() == missed
-                    && changes.first().map(|c| c.revision) == Some(start + 1)
-                    && changes.last().map(|c| c.revision) == Some(snap.revision);
-                if !complete {
-                    return Err("the change log no longer reaches back to the event id");
-                }
-                for c in changes.iter().rev() {
-                    roost_model::write::json_merge(&mut doc, &c.inverse);
-                }
-                forward.extend(changes.into_iter().map(|c| (i, c)));
-            }
-            docs.push((sid.to_string(), start, doc));
+                    .map_err(|_| "the change log could not be read")?
+            };
+            logs.push((start, changes));
         }
-        let view = |docs: &[(String, u64, Value)]| -> Option<(String, Value)> {
-            let snaps: Vec<Arc<Snapshot>> = docs
-                .iter()
-                .map(|(sid, rev, doc)| {
-                    Some(Arc::new(Snapshot { revision: *rev, home: Home::from_json(sid, doc.clone())? }))
-                })
-                .collect::<Option<_>>()?;
-            let data =
-                read_location(&snaps, &self.grant, &self.metadata, &self.location).unwrap_or(Value::Null);
-            Some((position(&snaps), data))
+        let stretches: Vec<Stretch<'_>> = now
+            .iter()
+            .zip(&logs)
+            .map(|(snap, (from, changes))| Stretch {
+                now: snap,
+                from: *from,
+                steps: changes
+                    .iter()
+                    .map(|c| Step { revision: c.revision, patch: &c.patch, inverse: &c.inverse })
+                    .collect(),
+            })
+            .collect();
+        let mut replay = Replay::rewind(&stretches).map_err(|e| e.reason())?;
+        let view = |replay: &Replay| -> Result<(String, Value), &'static str> {
+            let snaps = replay.snapshots().map_err(|e| e.reason())?;
+            let data = read_location(&snaps, self.grant.viewer(), &self.metadata, &self.location)
+                .unwrap_or(Value::Null);
+            Ok((position(&snaps), data))
         };
-        let (_, mut held) = view(&docs).ok_or("the change log could not be replayed")?;
-        for (i, change) in forward {
-            roost_model::write::json_merge(&mut docs[i].2, &change.patch);
-            docs[i].1 = change.revision;
-            let (p, data) = view(&docs).ok_or("the change log could not be replayed")?;
+        let (_, mut held) = view(&replay)?;
+        while replay.step() {
+            let (p, data) = view(&replay)?;
             if data != held {
                 let bytes = if self.deltas {
                     let patch = roost_model::diff::diff(&held, &data).1;
@@ -663,6 +659,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::{AppInner, Config};
+    use roost_model::Home;
 
     fn home(smoke: &str) -> Home {
         let mut fields = serde_json::Map::new();

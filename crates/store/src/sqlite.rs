@@ -619,7 +619,7 @@ fn rebuild(c: &Connection, row: StructureRow) -> rusqlite::Result<StoredStructur
         let patches = st.query_map(params![head, doc_revision as i64], |r| r.get::<_, String>(0))?;
         for p in patches {
             let patch: Value = serde_json::from_str(&p?).unwrap_or(Value::Null);
-            roost_model::write::json_merge(&mut s.doc, &patch);
+            roost_model::diff::json_merge(&mut s.doc, &patch);
         }
     }
     Ok(s)

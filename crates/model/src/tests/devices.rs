@@ -87,7 +87,7 @@ fn an_acknowledgement_ahead_of_the_intent_is_refused() {
             "message": "applied_version 9 is ahead of intended_version 1",
             "type": ty("applied-ahead"),
             "details": {"applied_version": "9", "intended_version": "1"},
-            "status": 400
+            "kind": "invalid"
         })
     );
 }
@@ -112,19 +112,19 @@ fn devices_write_only_themselves_and_products_never_write_reports() {
     let h = demo();
     // Another device's fields (refused as a product's unwritable fields are).
     let e = err(write(&h, &device(HO), &path(HP), json!({"ambient_temperature_f": 60})));
-    assert_eq!(e["status"], json!(400));
+    assert_eq!(e["kind"], json!("invalid"));
     assert_eq!(e["error"], json!("No write permission(s) for field(s): ambient_temperature_f"));
     // Service-kept fields.
     let e = err(write(&h, &device(HP), &path(HP), json!({"is_online": false})));
-    assert_eq!(e["status"], json!(400));
+    assert_eq!(e["kind"], json!("invalid"));
     let e = err(write(&h, &device(HP), &path(HP), json!({"intended_version": 5})));
-    assert_eq!(e["status"], json!(400));
+    assert_eq!(e["kind"], json!("invalid"));
     // The structure.
     let e = err(write(&h, &device(HP), &format!("/structures/{SID}"), json!({"away": "away"})));
-    assert_eq!(e["status"], json!(400));
+    assert_eq!(e["kind"], json!("invalid"));
     // A product writing a measurement.
     let e = err(write(&h, &all(), &path(HP), json!({"ambient_temperature_f": 60})));
-    assert_eq!(e["status"], json!(400));
+    assert_eq!(e["kind"], json!("invalid"));
 }
 
 #[test]

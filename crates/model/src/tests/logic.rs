@@ -19,7 +19,7 @@ fn writing_either_scale_derives_the_other() {
 #[test]
 fn the_demo_has_both_scales_everywhere() {
     let t = thermostat(&demo(), HP);
-    for (f, c) in crate::rules::TWINS {
+    for (f, c) in crate::schema::TWINS {
         assert!(t.contains_key(*f) && t.contains_key(*c), "{f} {c}");
     }
     assert_eq!(t["away_temperature_low_f"], t["eco_temperature_low_f"]);

@@ -10,13 +10,14 @@ mod views;
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Value, json};
 
+use crate::context::{Actor, RuleConfig, WriteContext};
 use crate::demo::{DemoIds, demo_home};
 use crate::error::ApiError;
 use crate::home::Home;
 use crate::location::Location;
 use crate::permission::PermissionSet;
 use crate::schema::Entity;
-use crate::write::{Actor, RuleConfig, WriteContext, apply_write, plan_write};
+use crate::write::{apply_write, plan_write};
 
 pub const HP: &str = "hp-thermostat";
 pub const HO: &str = "ho-thermostat";
@@ -38,6 +39,16 @@ pub fn ids() -> DemoIds {
         hallway_protect: P2.into(),
         camera: CAM.into(),
     }
+}
+
+/// A home with a thermostat (and a field no schema row names) and a camera with an event.
+pub fn small_home() -> Home {
+    let mut h = Home::new_structure("s1", serde_json::Map::new());
+    let t = json!({"device_id": "t1", "hvac_mode": "heat", "secret_internal": 1});
+    h.insert_device(Entity::Thermostat, "t1", t.as_object().unwrap().clone());
+    let c = json!({"device_id": "c1", "snapshot_url": "u", "last_event": {"has_person": true, "image_url": "i"}});
+    h.insert_device(Entity::Camera, "c1", c.as_object().unwrap().clone());
+    h
 }
 
 pub fn demo() -> Home {
@@ -78,7 +89,7 @@ pub fn err(r: Result<Home, ApiError>) -> Value {
         Err(e) => {
             let mut j = e.to_json("i");
             j.as_object_mut().unwrap().remove("instance");
-            j.as_object_mut().unwrap().insert("status".into(), json!(e.status));
+            j.as_object_mut().unwrap().insert("kind".into(), json!(e.kind.as_str()));
             j
         }
     }

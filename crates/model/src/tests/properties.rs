@@ -5,9 +5,9 @@ use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
 use super::*;
-use crate::home::filter_home;
 use crate::invariants::violations;
 use crate::schema::{self, Entity};
+use crate::view::filter_home;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -81,16 +81,16 @@ proptest! {
                     // The change log's patches lead forward and back exactly.
                     let d = diff_homes(&h, &next);
                     let mut doc = h.to_json();
-                    crate::write::json_merge(&mut doc, &d.patch);
+                    crate::diff::json_merge(&mut doc, &d.patch);
                     prop_assert_eq!(&doc, &next.to_json());
-                    crate::write::json_merge(&mut doc, &d.inverse);
+                    crate::diff::json_merge(&mut doc, &d.inverse);
                     prop_assert_eq!(&doc, &h.to_json());
                     // The stored text is the text of the document.
                     prop_assert_eq!(next.to_json_text(), crate::json_text(&next.to_json()));
                     h = next;
                 }
                 Err(e) => {
-                    prop_assert!(e.status == 400, "{:?} -> {:?}", op, e);
+                    prop_assert!(e.kind == crate::error::ErrorKind::Invalid, "{:?} -> {:?}", op, e);
                     prop_assert_eq!(&h, &before);
                 }
             }

@@ -16,7 +16,7 @@ fn product_without_thermostat_write_is_refused_with_the_field_list() {
     assert_eq!(
         err(r),
         json!({
-            "status": 400,
+            "kind": "invalid",
             "error": "No write permission(s) for field(s): target_temperature_f",
             "type": ty("no-write-permission"),
             "message": "No write permission(s) for field(s): target_temperature_f",
@@ -141,7 +141,7 @@ fn hvac_mode_outside_the_enum_is_refused() {
     assert_eq!(
         e,
         json!({
-            "status": 400,
+            "kind": "invalid",
             "error": "Invalid value for hvac_mode: expected one of 'heat', 'cool', 'heat-cool', 'eco', 'off'",
             "type": ty("invalid-value"),
             "message": "Invalid value for hvac_mode: expected one of 'heat', 'cool', 'heat-cool', 'eco', 'off'",
@@ -173,7 +173,7 @@ fn temperatures_in_the_wrong_format_are_refused() {
         assert_eq!(
             e,
             json!({
-                "status": 400,
+                "kind": "invalid",
                 "error": "Temperature 'target_temperature_f' is in wrong format",
                 "type": ty("format-error"),
                 "message": "Temperature 'target_temperature_f' is in wrong format",
@@ -225,7 +225,7 @@ fn wrong_json_types_get_a_clear_error_per_field_type() {
     for (path, body, text) in cases {
         let e = err(write(&demo(), &all(), path, body.clone()));
         assert_eq!(e["error"], text, "{body}");
-        assert_eq!(e["status"], 400);
+        assert_eq!(e["kind"], "invalid");
     }
 }
 
@@ -255,12 +255,12 @@ fn bodies_of_the_wrong_shape_are_invalid_content() {
 #[test]
 fn unknown_elements_are_not_found() {
     let e = err(write(&demo(), &all(), "/devices/thermostats/nope", json!({"target_temperature_f": 70})));
-    assert_eq!(e["status"], 404);
+    assert_eq!(e["kind"], "not_found");
     assert_eq!(e["details"]["path"], "/devices/thermostats/nope");
     let e = err(write(&demo(), &all(), "/structures/nope/away", json!("away")));
-    assert_eq!(e["status"], 404);
+    assert_eq!(e["kind"], "not_found");
     let e = err(write(&demo(), &all(), "/flux", json!({"a": 1})));
-    assert_eq!(e["status"], 404);
+    assert_eq!(e["kind"], "not_found");
 }
 
 // ---- 4. hvac_mode vs can_heat / can_cool ----
@@ -271,7 +271,7 @@ fn modes_need_the_hardware() {
     assert_eq!(
         e,
         json!({
-            "status": 400,
+            "kind": "invalid",
             "error": "Cannot change HVAC mode to cool: HVAC cannot cool",
             "type": ty("incompatible-mode"),
             "message": "Cannot change HVAC mode to cool: HVAC cannot cool",
@@ -296,7 +296,7 @@ fn no_cooling_mode_while_emergency_heat_is_on() {
         assert_eq!(
             e,
             json!({
-                "status": 400,
+                "kind": "invalid",
                 "error": format!("Cannot change HVAC mode to {mode} while emergency heat is on"),
                 "type": ty("emergency-heat"),
                 "message": format!("Cannot change HVAC mode to {mode} while emergency heat is on"),
@@ -324,7 +324,7 @@ fn safety_shutoff_refuses_mode_and_fan_changes() {
     assert_eq!(
         e,
         json!({
-            "status": 400,
+            "kind": "invalid",
             "error": "Cannot activate fan during smoke/co safety shutoff",
             "type": ty("safety-shutoff-on"),
             "message": "Cannot activate fan during smoke/co safety shutoff",
@@ -356,7 +356,7 @@ fn no_target_change_in_eco_or_off() {
         assert_eq!(
             e,
             json!({
-                "status": 400,
+                "kind": "invalid",
                 "error": format!("Cannot change target temperature while mode is {mode}"),
                 "type": ty("mode-error"),
                 "message": format!("Cannot change target temperature while mode is {mode}"),
@@ -372,7 +372,7 @@ fn single_target_vs_low_high_follow_the_mode() {
     assert_eq!(
         e,
         json!({
-            "status": 400,
+            "kind": "invalid",
             "error": "Cannot set target_temperature_low while mode is heat",
             "type": ty("mode-error"),
             "message": "Cannot set target_temperature_low while mode is heat",
@@ -441,7 +441,7 @@ fn absolute_ranges_in_both_scales() {
         let e = err(write(&demo(), &all(), T_HP, body));
         assert_eq!(
             e,
-            json!({"status": 400, "error": text, "type": ty(anchor), "message": text, "details": {key: value}})
+            json!({"kind": "invalid", "error": text, "type": ty(anchor), "message": text, "details": {key: value}})
         );
     }
     for ok in [
@@ -476,7 +476,7 @@ fn locked_thermostats_keep_targets_in_the_lock_range() {
     assert_eq!(
         e,
         json!({
-            "status": 400,
+            "kind": "invalid",
             "error": "Temperature F '76.0' is too high for lock temperature '75.0'",
             "type": ty("high-f-value-4-lock"),
             "message": "Temperature F '76.0' is too high for lock temperature '75.0'",
@@ -514,7 +514,7 @@ fn low_must_be_below_high() {
     assert_eq!(
         e,
         json!({
-            "status": 400,
+            "kind": "invalid",
             "error": "Cannot set target low temperature '74.0' higher than target high temperature '72.0'",
             "type": ty("low-high-error"),
             "message": "Cannot set target low temperature '74.0' higher than target high temperature '72.0'",
@@ -537,7 +537,7 @@ fn low_and_high_keep_the_minimum_spread() {
     assert_eq!(
         e,
         json!({
-            "status": 400,
+            "kind": "invalid",
             "error": "Cannot set target temperature closer than 3.0 degrees F",
             "type": ty("spread-error"),
             "message": "Cannot set target temperature closer than 3.0 degrees F",
@@ -581,7 +581,7 @@ fn fan_timer_needs_a_fan_and_an_allowed_duration() {
     assert_eq!(
         e,
         json!({
-            "status": 400,
+            "kind": "invalid",
             "error": "Cannot activate fan: the HVAC system has no fan",
             "type": ty("no-fan"),
             "message": "Cannot activate fan: the HVAC system has no fan",
@@ -705,7 +705,7 @@ fn a_write_spanning_structures_is_refused() {
     let b = demo_home(&other, now());
     let body = json!({HP: {"target_temperature_f": 71}, "t-s2": {"target_temperature_f": 72}});
     let e = plan_write(&Location::parse("/devices/thermostats").unwrap(), &body, [&a, &b]).unwrap_err();
-    assert_eq!(e.status, 400);
+    assert_eq!(e.kind, crate::error::ErrorKind::Invalid);
     assert_eq!(e.error, "A write may change only one structure at a time");
 }
 

@@ -3,8 +3,8 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::home::{Metadata, assemble_view};
 use crate::permission::Permission as P;
+use crate::view::{Metadata, assemble_view};
 
 fn md() -> Metadata {
     Metadata { access_token: "c.demo".into(), client_version: 1, user_id: "z.1.1.demo".into() }

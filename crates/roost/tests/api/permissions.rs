@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestRunner};
 use roost_model::schema::{self, Entity};
-use roost_model::{PermissionSet, write::Actor, write::may_write};
+use roost_model::{Actor, PermissionSet, write::may_write};
 use serde_json::{Map, Value, json};
 
 use crate::helpers::TestApp;
