@@ -18,7 +18,7 @@ pub enum Actor {
     Service,
 }
 
-/// Settings of the rules that the original API left open (nest-api.md §9).
+/// Settings of the rules that the original API left open (docs/compatibility.md, "Rules and errors").
 #[derive(Debug, Clone, PartialEq)]
 pub struct RuleConfig {
     /// Minimum heat-cool spread in °F (whole degrees).

@@ -1,4 +1,4 @@
-//! Errors in the API's JSON shape (nest-api.md §2.1):
+//! Errors in the API's JSON shape (docs/compatibility.md §2):
 //! `{"error", "type", "message", "instance", "details"}`.
 //!
 //! The model builds the error without `instance`; the HTTP layer adds a fresh UUID per call.

@@ -1,4 +1,4 @@
-//! Permissions a user grants a product (nest-api.md §6.5), as a small bit set.
+//! Permissions a user grants a product (docs/compatibility.md §6), as a small bit set.
 //!
 //! A grant holds a [`PermissionSet`]; the schema table says, per field, which permissions show
 //! it and which let a product write it. Nothing else in the system decides visibility.

@@ -1,4 +1,4 @@
-//! Safety rules of one element write, with the exact error texts of nest-api.md §2.2.
+//! Safety rules of one element write, with the exact error texts of docs/compatibility.md §2.
 //!
 //! Thermostat checks run in this order (the order, which moves the emergency-heat and
 //! safety-shutoff checks ahead of target checks because they protect people and equipment):
@@ -360,7 +360,7 @@ pub fn device_report(
     Ok(())
 }
 
-/// ETA (nest-api.md §1.7): `{trip_id, estimated_arrival_window_begin, _end}`; begin `0`
+/// ETA (docs/compatibility.md §1): `{trip_id, estimated_arrival_window_begin, _end}`; begin `0`
 /// cancels the trip. Stored write-only under `eta`; home logic derives `eta_begin`.
 fn apply_eta(structure: &mut FieldMap, v: &Value) -> Result<(), ApiError> {
     let Some(eta) = v.as_object() else {

@@ -1,7 +1,7 @@
 //! The schema of every field of the home document, as one declarative table.
 //!
 //! Each row says a field's JSON type, unit, allowed values, who may write it and which
-//! permissions show it (nest-api.md §1, §6.5). Filtering, write authorization and type checks
+//! permissions show it (docs/compatibility.md §1, §6). Filtering, write authorization and type checks
 //! all query this table; no handler keeps its own list of fields.
 //!
 //! Fields whose `read` set is empty are *internal*: stored, never shown (the write-only `eta`,
@@ -242,7 +242,7 @@ const URL: FieldType = Ty::Text { max: 2048 };
 
 /// The table. Order is the documentation order (and the order of `roost schema`).
 pub static FIELDS: &[FieldSpec] = &[
-    // ---- Thermostat (nest-api.md §1.2, §1.3) ----
+    // ---- Thermostat (docs/compatibility.md §1, §1) ----
     f(T, "device_id", ID, U::None, THERMOSTAT, ro(), "Same as the object key."),
     f(T, "locale", Ty::Text { max: 16 }, U::None, THERMOSTAT, dev(), "Language and region, e.g. en-US."),
     f(T, "software_version", Ty::Text { max: 32 }, U::None, THERMOSTAT, dev(), "Firmware version."),

@@ -59,7 +59,7 @@ mod tests {
 
     #[test]
     fn conversions_match_the_sample_document() {
-        // nest-api.md §1.11 pairs. The sample's values were set in one scale or the other
+        // docs/compatibility.md §1 pairs. The sample's values were set in one scale or the other
         // (55 F / 12.5 C came from 12.5 C), so a pair agrees when either side derives the other.
         for (f, c) in [(68.0, 20.0), (79.0, 26.0), (66.0, 19.0), (55.0, 12.5), (70.0, 21.0)] {
             assert!(f_to_c(f) == c || c_to_f(c) == f, "{f} F / {c} C");

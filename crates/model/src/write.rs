@@ -3,7 +3,7 @@
 //! 1. [`plan_write`] places the body at its location and splits it into per-element field
 //!    maps ([`EntityWrite`]), and finds the one structure they all belong to. A write that
 //!    spans structures is refused: one request is one atomic commit of one structure.
-//! 2. [`apply_write`] checks, in the order of the issue (nest-api.md §2.3 with the
+//! 2. [`apply_write`] checks, in the order of the issue (docs/compatibility.md §2 with the
 //!    emergency-heat rule added): write permission of every field for the actor, value types
 //!    and enums, then the per-element safety rules ([`crate::rules`]); applies the fields
 //!    (merge: named fields change, others stay); and runs home logic to a fixed point

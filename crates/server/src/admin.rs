@@ -7,11 +7,13 @@ use anyhow::{Context, anyhow, bail};
 use roost_model::demo::{DemoIds, demo_home};
 use roost_model::{Actor, RuleConfig, WriteContext};
 use roost_model::{Entity, Home, PermissionSet};
-use roost_store::{Change, Commit, Store, TokenRecord, User};
+use roost_store::{Store, TokenRecord, User};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::auth::hash_token;
+use crate::change;
+use crate::hub::Hub;
 use crate::ids;
 
 fn now() -> String {
@@ -49,64 +51,41 @@ pub async fn find_user(store: &dyn Store, who: &str) -> anyhow::Result<User> {
     store.user_by_login(who).await?.ok_or_else(|| anyhow!("no user with id or login '{who}'"))
 }
 
-pub async fn create_structure(store: &dyn Store, owner: &str, name: &str) -> anyhow::Result<String> {
+/// Creates a home owned by `owner` (user id or login), settled by home logic under `rules`.
+pub async fn create_structure(
+    store: &dyn Store,
+    rules: &RuleConfig,
+    owner: &str,
+    name: &str,
+) -> anyhow::Result<String> {
     let user = find_user(store, owner).await?;
     let id = ids::element_id();
     let mut fields = Map::new();
     fields.insert("name".into(), Value::from(name));
     let mut home = Home::new_structure(&id, fields);
-    settle(&mut home);
+    let before = home.clone();
+    let ctx =
+        WriteContext { actor: &Actor::Service, now: chrono::Utc::now(), config: rules, measured_at: None };
+    roost_model::logic::settle_all(&before, &mut home, &ctx);
     store.create_structure(&user.id, &id, home.into_json(), &now()).await?;
     Ok(id)
 }
 
-fn settle(home: &mut Home) {
-    let before = home.clone();
-    let config = RuleConfig::default();
-    let ctx =
-        WriteContext { actor: &Actor::Service, now: chrono::Utc::now(), config: &config, measured_at: None };
-    roost_model::logic::settle_all(&before, home, &ctx);
-}
-
-/// Commits a service change to a structure (retrying on a concurrent commit).
-pub async fn update_structure(
+/// Commits the operator's change of a structure through the one change path
+/// ([`change::make`]) with the operator's rule settings, as the service: what the rules and
+/// home logic do is what they would do in the server. Returns the new revision.
+pub async fn change_structure(
     store: &dyn Store,
+    rules: &RuleConfig,
     structure_id: &str,
-    actor: &str,
-    mut change: impl FnMut(&mut Home) -> anyhow::Result<()>,
+    edit: change::Edit<'_>,
 ) -> anyhow::Result<u64> {
-    for _ in 0..5 {
-        let s =
-            store.structure(structure_id).await?.ok_or_else(|| anyhow!("no structure '{structure_id}'"))?;
-        let old =
-            Home::from_json(&s.id, s.doc).ok_or_else(|| anyhow!("structure '{structure_id}' is damaged"))?;
-        let mut home = old.clone();
-        change(&mut home)?;
-        settle(&mut home);
-        let roost_model::diff::HomeDiff { paths, patch, inverse } =
-            roost_model::diff::diff_homes(&old, &home);
-        let commit = Commit {
-            structure_id: s.id.clone(),
-            base_revision: s.revision,
-            doc: Box::new(move || home.to_json_text()),
-            change: Change {
-                structure_id: s.id.clone(),
-                revision: s.revision + 1,
-                at: now(),
-                actor: actor.into(),
-                paths,
-                patch,
-                inverse,
-            },
-            idempotency: None,
-        };
-        match store.commit(commit).await {
-            Ok(rev) => return Ok(rev),
-            Err(roost_store::StoreError::Conflict { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    bail!("structure '{structure_id}' kept changing; try again")
+    let hub = Hub::default();
+    let ground = change::Ground { store, hub: &hub, rules };
+    let outcome = change::make(ground, structure_id, edit, &Actor::Service, "admin", Default::default())
+        .await
+        .map_err(|e| anyhow!("{}", e.message))?;
+    Ok(outcome.snapshot.revision)
 }
 
 pub fn parse_kind(kind: &str) -> anyhow::Result<Entity> {
@@ -121,6 +100,7 @@ pub fn parse_kind(kind: &str) -> anyhow::Result<Entity> {
 /// Adds a device with sensible defaults in a where (created when new).
 pub async fn add_device(
     store: &dyn Store,
+    rules: &RuleConfig,
     structure_id: &str,
     kind: Entity,
     where_name: &str,
@@ -159,15 +139,15 @@ pub async fn add_device(
         fields.insert("last_connection".into(), Value::from(t.as_str()));
     }
     let new_id = id.clone();
-    update_structure(store, structure_id, "admin", move |home| {
+    let edit = |home: &mut Home| {
         let wheres = home.structure_mut().object_mut("wheres");
         if !wheres.contains_key(&where_id) {
             wheres.insert(where_id.clone(), json!({"where_id": where_id, "name": where_name}));
         }
         home.insert_device(kind, &new_id, fields.clone());
         Ok(())
-    })
-    .await?;
+    };
+    change_structure(store, rules, structure_id, change::Edit::Direct(&edit)).await?;
     Ok(id)
 }
 
@@ -366,6 +346,7 @@ pub async fn unpair_device(store: &dyn Store, device_id: &str) -> anyhow::Result
 /// Rush Hour Rewards settings of a structure (set by the operator, read with `energy:read`).
 pub async fn set_rush_hour(
     store: &dyn Store,
+    rules: &RuleConfig,
     structure_id: &str,
     start: Option<&str>,
     end: Option<&str>,
@@ -384,11 +365,31 @@ pub async fn set_rush_hour(
     if let Some(e) = enrolled {
         fields.insert("rhr_enrollment".into(), Value::from(e));
     }
-    update_structure(store, structure_id, "admin", move |home| {
+    let edit = |home: &mut Home| {
         home.structure_mut().extend(fields.clone());
         Ok(())
-    })
-    .await
+    };
+    change_structure(store, rules, structure_id, change::Edit::Direct(&edit)).await
+}
+
+/// Sets a structure's Home/Away as the service would (judged by the rules, then home logic:
+/// with `eco_on_away`, thermostats go to eco). Returns the new revision.
+pub async fn set_away(
+    store: &dyn Store,
+    rules: &RuleConfig,
+    structure_id: &str,
+    away: &str,
+) -> anyhow::Result<u64> {
+    let mut fields = Map::new();
+    fields.insert("away".into(), Value::from(away));
+    let plan = roost_model::WritePlan {
+        structure_id: structure_id.to_string(),
+        writes: vec![roost_model::write::EntityWrite {
+            target: roost_model::write::Target::Structure,
+            fields: fields.into(),
+        }],
+    };
+    change_structure(store, rules, structure_id, change::Edit::Plan(&plan)).await
 }
 
 /// Fresh random ids for a demo-shaped home (the demo, and the bench's seeded homes).

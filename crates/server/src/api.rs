@@ -1,4 +1,4 @@
-//! The data API (nest-api.md §3, §4): `GET` any data location as JSON or as a stream,
+//! The data API (docs/compatibility.md §3, §4): `GET` any data location as JSON or as a stream,
 //! `PUT`/`PATCH` a merge write; everything else is 405. Thin: parsing and the HTTP shape live
 //! here, every decision about the document is `roost_model`'s.
 
@@ -14,12 +14,13 @@ use roost_model::{Actor, ApiError, Location, Metadata, plan_write};
 use roost_store::IdempotencyKey;
 use serde_json::Value;
 
+use crate::App;
 use crate::auth::Grant;
+use crate::change::{self, Edit};
 use crate::error::Error;
 use crate::http::{
     Received, add_budget_headers, etag, hex8, if_match_ok, json_body, json_response, read_body, token_of,
 };
-use crate::{App, change};
 
 /// The request's token and its live grant, or 401.
 async fn authenticate(app: &App, headers: &HeaderMap, uri: &Uri) -> Result<(String, Arc<Grant>), Error> {
@@ -218,7 +219,9 @@ async fn write(
         idempotency,
         precondition: if has_if_match { Some(&precondition) } else { None },
     };
-    let outcome = change::make(app, plan, &actor, &actor_name, options).await?;
+    let outcome =
+        change::make(app.ground(), &plan.structure_id, Edit::Plan(&plan), &actor, &actor_name, options)
+            .await?;
     let mut resp = echo(raw, &etag(&[&outcome.snapshot]));
     if outcome.replayed {
         resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
@@ -368,7 +371,16 @@ pub async fn presence(
             Some(p) => format!("presence:product:{p}"),
             None => format!("presence:token:{}", hex8(&grant.hash)),
         };
-        change::make(app, plan, &Actor::Service, &name, change::Options::default()).await?.snapshot
+        change::make(
+            app.ground(),
+            structure_id,
+            Edit::Plan(&plan),
+            &Actor::Service,
+            &name,
+            Default::default(),
+        )
+        .await?
+        .snapshot
     } else {
         app.hub.slot(structure_id).ok_or_else(|| ApiError::not_found(&location))?.current()
     };

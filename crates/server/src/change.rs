@@ -1,22 +1,44 @@
-//! The one path every change of a home takes, whoever makes it (a product or a device through
-//! the data API, home logic's timed writes, connectivity): under the structure's writer lock,
-//! rules and home logic (`roost_model`), then a durable commit, then the hub (and so every
-//! stream). A change is visible only after it is durable.
+//! The one path every change of a home takes, whoever makes it: a product or a device through
+//! the data API, the clock's timed writes and connectivity, presence, and the operator's
+//! `roost admin` (another process, with a hub of its own). Under the structure's writer lock:
+//! the edit judged by the rules and settled by home logic (`roost_model`), the diff, a durable
+//! compare-and-set commit, then the hub (and so every stream). On a conflict (another process
+//! or node committed first) the newer revision is loaded and the edit judged again. A change
+//! is visible only after it is durable.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use roost_model::diff::{HomeDiff, diff_homes};
 use roost_model::write::drop_stale_reports;
-use roost_model::{Actor, ApiError, WriteContext, WritePlan, apply_write};
-use roost_store::{Change, Commit, IdempotencyKey, StoreError};
+use roost_model::{Actor, ApiError, Home, RuleConfig, WriteContext, WritePlan, apply_write};
+use roost_store::{Change, Commit, IdempotencyKey, Store, StoreError};
 
-use crate::App;
 use crate::error::Error;
-use crate::hub::Snapshot;
+use crate::hub::{Hub, Slot, Snapshot};
 
 /// A check of the current revision before the change is judged (`If-Match`).
 pub type Precondition<'a> = &'a (dyn Fn(&Arc<Snapshot>) -> Result<(), ApiError> + Sync);
+
+/// An operator's direct edit of a home (add a device, set Rush Hour Rewards): not judged by
+/// the rules a product's write is, but settled by home logic like every change.
+pub type DirectEdit<'a> = &'a (dyn Fn(&mut Home) -> Result<(), ApiError> + Sync);
+
+/// What is changed.
+pub enum Edit<'a> {
+    /// A request's element writes, judged by the rules as its actor.
+    Plan(&'a WritePlan),
+    Direct(DirectEdit<'a>),
+}
+
+/// Where changes are made: the store, the hub caching it, and the operator's rule settings.
+/// The server has one (`App::ground`); `roost admin` makes its own with the same settings.
+#[derive(Clone, Copy)]
+pub struct Ground<'a> {
+    pub store: &'a dyn Store,
+    pub hub: &'a Hub,
+    pub rules: &'a RuleConfig,
+}
 
 /// How a change is made, besides what and by whom.
 #[derive(Default)]
@@ -38,58 +60,65 @@ pub struct Outcome {
     pub replayed: bool,
 }
 
-/// Judges and commits `plan` as `actor`. Errors are in the API's shape.
+/// Attempts at a change before giving up with 503 (each lost one compare-and-set).
+const ATTEMPTS: usize = 5;
+
+/// Judges and commits `edit` of `structure_id` as `actor` (recorded in the change log as
+/// `actor_name`). Errors are in the API's shape.
 pub async fn make(
-    app: &App,
-    plan: WritePlan,
+    ground: Ground<'_>,
+    structure_id: &str,
+    edit: Edit<'_>,
     actor: &Actor,
     actor_name: &str,
     options: Options<'_>,
 ) -> Result<Outcome, Error> {
-    let slot = app.hub.slot(&plan.structure_id).ok_or_else(|| ApiError::not_found(&plan.structure_id))?;
-    let replay =
-        |slot: &crate::hub::Slot| Outcome { snapshot: slot.current(), stale: Vec::new(), replayed: true };
+    let slot = slot(ground, structure_id).await?;
+    let replay = |slot: &Slot| Outcome { snapshot: slot.current(), stale: Vec::new(), replayed: true };
     if let Some(key) = &options.idempotency
-        && app.store.idempotency(key).await?.is_some()
+        && ground.store.idempotency(key).await?.is_some()
     {
         return Ok(replay(&slot));
     }
     let _writer = slot.writer.lock().await;
-    for _attempt in 0..3 {
+    for _attempt in 0..ATTEMPTS {
         let current = slot.current();
         if let Some(check) = options.precondition {
             check(&current)?;
         }
         let now = Utc::now();
-        let ctx = WriteContext { actor, now, config: &app.config.rules, measured_at: options.measured_at };
-        // Only a device's report can hold stale fields; other writes skip the copy.
+        let ctx = WriteContext { actor, now, config: ground.rules, measured_at: options.measured_at };
         let mut stale = Vec::new();
-        let reported;
-        let plan = match actor {
-            Actor::Device { .. } => {
-                let mut p = plan.clone();
-                stale = drop_stale_reports(&mut p, &current.home, &ctx);
-                reported = p;
-                &reported
+        let next = match edit {
+            // Only a device's report can hold stale fields; other writes skip the copy.
+            Edit::Plan(plan) if matches!(actor, Actor::Device { .. }) => {
+                let mut reported = plan.clone();
+                stale = drop_stale_reports(&mut reported, &current.home, &ctx);
+                apply_write(&current.home, &reported, &ctx)?
             }
-            _ => &plan,
+            Edit::Plan(plan) => apply_write(&current.home, plan, &ctx)?,
+            Edit::Direct(edit) => {
+                let mut next = current.home.clone();
+                edit(&mut next)?;
+                roost_model::logic::settle_all(&current.home, &mut next, &ctx);
+                next
+            }
         };
-        let next = apply_write(&current.home, plan, &ctx)?;
         let HomeDiff { paths, patch, inverse } = diff_homes(&current.home, &next);
         if paths.is_empty() {
             if let Some(key) = options.idempotency {
-                app.store.remember_idempotency(key, current.revision).await?;
+                ground.store.remember_idempotency(key, current.revision).await?;
             }
             return Ok(Outcome { snapshot: current, stale, replayed: false });
         }
         let snap = Arc::new(Snapshot { revision: current.revision + 1, home: next });
         let for_store = snap.clone();
         let commit = Commit {
-            structure_id: plan.structure_id.clone(),
+            structure_id: structure_id.to_string(),
             base_revision: current.revision,
             doc: Box::new(move || for_store.home.to_json_text()),
             change: Change {
-                structure_id: plan.structure_id.clone(),
+                structure_id: structure_id.to_string(),
                 revision: current.revision + 1,
                 at: roost_model::units::format_time(now),
                 actor: actor_name.to_string(),
@@ -99,7 +128,7 @@ pub async fn make(
             },
             idempotency: options.idempotency.clone(),
         };
-        match app.store.commit(commit).await {
+        match ground.store.commit(commit).await {
             Ok(revision) => {
                 debug_assert_eq!(revision, snap.revision);
                 slot.install(snap.clone());
@@ -108,11 +137,24 @@ pub async fn make(
             }
             Err(StoreError::Duplicate { .. }) => return Ok(replay(&slot)),
             Err(StoreError::Conflict { .. }) => {
-                // Another node committed first: load its revision and judge the change again.
-                app.hub.reload(app.store.as_ref(), &plan.structure_id).await?;
+                // Another process or node committed first: load its revision and judge the
+                // change again.
+                ground.hub.reload(ground.store, structure_id).await?;
             }
             Err(e) => return Err(Error::store(&e)),
         }
     }
     Err(ApiError::service_unavailable().into())
+}
+
+/// The structure's slot, loaded from the store when the hub does not hold it yet.
+async fn slot(ground: Ground<'_>, structure_id: &str) -> Result<Arc<Slot>, Error> {
+    if let Some(slot) = ground.hub.slot(structure_id) {
+        return Ok(slot);
+    }
+    ground.hub.reload(ground.store, structure_id).await?;
+    ground
+        .hub
+        .slot(structure_id)
+        .ok_or_else(|| ApiError::not_found(&format!("/structures/{structure_id}")).into())
 }

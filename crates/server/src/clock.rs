@@ -9,7 +9,7 @@ use roost_model::{Actor, Entity, WritePlan};
 use serde_json::{Map, Value};
 
 use crate::App;
-use crate::change;
+use crate::change::{self, Edit};
 use crate::connectivity::Transition;
 
 /// Runs until the task is dropped.
@@ -50,8 +50,15 @@ async fn connectivity(app: &App) {
         }
         tracing::info!(device = %id, transition = ?t, "connectivity");
         let plan = device_plan(&sid, kind, &id, fields);
-        if let Err(e) =
-            change::make(app, plan, &Actor::Service, "service:connectivity", Default::default()).await
+        if let Err(e) = change::make(
+            app.ground(),
+            &sid,
+            Edit::Plan(&plan),
+            &Actor::Service,
+            "service:connectivity",
+            Default::default(),
+        )
+        .await
         {
             tracing::warn!(device = %id, error = %e.error, "connectivity write failed");
         }
@@ -68,7 +75,16 @@ async fn timed(app: &App) {
         }
         let sid = current.home.id().to_string();
         let plan = WritePlan { structure_id: sid.clone(), writes };
-        if let Err(e) = change::make(app, plan, &Actor::Service, "service:assist", Default::default()).await {
+        if let Err(e) = change::make(
+            app.ground(),
+            &sid,
+            Edit::Plan(&plan),
+            &Actor::Service,
+            "service:assist",
+            Default::default(),
+        )
+        .await
+        {
             tracing::warn!(structure = %sid, error = %e.error, "timed write failed");
         }
     }

@@ -12,6 +12,7 @@ pub mod api;
 pub mod auth;
 pub mod change;
 pub mod clock;
+pub mod config;
 pub mod connectivity;
 pub mod error;
 pub mod feed;
@@ -24,8 +25,9 @@ pub mod ratelimit;
 pub mod stream;
 pub mod tls;
 
+pub use config::Config;
+
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,81 +38,9 @@ use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
-use roost_model::RuleConfig;
 use roost_store::{SqliteStore, Store, StoreError, StoreOptions};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-
-/// Everything `roost serve` can be told.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub data_dir: PathBuf,
-    pub listen: SocketAddr,
-    /// Plain HTTP (loopback only).
-    pub insecure_http: bool,
-    /// Certificate and key files; generated into the data dir when absent.
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-    /// Extra names for the generated server certificate.
-    pub hostnames: Vec<String>,
-    /// The optional front door that answers every request with a 307 to the data listener.
-    pub front_listen: Option<SocketAddr>,
-    /// Host (and port) put in the front door's `Location`; the data listener's by default.
-    pub front_location: Option<String>,
-    pub body_limit: usize,
-    pub keepalive: Duration,
-    pub changelog_keep: u64,
-    pub h2_max_streams: u32,
-    /// Connections open at once over all listeners; past it, new ones wait to be accepted.
-    pub max_connections: usize,
-    /// Concurrent streams one token may hold open.
-    pub max_streams_per_token: usize,
-    /// Concurrent streams one user may hold open over all tokens.
-    pub max_streams_per_user: usize,
-    /// Rate limits for products' tokens.
-    pub limits: ratelimit::Limits,
-    /// Lifetime of a web-flow authorization code (the original: 10 minutes).
-    pub code_ttl: Duration,
-    /// Lifetime of a PIN (the original: 48 hours).
-    pub pin_ttl: Duration,
-    pub rules: RuleConfig,
-    pub demo: bool,
-    /// A paired device with no stream and no request for this long is offline.
-    pub offline_timeout: Duration,
-    /// How often the clock writes what time makes due (connectivity, Home/Away Assist).
-    pub tick: Duration,
-}
-
-impl Config {
-    pub fn new(data_dir: PathBuf) -> Config {
-        Config {
-            data_dir,
-            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
-            insecure_http: false,
-            tls_cert: None,
-            tls_key: None,
-            hostnames: Vec::new(),
-            front_listen: None,
-            front_location: None,
-            body_limit: 64 * 1024,
-            keepalive: api::KEEPALIVE_DEFAULT,
-            changelog_keep: 10_000,
-            h2_max_streams: 10_000,
-            // Below the 20,000 open files a process may hold here; `listen::Gate` lowers it
-            // further under a smaller open-file limit.
-            max_connections: 19_000,
-            max_streams_per_token: 100,
-            max_streams_per_user: 1_000,
-            limits: ratelimit::Limits::default(),
-            code_ttl: Duration::from_secs(600),
-            pin_ttl: Duration::from_secs(48 * 3600),
-            rules: RuleConfig::default(),
-            demo: false,
-            offline_timeout: Duration::from_secs(120),
-            tick: clock::TICK_DEFAULT,
-        }
-    }
-}
 
 pub struct AppInner {
     pub store: Arc<dyn Store>,
@@ -143,6 +73,11 @@ impl App {
     pub fn revoke(&self, hash: &[u8; 32]) {
         self.grants.revoked(hash);
         self.streams.revoke(hash);
+    }
+
+    /// Where this server makes changes (see [`change::make`]).
+    pub fn ground(&self) -> change::Ground<'_> {
+        change::Ground { store: self.store.as_ref(), hub: &self.hub, rules: &self.config.rules }
     }
 }
 
@@ -421,11 +356,15 @@ async fn load_all(app: &App) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How often a server looks for commits and revocations made by other processes (`roost
+/// admin`, other nodes): the longest such a change takes to reach it.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
 /// Learns of commits and revocations made by other processes (admin commands, other nodes).
 async fn poll_other_writers(app: App) {
     let mut seq = app.store.changed_since(0).await.map(|(_, s)| s).unwrap_or(0);
     let mut revoked_seq = app.store.revoked_since(0).await.map(|(_, s)| s).unwrap_or(0);
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut tick = tokio::time::interval(POLL_INTERVAL);
     loop {
         tick.tick().await;
         match app.hub.refresh(app.store.as_ref(), seq).await {

@@ -1,4 +1,4 @@
-//! OAuth 2.0 with the original flows' parameters and texts (nest-api.md §6) on RFC 6749
+//! OAuth 2.0 with the original flows' parameters and texts (docs/compatibility.md §6) on RFC 6749
 //! (authorization code), RFC 7636 (PKCE, S256 only), RFC 7009 (revocation), RFC 8414
 //! (metadata) and the Security BCP (RFC 9700: exact redirect URIs, single-use short-lived
 //! codes, no implicit grant, errors about the client or redirect URI shown on our own page).

@@ -1,4 +1,4 @@
-//! Rate limits in the original API's model (nest-api.md §5), applied to products' tokens:
+//! Rate limits in the original API's model (docs/compatibility.md §5), applied to products' tokens:
 //! calls per token per minute, stream opens per token per hour, and writes per device and
 //! per structure per hour shared by every product (each write wakes a device on battery).
 //! Tokens issued by the operator (`roost admin token issue` without `--product`) are exempt.

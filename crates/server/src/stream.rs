@@ -1,4 +1,4 @@
-//! REST streaming (nest-api.md §4) and what Roost adds to it.
+//! REST streaming (docs/compatibility.md §4) and what Roost adds to it.
 //!
 //! - `event: put` with `{"path":"/","data":<filtered subtree>}` at once and after every
 //!   committed change that changes the subtree; `keep-alive` (`data: null`) when idle;

@@ -46,7 +46,8 @@ pub fn small_home() -> Home {
     let mut h = Home::new_structure("s1", serde_json::Map::new());
     let t = json!({"device_id": "t1", "hvac_mode": "heat", "secret_internal": 1});
     h.insert_device(Entity::Thermostat, "t1", t.as_object().unwrap().clone());
-    let c = json!({"device_id": "c1", "snapshot_url": "u", "last_event": {"has_person": true, "image_url": "i"}});
+    let c =
+        json!({"device_id": "c1", "snapshot_url": "u", "last_event": {"has_person": true, "image_url": "i"}});
     h.insert_device(Entity::Camera, "c1", c.as_object().unwrap().clone());
     h
 }

@@ -24,7 +24,7 @@ fn golden_demo_view() {
     assert_eq!(text, golden, "the demo view changed; rerun with UPDATE_GOLDEN=1 if intended");
 }
 
-/// The keys of the simulator sample document (nest-api.md §1.11).
+/// The keys of the simulator sample document (docs/compatibility.md §1).
 const SAMPLE_THERMOSTAT: &[&str] = &[
     "humidity",
     "locale",

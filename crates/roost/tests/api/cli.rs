@@ -82,7 +82,7 @@ fn bad_settings_are_named() {
     let out = roost().args(["serve", "--config"]).arg(&cfg).output().unwrap();
     assert!(
         String::from_utf8_lossy(&out.stderr)
-            .contains("config file setting 'listen': 'nowhere' is not an address")
+            .contains("config file setting 'listen': invalid socket address syntax")
     );
     std::fs::write(&cfg, "lisen = \"127.0.0.1:1\"\n").unwrap();
     let out = roost().args(["serve", "--config"]).arg(&cfg).output().unwrap();
@@ -112,4 +112,92 @@ async fn a_home_made_by_the_admin_answers_its_first_request() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap(), json!("Boathouse"));
+}
+
+/// `roost admin` reads the operator's settings as `roost serve` does: with `eco_on_away = false`
+/// in the config file, a home set away by the admin leaves its thermostats' modes alone, as an
+/// API write does; without it, both put them in eco.
+#[tokio::test]
+async fn admin_writes_honour_the_operators_settings_as_api_writes_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("roost.toml");
+    std::fs::write(&config, "eco_on_away = false\n").unwrap();
+    let opts = crate::helpers::Options {
+        extra: vec!["--config".into(), config.display().to_string()],
+        ..Default::default()
+    };
+    let app = TestApp::spawn_with(opts).await;
+    let sid = app.id("structure_id");
+    let mode_path = format!("/devices/thermostats/{}/hvac_mode", app.id("heat_only_thermostat"));
+    assert_eq!(app.get_json(&mode_path).await.1, json!("heat"));
+    let cfg = config.display().to_string();
+    let set = |state: &str| {
+        let out = roost()
+            .args(["admin", "--json", "--config", &cfg, "--data"])
+            .arg(&app.dir)
+            .args(["structure", "away", "--structure", &sid, "--state", state])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    // Through the admin, with the operator's setting: the thermostat keeps heating.
+    set("away");
+    let mut seen = Value::Null;
+    for _ in 0..40 {
+        let (_, away) = app.get_json(&format!("{}/away", app.structure_path())).await;
+        if away == json!("away") {
+            seen = app.get_json(&mode_path).await.1;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen, json!("heat"), "admin honours eco_on_away = false");
+    // Through the API: the same.
+    let (status, _) = app.put_json(&app.structure_path(), json!({"away": "home"})).await;
+    assert_eq!(status, 200);
+    let (status, _) = app.put_json(&app.structure_path(), json!({"away": "away"})).await;
+    assert_eq!(status, 200);
+    assert_eq!(app.get_json(&mode_path).await.1, json!("heat"), "the API honours it too");
+    // Without the file, the admin's default (eco on away) applies, as it would in the server.
+    let (status, _) = app.put_json(&app.structure_path(), json!({"away": "home"})).await;
+    assert_eq!(status, 200);
+    let out = roost()
+        .args(["admin", "--json", "--data"])
+        .arg(&app.dir)
+        .args(["structure", "away", "--structure", &sid, "--state", "away"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut eco = Value::Null;
+    for _ in 0..40 {
+        eco = app.get_json(&mode_path).await.1;
+        if eco == json!("eco") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(eco, json!("eco"));
+}
+
+/// Admin commands refuse a data dir that does not exist (a typo must not start an empty
+/// store), and a revocation that matched nothing exits non-zero.
+#[tokio::test]
+async fn admin_refuses_a_missing_data_dir_and_reports_a_failed_revocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("roost-dat");
+    let out = roost().args(["admin", "--data"]).arg(&typo).args(["user", "list"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no Roost data dir at"));
+    assert!(!typo.exists(), "nothing was created");
+    let out = roost().args(["admin", "--init", "--data"]).arg(&typo).args(["user", "list"]).output().unwrap();
+    assert!(out.status.success(), "--init creates it");
+    let app = TestApp::spawn().await;
+    let out = roost()
+        .args(["admin", "--data"])
+        .arg(&app.dir)
+        .args(["token", "revoke", "c.not-a-token-of-this-server"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no active token matched"));
 }
