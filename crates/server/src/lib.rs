@@ -81,15 +81,19 @@ impl App {
     }
 }
 
-/// Opens the data dir's store (creating the dir).
-pub fn open_store(dir: &std::path::Path, changelog_keep: u64) -> anyhow::Result<Arc<SqliteStore>> {
+/// Opens the store the server and `roost admin` use: the embedded SQLite backend in the data
+/// dir (created when missing). The one place a backend is chosen; everything after holds a
+/// `dyn Store`.
+pub fn open_store(dir: &std::path::Path, changelog_keep: u64) -> anyhow::Result<Arc<dyn Store>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating data dir {}", dir.display()))?;
-    Ok(SqliteStore::open(&dir.join("roost.db"), StoreOptions { changelog_keep, ..StoreOptions::default() })?)
+    let store: Arc<dyn Store> =
+        SqliteStore::open(&dir.join("roost.db"), StoreOptions { changelog_keep, ..StoreOptions::default() })?;
+    Ok(store)
 }
 
 pub struct Server {
     app: App,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Store>,
     data: std::net::TcpListener,
     front: Option<std::net::TcpListener>,
     tls: Option<tls::TlsFiles>,

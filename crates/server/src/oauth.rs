@@ -314,12 +314,17 @@ pub async fn token(State(app): State<App>, uri: Uri, headers: HeaderMap, body: B
             r
         }
         Ok(Err(used)) => {
-            // A code used twice: someone replayed it. Revoke what the first use produced.
+            // A code used twice: someone replayed it. The store revoked what the first use
+            // produced in the same transaction; its streams end here (other nodes learn of
+            // it from the store's revocation feed).
             if let Some(h) = used.token_hash {
-                let _ = app.store.revoke_token(&h).await;
                 app.revoke(&h);
             }
-            not_found()
+            oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                "authorization code already used; the tokens it produced were revoked",
+            )
         }
         Err(roost_store::StoreError::NotFound(_)) => not_found(),
         Err(_) => {

@@ -1,5 +1,6 @@
-//! The conformance suite every [`Store`] backend must pass. Each backend's tests call
-//! [`run`] with a fresh, empty store.
+//! The conformance suite every [`Store`] backend must pass: one function per behaviour, each
+//! given a fresh, empty store. A backend runs all of them, unchanged, with
+//! [`conformance_tests!`](crate::conformance_tests) and a function that opens a fresh store.
 // Test support: a failed expectation must stop the suite with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -35,9 +36,29 @@ fn user(id: &str) -> User {
     }
 }
 
-/// Runs every check; panics with a message naming the broken one. `changelog_keep` is the
-/// backend's configured window.
-pub async fn run(store: &dyn Store, changelog_keep: u64) {
+/// A user `u1` and a structure `s1` at revision 1 (`{"v": 0}`).
+async fn seed(store: &dyn Store) {
+    store.create_user(user("u1")).await.expect("create user");
+    assert_eq!(store.create_structure("u1", "s1", json!({"v": 0}), "t").await.unwrap(), 1);
+}
+
+fn token_of_u1() -> TokenRecord {
+    TokenRecord {
+        hash: [7; 32],
+        user_id: "u1".into(),
+        product_id: None,
+        permissions: 3,
+        structures: vec!["s1".into()],
+        client_version: 1,
+        created_at: "t".into(),
+        label: "test".into(),
+        revoked: false,
+        device_id: None,
+    }
+}
+
+/// Users: unique logins, lookups by id and login, passwords.
+pub async fn users(store: &dyn Store) {
     // Users.
     store.create_user(user("u1")).await.expect("create user");
     assert!(
@@ -50,7 +71,11 @@ pub async fn run(store: &dyn Store, changelog_keep: u64) {
     store.set_password("u1", "$argon2id$x").await.unwrap();
     assert_eq!(store.user("u1").await.unwrap().unwrap().password_hash.as_deref(), Some("$argon2id$x"));
     assert!(matches!(store.set_password("nobody", "x").await, Err(StoreError::NotFound(_))));
+}
 
+/// Structures start at revision 1; a commit is a compare-and-set on the revision.
+pub async fn commits_are_compare_and_set(store: &dyn Store) {
+    store.create_user(user("u1")).await.expect("create user");
     // Structures and revisions.
     assert_eq!(store.create_structure("u1", "s1", json!({"v": 0}), "t").await.unwrap(), 1);
     assert!(matches!(
@@ -69,8 +94,12 @@ pub async fn run(store: &dyn Store, changelog_keep: u64) {
     }
     assert!(matches!(store.commit(commit("nope", 1, 1)).await, Err(StoreError::NotFound(_))));
     assert_eq!(store.structure("s1").await.unwrap().unwrap().doc, json!({"v": 1}));
+}
 
-    // Concurrent commits to different structures all land (group commit), each once.
+/// Concurrent commits to different structures all land (group commit), each once.
+pub async fn concurrent_commits_all_land(store: &dyn Store) {
+    seed(store).await;
+    store.commit(commit("s1", 1, 1)).await.unwrap();
     store.create_structure("u1", "s2", json!({"v": 0}), "t").await.unwrap();
     let mut handles = Vec::new();
     for sid in ["s1", "s2"] {
@@ -80,7 +109,14 @@ pub async fn run(store: &dyn Store, changelog_keep: u64) {
     for (sid, base, fut) in handles {
         assert_eq!(fut.await.unwrap(), base + 1, "{sid}");
     }
+}
 
+/// The change log is ordered, complete and bounded by `changelog_keep` (the backend's window),
+/// and the document is current whatever is stored between checkpoints.
+pub async fn the_change_log_is_ordered_complete_and_bounded(store: &dyn Store, changelog_keep: u64) {
+    seed(store).await;
+    store.commit(commit("s1", 1, 1)).await.unwrap();
+    store.commit(commit("s1", 2, 2)).await.unwrap();
     // The change log: ordered, complete, bounded.
     let changes = store.changes_after("s1", 0, 100).await.unwrap();
     let revs: Vec<u64> = changes.iter().map(|c| c.revision).collect();
@@ -110,7 +146,13 @@ pub async fn run(store: &dyn Store, changelog_keep: u64) {
     assert_eq!(store.structure("s1").await.unwrap().unwrap().doc, json!({"v": 100 + changelog_keep + 39}));
     let all = store.all_structures().await.unwrap();
     assert_eq!(all.iter().find(|s| s.id == "s1").unwrap().doc, json!({"v": 100 + changelog_keep + 39}));
+}
 
+/// Ids in order, and ranges of them (cold start loads in ranges).
+pub async fn structure_ids_come_in_order_and_ranges(store: &dyn Store) {
+    seed(store).await;
+    store.create_structure("u1", "s0", json!({"v": 0}), "t").await.unwrap();
+    store.create_structure("u1", "s2", json!({"v": 0}), "t").await.unwrap();
     // Ids in order, and ranges of them (cold start loads in ranges).
     let ids = store.structure_ids().await.unwrap();
     assert!(ids.windows(2).all(|w| w[0] < w[1]) && ids.contains(&"s1".to_string()), "{ids:?}");
@@ -119,27 +161,25 @@ pub async fn run(store: &dyn Store, changelog_keep: u64) {
     let one = store.structures_between("s1", "s1").await.unwrap();
     assert_eq!((one.len(), one[0].id.as_str()), (1, "s1"));
     assert!(store.structures_between("zz", "zzz").await.unwrap().is_empty());
+}
 
+/// Other writers' commits are visible through the sequence feed.
+pub async fn other_writers_commits_show_in_the_feed(store: &dyn Store) {
+    seed(store).await;
+    store.create_structure("u1", "s2", json!({"v": 0}), "t").await.unwrap();
+    store.commit(commit("s2", 1, 1)).await.unwrap();
     // Other writers' commits are visible through the sequence feed.
     let (_, seq) = store.changed_since(0).await.unwrap();
     store.commit(commit("s2", 2, 7)).await.unwrap();
     let (changed, seq2) = store.changed_since(seq).await.unwrap();
     assert_eq!(changed, vec![("s2".to_string(), 3)]);
     assert!(seq2 > seq);
+}
 
-    // Tokens: stored by hash, revocable once, revocations visible through their feed.
-    let token = TokenRecord {
-        hash: [7; 32],
-        user_id: "u1".into(),
-        product_id: None,
-        permissions: 3,
-        structures: vec!["s1".into()],
-        client_version: 1,
-        created_at: "t".into(),
-        label: "test".into(),
-        revoked: false,
-        device_id: None,
-    };
+/// Tokens: stored by hash, revocable once, revocations visible through their feed.
+pub async fn tokens_are_revoked_once_and_fed(store: &dyn Store) {
+    seed(store).await;
+    let token = token_of_u1();
     store.insert_token(token.clone()).await.unwrap();
     assert_eq!(store.token(&[7; 32]).await.unwrap(), Some(token.clone()));
     assert!(store.token(&[8; 32]).await.unwrap().is_none());
@@ -150,8 +190,12 @@ pub async fn run(store: &dyn Store, changelog_keep: u64) {
     let (revoked, _) = store.revoked_since(rseq).await.unwrap();
     assert_eq!(revoked, vec![[7; 32]]);
     assert!(store.tokens_of("u1").await.unwrap()[0].revoked);
+}
 
-    // Device credentials: revoked together, through the same feed.
+/// Device credentials: revoked together, through the same feed.
+pub async fn device_credentials_are_revoked_together(store: &dyn Store) {
+    seed(store).await;
+    let token = token_of_u1();
     let device_token = |h: u8| TokenRecord {
         hash: [h; 32],
         product_id: None,
@@ -171,7 +215,14 @@ pub async fn run(store: &dyn Store, changelog_keep: u64) {
     revoked.sort();
     assert_eq!(revoked, vec![[20; 32], [21; 32]]);
     assert!(store.device_tokens().await.unwrap().is_empty());
+}
 
+/// Idempotency keys: recorded with the commit; a second commit with the key is refused and
+/// changes nothing; a key of a conflicting commit is not kept.
+pub async fn idempotency_keys_hold(store: &dyn Store) {
+    seed(store).await;
+    store.create_structure("u1", "s2", json!({"v": 0}), "t").await.unwrap();
+    store.commit(commit("s2", 1, 1)).await.unwrap();
     // Idempotency keys: recorded with the commit; a second commit with the key is refused
     // and changes nothing; a key of a conflicting commit is not kept.
     let key = crate::IdempotencyKey { scope: "device:d1".into(), key: "k1".into() };
@@ -190,7 +241,11 @@ pub async fn run(store: &dyn Store, changelog_keep: u64) {
     assert_eq!(store.idempotency(&other).await.unwrap(), None, "keys are scoped to their sender");
     store.remember_idempotency(other.clone(), 9).await.unwrap();
     assert_eq!(store.idempotency(&other).await.unwrap(), Some(9));
+}
 
+/// Products, single-use codes (a replayed code revokes its first token) and sessions.
+pub async fn products_codes_and_sessions(store: &dyn Store) {
+    seed(store).await;
     // Products, single-use codes and sessions.
     let product = Product {
         id: "p1".into(),
@@ -243,10 +298,70 @@ pub async fn run(store: &dyn Store, changelog_keep: u64) {
         Ok(_) => panic!("a code must be single use"),
     }
     assert!(store.token(&[11; 32]).await.unwrap().is_none(), "no token from a reused code");
+    assert!(store.token(&[10; 32]).await.unwrap().is_none(), "a reused code revoked its first token");
     assert!(matches!(store.exchange_code(&[8; 32], minted(12)).await, Err(StoreError::NotFound(_))));
     let session = Session { hash: [3; 32], user_id: "u1".into(), csrf: "c".into(), expires_at: 5 };
     store.insert_session(session.clone()).await.unwrap();
     assert_eq!(store.session(&[3; 32]).await.unwrap(), Some(session));
     store.delete_session(&[3; 32]).await.unwrap();
     assert!(store.session(&[3; 32]).await.unwrap().is_none());
+}
+
+/// One test per behaviour of the suite, for a backend: `$open` is a function returning a
+/// fresh store, its change log window, and whatever must live as long as the store (a
+/// temporary directory).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($open:path) => {
+        #[tokio::test]
+        async fn users() {
+            let (store, _, _guard) = $open();
+            $crate::conformance::users(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn commits_are_compare_and_set() {
+            let (store, _, _guard) = $open();
+            $crate::conformance::commits_are_compare_and_set(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn concurrent_commits_all_land() {
+            let (store, _, _guard) = $open();
+            $crate::conformance::concurrent_commits_all_land(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn the_change_log_is_ordered_complete_and_bounded() {
+            let (store, keep, _guard) = $open();
+            $crate::conformance::the_change_log_is_ordered_complete_and_bounded(store.as_ref(), keep).await;
+        }
+        #[tokio::test]
+        async fn structure_ids_come_in_order_and_ranges() {
+            let (store, _, _guard) = $open();
+            $crate::conformance::structure_ids_come_in_order_and_ranges(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn other_writers_commits_show_in_the_feed() {
+            let (store, _, _guard) = $open();
+            $crate::conformance::other_writers_commits_show_in_the_feed(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn tokens_are_revoked_once_and_fed() {
+            let (store, _, _guard) = $open();
+            $crate::conformance::tokens_are_revoked_once_and_fed(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn device_credentials_are_revoked_together() {
+            let (store, _, _guard) = $open();
+            $crate::conformance::device_credentials_are_revoked_together(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn idempotency_keys_hold() {
+            let (store, _, _guard) = $open();
+            $crate::conformance::idempotency_keys_hold(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn products_codes_and_sessions() {
+            let (store, _, _guard) = $open();
+            $crate::conformance::products_codes_and_sessions(store.as_ref()).await;
+        }
+    };
 }

@@ -185,7 +185,15 @@ pub struct Session {
 }
 
 /// Storage of structures, the change log, users and tokens.
+///
+/// Every method is async and never blocks the calling task's thread: a backend runs its I/O on
+/// threads of its own (or an async driver). The conformance suite ([`conformance`]) is what a
+/// backend must pass.
 pub trait Store: Send + Sync + 'static {
+    /// Stops taking writes, finishes every write already queued (their callers get their
+    /// acknowledgements) and releases the backend's threads and connections.
+    fn close(&self);
+
     /// Creates a structure at revision 1 (fails if the id exists).
     fn create_structure(&self, owner: &str, id: &str, doc: Value, at: &str) -> BoxFuture<'_, Result<u64>>;
     fn structure(&self, id: &str) -> BoxFuture<'_, Result<Option<StoredStructure>>>;
@@ -241,8 +249,10 @@ pub trait Store: Send + Sync + 'static {
 
     fn insert_code(&self, code: CodeRecord) -> BoxFuture<'_, Result<()>>;
     /// Exchanges a code exactly once: inserts `token` and marks the code used in one
-    /// transaction. `Ok(Err(code))` when the code was already used (the caller revokes the
-    /// token it produced); `Ok(Ok(code))` on success; `NotFound` when there is no such code.
+    /// transaction. `Ok(Ok(code))` on success; `NotFound` when there is no such code;
+    /// `Ok(Err(code))` when the code was already used: then the token its first use produced
+    /// is revoked in the same transaction (a replayed code means it leaked), and an error
+    /// leaves both the code and that token as they were.
     fn exchange_code(
         &self,
         hash: &[u8; 32],

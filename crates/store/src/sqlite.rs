@@ -1,16 +1,21 @@
 //! The embedded backend: SQLite (WAL, `synchronous=FULL`) with group commit.
 //!
-//! Why rusqlite on a dedicated thread rather than an async driver: group commit needs one
+//! No SQLite call runs on the async runtime's worker threads: a query can wait on the disk
+//! (cold start, a long resume replay) and would stall every task scheduled on that worker.
+//! Writes go to one writer thread and reads to a few reader threads, each owning its
+//! connection; the async methods only queue a closure and await its answer.
+//!
+//! Why rusqlite on dedicated threads rather than an async driver: group commit needs one
 //! connection owned by one loop that drains every waiting write into one transaction; a
-//! thread with a channel does exactly that without a hop per statement. Reads use a small
-//! pool of their own connections (WAL lets them run beside the writer).
+//! thread with a channel does exactly that without a hop per statement. Readers share one
+//! queue, so a long read holds up only its own thread (WAL lets them run beside the writer).
 //!
 //! Copying the WAL back into the database file (a WAL checkpoint: thousands of page writes
 //! and an fsync of the database) is done by a thread of its own, so no acknowledged write
 //! waits behind it; the writer does it itself only if that thread falls far behind.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
@@ -68,6 +73,9 @@ enum Ran {
     Failed,
 }
 
+/// A read run on one of the reader threads' connections.
+type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
+
 /// A write waiting for the writer thread.
 struct Op {
     queued: Instant,
@@ -84,8 +92,9 @@ pub struct SqliteStore {
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Dropping the sender stops the checkpointer thread.
     checkpointer: Mutex<Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>>,
-    readers: Vec<Mutex<Connection>>,
-    next_reader: AtomicUsize,
+    /// Read jobs for the reader threads (dropping it stops them).
+    reads: Mutex<Option<mpsc::Sender<ReadJob>>>,
+    reader_threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     options: StoreOptions,
 }
 
@@ -295,9 +304,16 @@ impl SqliteStore {
             .name("roost-store-checkpoint".into())
             .spawn(move || checkpoint_loop(checkpoint_conn, stopped, &wanted))
             .map_err(backend)?;
-        let mut readers = Vec::new();
-        for _ in 0..options.readers.max(1) {
-            readers.push(Mutex::new(open(path)?));
+        let (reads, jobs) = mpsc::channel::<ReadJob>();
+        let jobs = Arc::new(Mutex::new(jobs));
+        let mut reader_threads = Vec::new();
+        for i in 0..options.readers.max(1) {
+            let (conn, jobs) = (open(path)?, jobs.clone());
+            let thread = std::thread::Builder::new()
+                .name(format!("roost-store-read-{i}"))
+                .spawn(move || reader_loop(&conn, &jobs))
+                .map_err(backend)?;
+            reader_threads.push(thread);
         }
         let (tx, rx) = mpsc::channel::<Op>();
         let thread = std::thread::Builder::new()
@@ -308,8 +324,8 @@ impl SqliteStore {
             writer: Mutex::new(Some(tx)),
             writer_thread: Mutex::new(Some(thread)),
             checkpointer: Mutex::new(Some((stop_checkpoints, checkpointer))),
-            readers,
-            next_reader: AtomicUsize::new(0),
+            reads: Mutex::new(Some(reads)),
+            reader_threads: Mutex::new(reader_threads),
             options,
         }))
     }
@@ -322,6 +338,13 @@ impl SqliteStore {
         }
         let handle = self.writer_thread.lock().ok().and_then(|mut h| h.take());
         if let Some(h) = handle {
+            let _ = h.join();
+        }
+        if let Ok(mut r) = self.reads.lock() {
+            r.take();
+        }
+        let readers = self.reader_threads.lock().map(|mut t| std::mem::take(&mut *t)).unwrap_or_default();
+        for h in readers {
             let _ = h.join();
         }
         let checkpointer = self.checkpointer.lock().ok().and_then(|mut c| c.take());
@@ -360,11 +383,26 @@ impl SqliteStore {
         acknowledged.map_err(|_| StoreError::Backend("the write was not carried out".into()))?
     }
 
-    /// Runs a read on one of the read connections.
-    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
-        let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
-        let conn = self.readers[i].lock().map_err(backend)?;
-        f(&conn).map_err(backend)
+    /// Runs a read on the next free reader thread; resolves with its result.
+    fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> impl std::future::Future<Output = Result<T>> + Send + 'static {
+        let (tx, rx) = oneshot::channel();
+        let job: ReadJob = Box::new(move |conn| {
+            let _ = tx.send(f(conn).map_err(backend));
+        });
+        let queued = match self.reads.lock() {
+            Ok(guard) => guard
+                .as_ref()
+                .ok_or(StoreError::Closed)
+                .and_then(|r| r.send(job).map_err(|_| StoreError::Closed)),
+            Err(e) => Err(backend(e)),
+        };
+        async move {
+            queued?;
+            rx.await.map_err(|_| StoreError::Closed)?
+        }
     }
 }
 
@@ -408,6 +446,21 @@ fn run_op<T: Send + 'static>(
                     }));
                 }),
             )
+        }
+    }
+}
+
+/// Takes read jobs off the shared queue until the store closes.
+fn reader_loop(conn: &Connection, jobs: &Mutex<mpsc::Receiver<ReadJob>>) {
+    loop {
+        // The lock is held only while waiting for the next job, never while running one.
+        let job = match jobs.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        match job {
+            Ok(job) => job(conn),
+            Err(_) => return,
         }
     }
 }
@@ -657,6 +710,10 @@ fn unique_violation(e: &rusqlite::Error) -> bool {
 }
 
 impl Store for SqliteStore {
+    fn close(&self) {
+        SqliteStore::close(self);
+    }
+
     fn create_structure(&self, owner: &str, id: &str, doc: Value, at: &str) -> BoxFuture<'_, Result<u64>> {
         let (owner, id, at) = (owner.to_string(), id.to_string(), at.to_string());
         Box::pin(self.write(move |conn| {
@@ -680,7 +737,8 @@ impl Store for SqliteStore {
     }
 
     fn structure(&self, id: &str) -> BoxFuture<'_, Result<Option<StoredStructure>>> {
-        let r = self.read(|c| {
+        let id = id.to_string();
+        let r = self.read(move |c| {
             let tx = c.unchecked_transaction()?;
             let row = tx
                 .prepare_cached(&format!("SELECT {STRUCTURE_COLUMNS} FROM {STRUCTURE_FROM} WHERE s.id = ?1"))?
@@ -688,11 +746,11 @@ impl Store for SqliteStore {
                 .optional()?;
             row.map(|r| rebuild(&tx, r)).transpose()
         });
-        Box::pin(async move { r })
+        Box::pin(r)
     }
 
     fn all_structures(&self) -> BoxFuture<'_, Result<Vec<StoredStructure>>> {
-        let r = self.read(|c| {
+        let r = self.read(move |c| {
             let tx = c.unchecked_transaction()?;
             let rows: Vec<_> = tx
                 .prepare(&format!("SELECT {STRUCTURE_COLUMNS} FROM {STRUCTURE_FROM} ORDER BY s.id"))?
@@ -700,19 +758,21 @@ impl Store for SqliteStore {
                 .collect::<rusqlite::Result<_>>()?;
             rows.into_iter().map(|r| rebuild(&tx, r)).collect()
         });
-        Box::pin(async move { r })
+        Box::pin(r)
     }
 
     fn structure_ids(&self) -> BoxFuture<'_, Result<Vec<String>>> {
-        let r = self.read(|c| {
+        let r = self.read(move |c| {
             let mut st = c.prepare_cached("SELECT id FROM structures ORDER BY id")?;
             st.query_map([], |r| r.get(0))?.collect()
         });
-        Box::pin(async move { r })
+        Box::pin(r)
     }
 
     fn structures_between(&self, first: &str, last: &str) -> BoxFuture<'_, Result<Vec<StoredStructure>>> {
-        let r = self.read(|c| {
+        let first = first.to_string();
+        let last = last.to_string();
+        let r = self.read(move |c| {
             let tx = c.unchecked_transaction()?;
             let rows: Vec<_> = tx
                 .prepare_cached(&format!(
@@ -722,15 +782,16 @@ impl Store for SqliteStore {
                 .collect::<rusqlite::Result<_>>()?;
             rows.into_iter().map(|r| rebuild(&tx, r)).collect()
         });
-        Box::pin(async move { r })
+        Box::pin(r)
     }
 
     fn structures_of(&self, user_id: &str) -> BoxFuture<'_, Result<Vec<String>>> {
-        let r = self.read(|c| {
+        let user_id = user_id.to_string();
+        let r = self.read(move |c| {
             let mut st = c.prepare_cached("SELECT id FROM structures WHERE owner = ?1 ORDER BY id")?;
             st.query_map([user_id], |r| r.get(0))?.collect()
         });
-        Box::pin(async move { r })
+        Box::pin(r)
     }
 
     fn commit(&self, commit: Commit) -> BoxFuture<'_, Result<u64>> {
@@ -837,11 +898,12 @@ impl Store for SqliteStore {
         revision: u64,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<Change>>> {
-        let r = self.read(|c| {
+        let structure_id = structure_id.to_string();
+        let r = self.read(move |c| {
             let tx = c.unchecked_transaction()?;
             let Some((current, head)) = tx
                 .prepare_cached("SELECT revision, last_seq FROM structures WHERE id = ?1")?
-                .query_row([structure_id], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Option<i64>>(1)?)))
+                .query_row([&structure_id], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Option<i64>>(1)?)))
                 .optional()?
             else {
                 return Ok(Vec::new());
@@ -851,9 +913,9 @@ impl Store for SqliteStore {
             let start = if revision.saturating_add(limit as u64) >= current {
                 head
             } else {
-                let oldest = oldest_revision(&tx, structure_id, head)?.unwrap_or(0);
+                let oldest = oldest_revision(&tx, &structure_id, head)?.unwrap_or(0);
                 let last_wanted = revision.max(oldest.saturating_sub(1)).saturating_add(limit as u64);
-                anchor_at_or_after(&tx, structure_id, last_wanted)?.or(head)
+                anchor_at_or_after(&tx, &structure_id, last_wanted)?.or(head)
             };
             let Some(start) = start else {
                 return Ok(Vec::new());
@@ -877,24 +939,25 @@ impl Store for SqliteStore {
             })?
             .collect()
         });
-        Box::pin(async move { r })
+        Box::pin(r)
     }
 
     fn oldest_change(&self, structure_id: &str) -> BoxFuture<'_, Result<Option<u64>>> {
-        let r = self.read(|c| {
+        let structure_id = structure_id.to_string();
+        let r = self.read(move |c| {
             let tx = c.unchecked_transaction()?;
             let head = tx
                 .prepare_cached("SELECT last_seq FROM structures WHERE id = ?1")?
-                .query_row([structure_id], |r| r.get::<_, Option<i64>>(0))
+                .query_row([&structure_id], |r| r.get::<_, Option<i64>>(0))
                 .optional()?
                 .flatten();
-            oldest_revision(&tx, structure_id, head)
+            oldest_revision(&tx, &structure_id, head)
         });
-        Box::pin(async move { r })
+        Box::pin(r)
     }
 
     fn changed_since(&self, seq: u64) -> BoxFuture<'_, Result<ChangedSince>> {
-        let r = self.read(|c| {
+        let r = self.read(move |c| {
             // NOT INDEXED: a range of the log's rowids, never a walk of the whole per-structure index.
             let mut st = c.prepare_cached(
                 "SELECT structure_id, MAX(revision), MAX(seq) FROM changes NOT INDEXED
@@ -911,7 +974,7 @@ impl Store for SqliteStore {
             }
             Ok((out, max))
         });
-        Box::pin(async move { r })
+        Box::pin(r)
     }
 
     fn create_user(&self, user: User) -> BoxFuture<'_, Result<()>> {
@@ -928,30 +991,32 @@ impl Store for SqliteStore {
     }
 
     fn user(&self, id: &str) -> BoxFuture<'_, Result<Option<User>>> {
-        let r = self.read(|c| {
+        let id = id.to_string();
+        let r = self.read(move |c| {
             c.prepare_cached("SELECT id, login, password_hash, created_at FROM users WHERE id = ?1")?
                 .query_row([id], row_to_user)
                 .optional()
         });
-        Box::pin(async move { r })
+        Box::pin(r)
     }
 
     fn user_by_login(&self, login: &str) -> BoxFuture<'_, Result<Option<User>>> {
-        let r = self.read(|c| {
+        let login = login.to_string();
+        let r = self.read(move |c| {
             c.prepare_cached("SELECT id, login, password_hash, created_at FROM users WHERE login = ?1")?
                 .query_row([login], row_to_user)
                 .optional()
         });
-        Box::pin(async move { r })
+        Box::pin(r)
     }
 
     fn users(&self) -> BoxFuture<'_, Result<Vec<User>>> {
-        let r = self.read(|c| {
+        let r = self.read(move |c| {
             let mut st =
                 c.prepare("SELECT id, login, password_hash, created_at FROM users ORDER BY login")?;
             st.query_map([], row_to_user)?.collect()
         });
-        Box::pin(async move { r })
+        Box::pin(r)
     }
 
     fn set_password(&self, user_id: &str, password_hash: &str) -> BoxFuture<'_, Result<()>> {
@@ -969,14 +1034,15 @@ impl Store for SqliteStore {
     }
 
     fn token(&self, hash: &[u8; 32]) -> BoxFuture<'_, Result<Option<TokenRecord>>> {
-        let r = self.read(|c| {
+        let hash = *hash;
+        let r = self.read(move |c| {
             c.prepare_cached(&format!(
                 "SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = ?1 AND revoked_seq IS NULL"
             ))?
             .query_row([hash.as_slice()], row_to_token)
             .optional()
         });
-        Box::pin(async move { r })
+        Box::pin(r)
     }
 
     fn revoke_token(&self, hash: &[u8; 32]) -> BoxFuture<'_, Result<bool>> {
@@ -994,13 +1060,13 @@ impl Store for SqliteStore {
     }
 
     fn device_tokens(&self) -> BoxFuture<'_, Result<Vec<TokenRecord>>> {
-        let r = self.read(|c| {
+        let r = self.read(move |c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {TOKEN_COLUMNS} FROM tokens WHERE device_id IS NOT NULL AND revoked_seq IS NULL"
             ))?;
             st.query_map([], row_to_token)?.collect()
         });
-        Box::pin(async move { r })
+        Box::pin(r)
     }
 
     fn revoke_device_tokens(&self, device_id: &str) -> BoxFuture<'_, Result<usize>> {
@@ -1016,12 +1082,13 @@ impl Store for SqliteStore {
     }
 
     fn idempotency(&self, key: &IdempotencyKey) -> BoxFuture<'_, Result<Option<u64>>> {
-        let r = self.read(|c| {
+        let key = key.clone();
+        let r = self.read(move |c| {
             c.prepare_cached("SELECT revision FROM idempotency WHERE scope = ?1 AND key = ?2")?
                 .query_row(params![key.scope, key.key], |r| r.get::<_, i64>(0))
                 .optional()
         });
-        Box::pin(async move { r.map(|o| o.map(|v| v as u64)) })
+        Box::pin(async move { r.await.map(|o| o.map(|v| v as u64)) })
     }
 
     fn remember_idempotency(&self, key: IdempotencyKey, revision: u64) -> BoxFuture<'_, Result<()>> {
@@ -1029,17 +1096,18 @@ impl Store for SqliteStore {
     }
 
     fn tokens_of(&self, user_id: &str) -> BoxFuture<'_, Result<Vec<TokenRecord>>> {
-        let r = self.read(|c| {
+        let user_id = user_id.to_string();
+        let r = self.read(move |c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {TOKEN_COLUMNS} FROM tokens WHERE user_id = ?1 ORDER BY created_at"
             ))?;
             st.query_map([user_id], row_to_token)?.collect()
         });
-        Box::pin(async move { r })
+        Box::pin(r)
     }
 
     fn revoked_since(&self, seq: u64) -> BoxFuture<'_, Result<(Vec<[u8; 32]>, u64)>> {
-        let r = self.read(|c| {
+        let r = self.read(move |c| {
             let mut st = c.prepare_cached(
                 "SELECT hash, revoked_seq FROM tokens WHERE revoked_seq > ?1 ORDER BY revoked_seq",
             )?;
@@ -1058,7 +1126,7 @@ impl Store for SqliteStore {
             }
             Ok((out, max))
         });
-        Box::pin(async move { r })
+        Box::pin(r)
     }
 
     fn create_product(&self, product: Product) -> BoxFuture<'_, Result<()>> {
@@ -1084,20 +1152,21 @@ impl Store for SqliteStore {
     }
 
     fn product(&self, id: &str) -> BoxFuture<'_, Result<Option<Product>>> {
-        let r = self.read(|c| {
+        let id = id.to_string();
+        let r = self.read(move |c| {
             c.prepare_cached(&format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = ?1"))?
                 .query_row([id], row_to_product)
                 .optional()
         });
-        Box::pin(async move { r })
+        Box::pin(r)
     }
 
     fn products(&self) -> BoxFuture<'_, Result<Vec<Product>>> {
-        let r = self.read(|c| {
+        let r = self.read(move |c| {
             let mut st = c.prepare(&format!("SELECT {PRODUCT_COLUMNS} FROM products ORDER BY name"))?;
             st.query_map([], row_to_product)?.collect()
         });
-        Box::pin(async move { r })
+        Box::pin(r)
     }
 
     fn update_product_permissions(&self, id: &str, permissions: u32) -> BoxFuture<'_, Result<u64>> {
@@ -1150,7 +1219,15 @@ impl Store for SqliteStore {
                 .and_then(|mut st| st.query_row([&hash], row_to_code).optional())
                 .map_err(backend)?
                 .ok_or_else(|| StoreError::NotFound("code".into()))?;
-            if code.token_hash.is_some() {
+            if let Some(first) = code.token_hash {
+                // A replayed code: the token its first use produced is revoked in this same
+                // transaction, so the security step cannot fail apart from the answer.
+                conn.execute(
+                    "UPDATE tokens SET revoked_seq = (SELECT COALESCE(MAX(revoked_seq), 0) + 1 FROM tokens)
+                     WHERE hash = ?1 AND revoked_seq IS NULL",
+                    [first.to_vec()],
+                )
+                .map_err(backend)?;
                 return Ok(Err(code));
             }
             conn.execute(
@@ -1164,12 +1241,13 @@ impl Store for SqliteStore {
     }
 
     fn code(&self, hash: &[u8; 32]) -> BoxFuture<'_, Result<Option<CodeRecord>>> {
-        let r = self.read(|c| {
+        let hash = *hash;
+        let r = self.read(move |c| {
             c.prepare_cached(&format!("SELECT {CODE_COLUMNS} FROM codes WHERE hash = ?1"))?
                 .query_row([hash.as_slice()], row_to_code)
                 .optional()
         });
-        Box::pin(async move { r })
+        Box::pin(r)
     }
 
     fn insert_session(&self, session: Session) -> BoxFuture<'_, Result<()>> {
@@ -1184,7 +1262,8 @@ impl Store for SqliteStore {
     }
 
     fn session(&self, hash: &[u8; 32]) -> BoxFuture<'_, Result<Option<Session>>> {
-        let r = self.read(|c| {
+        let hash = *hash;
+        let r = self.read(move |c| {
             c.prepare_cached("SELECT hash, user_id, csrf, expires_at FROM sessions WHERE hash = ?1")?
                 .query_row([hash.as_slice()], |r| {
                     Ok(Session {
@@ -1196,7 +1275,7 @@ impl Store for SqliteStore {
                 })
                 .optional()
         });
-        Box::pin(async move { r })
+        Box::pin(r)
     }
 
     fn delete_session(&self, hash: &[u8; 32]) -> BoxFuture<'_, Result<()>> {

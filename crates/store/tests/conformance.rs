@@ -2,28 +2,40 @@
 // Helpers shared by the tests below panic on failure, as the tests do.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use roost_store::{SqliteStore, Store, StoreOptions, conformance};
+use std::sync::Arc;
+
+use roost_store::{SqliteStore, Store, StoreOptions};
 use serde_json::json;
 
-#[tokio::test]
-async fn sqlite_passes_the_conformance_suite() {
+/// A fresh SQLite store with checkpoints every `every` revisions, its change log window,
+/// and the directory it lives in.
+fn sqlite(every: u64) -> (Arc<SqliteStore>, u64, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(
-        &dir.path().join("roost.db"),
-        StoreOptions { changelog_keep: 20, readers: 2, checkpoint_every: 8 },
-    )
-    .unwrap();
-    conformance::run(store.as_ref(), 20).await;
+    let options = StoreOptions { changelog_keep: 20, readers: 2, checkpoint_every: every };
+    let store = SqliteStore::open(&dir.path().join("roost.db"), options).unwrap();
+    (store, 20, dir)
 }
 
-#[tokio::test]
-async fn sqlite_passes_with_every_checkpoint_setting() {
-    for every in [1, 3, 1000] {
-        let dir = tempfile::tempdir().unwrap();
-        let options = StoreOptions { changelog_keep: 10, readers: 1, checkpoint_every: every };
-        let store = SqliteStore::open(&dir.path().join("roost.db"), options).unwrap();
-        conformance::run(store.as_ref(), 10).await;
+/// The suite with the default spacing of whole documents in the log, and with the extremes.
+mod sqlite_every_8 {
+    fn open() -> (std::sync::Arc<roost_store::SqliteStore>, u64, tempfile::TempDir) {
+        super::sqlite(8)
     }
+    roost_store::conformance_tests!(open);
+}
+
+mod sqlite_every_1 {
+    fn open() -> (std::sync::Arc<roost_store::SqliteStore>, u64, tempfile::TempDir) {
+        super::sqlite(1)
+    }
+    roost_store::conformance_tests!(open);
+}
+
+mod sqlite_every_1000 {
+    fn open() -> (std::sync::Arc<roost_store::SqliteStore>, u64, tempfile::TempDir) {
+        super::sqlite(1000)
+    }
+    roost_store::conformance_tests!(open);
 }
 
 #[tokio::test]

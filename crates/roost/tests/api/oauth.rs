@@ -118,7 +118,11 @@ async fn pin_flow_end_to_end_and_a_reused_pin_revokes_its_token() {
     .await;
     assert_eq!(
         (s, v["error"].clone(), v["error_description"].clone()),
-        (400, json!("invalid_grant"), json!("authorization code not found"))
+        (
+            400,
+            json!("invalid_grant"),
+            json!("authorization code already used; the tokens it produced were revoked")
+        )
     );
     let r = app.client.get(format!("{}/", app.url)).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), 401);
