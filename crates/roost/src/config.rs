@@ -95,8 +95,8 @@ pub struct ServeSettings {
     /// Private key (PEM) of --tls-cert.
     #[arg(long, env = "ROOST_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
-    /// Extra name for the generated server certificate (repeat for several).
-    #[arg(long = "hostname", env = "ROOST_HOSTNAMES", value_delimiter = ',')]
+    /// Extra names for the generated server certificate (comma-separated or repeated).
+    #[arg(long, env = "ROOST_HOSTNAMES", value_delimiter = ',')]
     pub hostnames: Vec<String>,
     /// Front door: answers every request with a 307 to the data listener.
     #[arg(long, env = "ROOST_FRONT_LISTEN")]
@@ -160,14 +160,6 @@ fn read_file(path: Option<&Path>) -> anyhow::Result<toml::Table> {
     text.parse::<toml::Table>().with_context(|| format!("config file {}", path.display()))
 }
 
-/// Every key a group knows.
-fn keys_of<T: Serialize>(group: &T) -> BTreeSet<String> {
-    match serde_json::to_value(group) {
-        Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
-        _ => BTreeSet::new(),
-    }
-}
-
 /// `parsed` (flags, variables and defaults as clap found them) with every setting that came
 /// from a default replaced by the file's value, when the file has one.
 fn layered<T: Serialize + DeserializeOwned>(
@@ -199,18 +191,13 @@ fn layered<T: Serialize + DeserializeOwned>(
 
 /// A file key that no group knows is an error (a misspelled setting must not pass silently).
 fn check_keys(file: &toml::Table) -> anyhow::Result<()> {
-    let defaults = clap::Command::new("roost").no_binary_name(true);
-    let known: BTreeSet<String> = {
-        use clap::{Args, FromArgMatches};
-        let m =
-            ServeSettings::augment_args(RuleSettings::augment_args(StoreSettings::augment_args(defaults)))
-                .try_get_matches_from(Vec::<String>::new())?;
-        let mut k = keys_of(&ServeSettings::from_arg_matches(&m)?);
-        k.extend(keys_of(&RuleSettings::from_arg_matches(&m)?));
-        k.extend(keys_of(&StoreSettings::from_arg_matches(&m)?));
-        k
-    };
-    if let Some(unknown) = file.keys().find(|k| !known.contains(*k)) {
+    use clap::Args;
+    // The settings' argument ids are their field names, which are the file's keys.
+    let command = ServeSettings::augment_args(RuleSettings::augment_args(StoreSettings::augment_args(
+        clap::Command::new("roost"),
+    )));
+    let known: BTreeSet<&str> = command.get_arguments().map(|a| a.get_id().as_str()).collect();
+    if let Some(unknown) = file.keys().find(|k| !known.contains(k.as_str())) {
         bail!("config file: unknown field `{unknown}` (settings are the long flag names with `_` for `-`)");
     }
     Ok(())

@@ -77,12 +77,11 @@ pub async fn create_structure(
 pub async fn change_structure(
     store: &dyn Store,
     rules: &RuleConfig,
-    structure_id: &str,
     edit: change::Edit<'_>,
 ) -> anyhow::Result<u64> {
     let hub = Hub::default();
     let ground = change::Ground { store, hub: &hub, rules };
-    let outcome = change::make(ground, structure_id, edit, &Actor::Service, "admin", Default::default())
+    let outcome = change::make(ground, edit, &Actor::Service, "admin", Default::default())
         .await
         .map_err(|e| anyhow!("{}", e.message))?;
     Ok(outcome.snapshot.revision)
@@ -147,7 +146,7 @@ pub async fn add_device(
         home.insert_device(kind, &new_id, fields.clone());
         Ok(())
     };
-    change_structure(store, rules, structure_id, change::Edit::Direct(&edit)).await?;
+    change_structure(store, rules, change::Edit::Direct { structure_id, edit: &edit }).await?;
     Ok(id)
 }
 
@@ -369,7 +368,7 @@ pub async fn set_rush_hour(
         home.structure_mut().extend(fields.clone());
         Ok(())
     };
-    change_structure(store, rules, structure_id, change::Edit::Direct(&edit)).await
+    change_structure(store, rules, change::Edit::Direct { structure_id, edit: &edit }).await
 }
 
 /// Sets a structure's Home/Away as the service would (judged by the rules, then home logic:
@@ -389,7 +388,7 @@ pub async fn set_away(
             fields: fields.into(),
         }],
     };
-    change_structure(store, rules, structure_id, change::Edit::Plan(&plan)).await
+    change_structure(store, rules, change::Edit::Plan(&plan)).await
 }
 
 /// Fresh random ids for a demo-shaped home (the demo, and the bench's seeded homes).

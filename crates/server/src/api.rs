@@ -219,9 +219,7 @@ async fn write(
         idempotency,
         precondition: if has_if_match { Some(&precondition) } else { None },
     };
-    let outcome =
-        change::make(app.ground(), &plan.structure_id, Edit::Plan(&plan), &actor, &actor_name, options)
-            .await?;
+    let outcome = change::make(app.ground(), Edit::Plan(&plan), &actor, &actor_name, options).await?;
     let mut resp = echo(raw, &etag(&[&outcome.snapshot]));
     if outcome.replayed {
         resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
@@ -371,16 +369,9 @@ pub async fn presence(
             Some(p) => format!("presence:product:{p}"),
             None => format!("presence:token:{}", hex8(&grant.hash)),
         };
-        change::make(
-            app.ground(),
-            structure_id,
-            Edit::Plan(&plan),
-            &Actor::Service,
-            &name,
-            Default::default(),
-        )
-        .await?
-        .snapshot
+        change::make(app.ground(), Edit::Plan(&plan), &Actor::Service, &name, Default::default())
+            .await?
+            .snapshot
     } else {
         app.hub.slot(structure_id).ok_or_else(|| ApiError::not_found(&location))?.current()
     };

@@ -26,9 +26,22 @@ pub type DirectEdit<'a> = &'a (dyn Fn(&mut Home) -> Result<(), ApiError> + Sync)
 
 /// What is changed.
 pub enum Edit<'a> {
-    /// A request's element writes, judged by the rules as its actor.
+    /// A request's element writes (of the plan's structure), judged by the rules as its actor.
     Plan(&'a WritePlan),
-    Direct(DirectEdit<'a>),
+    Direct {
+        structure_id: &'a str,
+        edit: DirectEdit<'a>,
+    },
+}
+
+impl Edit<'_> {
+    /// The structure it changes.
+    pub fn structure_id(&self) -> &str {
+        match self {
+            Edit::Plan(plan) => &plan.structure_id,
+            Edit::Direct { structure_id, .. } => structure_id,
+        }
+    }
 }
 
 /// Where changes are made: the store, the hub caching it, and the operator's rule settings.
@@ -63,16 +76,16 @@ pub struct Outcome {
 /// Attempts at a change before giving up with 503 (each lost one compare-and-set).
 const ATTEMPTS: usize = 5;
 
-/// Judges and commits `edit` of `structure_id` as `actor` (recorded in the change log as
-/// `actor_name`). Errors are in the API's shape.
+/// Judges and commits `edit` as `actor` (recorded in the change log as `actor_name`). Errors
+/// are in the API's shape.
 pub async fn make(
     ground: Ground<'_>,
-    structure_id: &str,
     edit: Edit<'_>,
     actor: &Actor,
     actor_name: &str,
     options: Options<'_>,
 ) -> Result<Outcome, Error> {
+    let structure_id = edit.structure_id();
     let slot = slot(ground, structure_id).await?;
     let replay = |slot: &Slot| Outcome { snapshot: slot.current(), stale: Vec::new(), replayed: true };
     if let Some(key) = &options.idempotency
@@ -97,7 +110,7 @@ pub async fn make(
                 apply_write(&current.home, &reported, &ctx)?
             }
             Edit::Plan(plan) => apply_write(&current.home, plan, &ctx)?,
-            Edit::Direct(edit) => {
+            Edit::Direct { edit, .. } => {
                 let mut next = current.home.clone();
                 edit(&mut next)?;
                 roost_model::logic::settle_all(&current.home, &mut next, &ctx);

@@ -52,7 +52,6 @@ async fn connectivity(app: &App) {
         let plan = device_plan(&sid, kind, &id, fields);
         if let Err(e) = change::make(
             app.ground(),
-            &sid,
             Edit::Plan(&plan),
             &Actor::Service,
             "service:connectivity",
@@ -77,7 +76,6 @@ async fn timed(app: &App) {
         let plan = WritePlan { structure_id: sid.clone(), writes };
         if let Err(e) = change::make(
             app.ground(),
-            &sid,
             Edit::Plan(&plan),
             &Actor::Service,
             "service:assist",

@@ -76,6 +76,7 @@ impl IntoResponse for Error {
                 }
             }
             ErrorKind::MethodNotAllowed => {
+                // Only the data API answers 405; these are its methods.
                 h.insert(header::ALLOW, HeaderValue::from_static("GET, PUT, PATCH"));
             }
             _ => {}

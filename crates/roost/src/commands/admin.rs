@@ -175,7 +175,7 @@ pub async fn run(args: AdminArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         AdminCommand::Token { command: TokenCommand::Revoke { token } } => {
             let was = admin::revoke_token(s, &token).await?;
             if !was {
-                store.close();
+                // The store closes when dropped, on this path as on every error.
                 anyhow::bail!("no active token matched (unknown, or revoked already)");
             }
             out(
