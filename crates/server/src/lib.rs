@@ -48,7 +48,6 @@ pub struct AppInner {
     pub grants: auth::Grants,
     pub streams: stream::Streams,
     pub connectivity: connectivity::Connectivity,
-    pub logins: oauth::LoginLimiter,
     pub limiter: ratelimit::Limiter,
     /// The data listener's base URL (the OAuth issuer).
     pub public_url: String,
@@ -157,7 +156,6 @@ impl Server {
             grants: auth::Grants::default(),
             streams: stream::Streams::default(),
             connectivity: connectivity::Connectivity::default(),
-            logins: oauth::LoginLimiter::default(),
             limiter: ratelimit::Limiter::default(),
             public_url: url.clone(),
             config,

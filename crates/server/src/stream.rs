@@ -676,7 +676,6 @@ mod tests {
             grants: crate::auth::Grants::default(),
             streams: Streams::default(),
             connectivity: crate::connectivity::Connectivity::default(),
-            logins: crate::oauth::LoginLimiter::default(),
             limiter: crate::ratelimit::Limiter::default(),
             public_url: String::new(),
             config: Config::new(dir.to_path_buf()),

@@ -224,7 +224,7 @@ async fn authorization_errors_are_shown_on_our_page_never_redirected() {
     let r = get(format!("client_id={id}")).await;
     assert!(r.text().await.unwrap().contains("Missing client ID or state parameters."));
     let r = get("client_id=nope&state=s".into()).await;
-    assert!(r.text().await.unwrap().contains("Oops! We&#39;ve encountered an error. Please try again."));
+    assert!(r.text().await.unwrap().contains("Oops! We've encountered an error. Please try again."));
     let r = get(format!("client_id={id}&state=s&redirect_uri={}", enc("https://evil.example/cb"))).await;
     assert_eq!(r.status(), 400);
     assert!(r.headers().get("location").is_none());
