@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
+use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use roost_server::admin::DeviceCredential;
 use serde::Serialize;
@@ -499,40 +500,11 @@ async fn follow(
         };
         let session = async {
             let resp = req.send().await.ok().filter(|r| r.status().is_success())?;
-            let mut body = resp.bytes_stream();
-            let mut buf = String::new();
-            while let Some(Ok(chunk)) = body.next().await {
-                buf.push_str(&String::from_utf8_lossy(&chunk));
-                while let Some(end) = buf.find("\n\n") {
-                    let event: String = buf.drain(..end + 2).collect();
-                    let (mut name, mut data, mut id) = ("", String::new(), None);
-                    for line in event.lines() {
-                        if let Some(v) = line.strip_prefix("event: ") {
-                            name = if v == "put" {
-                                "put"
-                            } else if v == "patch" {
-                                "patch"
-                            } else {
-                                "other"
-                            };
-                        } else if let Some(v) = line.strip_prefix("data: ") {
-                            data.push_str(v);
-                        } else if let Some(v) = line.strip_prefix("id: ") {
-                            id = Some(v.to_string());
-                        }
-                    }
-                    if let Some(i) = id {
-                        last_id = Some(i);
-                    }
-                    if name == "put"
-                        && let Ok(v) = serde_json::from_str::<Value>(&data)
-                        && let (Some(fields), Ok(mut i)) =
-                            (v.get("data").and_then(Value::as_object), intended.lock())
-                    {
-                        i.version = fields.get("intended_version").and_then(Value::as_u64).unwrap_or(0);
-                        i.fields = fields.clone();
-                    }
-                }
+            // A real SSE parser: text is decoded across chunk boundaries (a character split
+            // between two reads stays whole), events end at a blank line.
+            let mut events = resp.bytes_stream().eventsource();
+            while let Some(Ok(event)) = events.next().await {
+                apply_event(&event, &mut last_id, &intended);
             }
             Some(())
         };
@@ -542,6 +514,21 @@ async fn follow(
             _ = session => {}
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// What one stream event tells a device: its id (to resume from), and on a `put` the intended
+/// state of its element.
+fn apply_event(event: &eventsource_stream::Event, last_id: &mut Option<String>, intended: &Mutex<Intended>) {
+    if !event.id.is_empty() {
+        *last_id = Some(event.id.clone());
+    }
+    if event.event == "put"
+        && let Ok(v) = serde_json::from_str::<Value>(&event.data)
+        && let (Some(fields), Ok(mut i)) = (v.get("data").and_then(Value::as_object), intended.lock())
+    {
+        i.version = fields.get("intended_version").and_then(Value::as_u64).unwrap_or(0);
+        i.fields = fields.clone();
     }
 }
 
@@ -604,5 +591,34 @@ impl Model {
         out.push(("hvac_state".into(), Value::from(self.hvac_state.clone())));
         out.push(("time_to_target".into(), Value::from(self.time_to_target.clone())));
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A character split between two reads of the stream reaches the device whole (decoding
+    /// each read on its own turned it into U+FFFD).
+    #[tokio::test]
+    async fn a_character_split_across_reads_survives() {
+        let text = "event: put\nid: s1:7\ndata: {\"path\":\"/\",\"data\":{\"label\":\"Salle à manger\",\"intended_version\":3}}\n\n";
+        let split = text.find('à').map(|i| i + 1).unwrap_or(0);
+        let (first, second) = text.as_bytes().split_at(split);
+        assert!(std::str::from_utf8(first).is_err(), "the split is inside the character");
+        let reads = futures_util::stream::iter([
+            Ok::<_, std::convert::Infallible>(bytes::Bytes::copy_from_slice(first)),
+            Ok(bytes::Bytes::copy_from_slice(second)),
+        ]);
+        let intended = Mutex::new(Intended::default());
+        let mut last_id = None;
+        let mut events = reads.eventsource();
+        while let Some(Ok(event)) = events.next().await {
+            apply_event(&event, &mut last_id, &intended);
+        }
+        let i = intended.lock().unwrap();
+        assert_eq!(i.fields.get("label"), Some(&json!("Salle à manger")));
+        assert_eq!(i.version, 3);
+        assert_eq!(last_id.as_deref(), Some("s1:7"));
     }
 }

@@ -2,14 +2,20 @@
 
 use std::time::Duration;
 
+use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use crate::helpers::{Options, TestApp};
 
+type EventStream = futures_util::stream::BoxStream<
+    'static,
+    Result<eventsource_stream::Event, eventsource_stream::EventStreamError<reqwest::Error>>,
+>;
+
+/// A stream's events, parsed by a real SSE parser (text decoded across reads).
 pub struct Events {
-    stream: futures_util::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
-    buf: String,
+    stream: EventStream,
 }
 
 #[derive(Debug)]
@@ -26,7 +32,7 @@ impl Events {
 
     pub fn from_response(r: reqwest::Response) -> Events {
         assert_eq!(r.status(), 200);
-        Events { stream: r.bytes_stream().boxed(), buf: String::new() }
+        Events { stream: r.bytes_stream().eventsource().boxed() }
     }
 
     pub async fn open_with(app: &TestApp, path: &str, last_event_id: Option<&str>) -> Events {
@@ -37,7 +43,7 @@ impl Events {
         let r = req.send().await.unwrap();
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()["content-type"], "text/event-stream");
-        Events { stream: r.bytes_stream().boxed(), buf: String::new() }
+        Events { stream: r.bytes_stream().eventsource().boxed() }
     }
 
     /// The next `put` or `patch`: `(name, id, data)`.
@@ -57,25 +63,8 @@ impl Events {
     }
 
     pub async fn next(&mut self) -> Option<Event> {
-        loop {
-            if let Some(i) = self.buf.find("\n\n") {
-                let raw: String = self.buf.drain(..i + 2).collect();
-                let mut e = Event { name: "message".into(), id: None, data: String::new() };
-                for line in raw.lines() {
-                    if let Some(v) = line.strip_prefix("event: ") {
-                        e.name = v.into();
-                    } else if let Some(v) = line.strip_prefix("id: ") {
-                        e.id = Some(v.into());
-                    } else if let Some(v) = line.strip_prefix("data: ") {
-                        e.data.push_str(v);
-                    }
-                }
-                return Some(e);
-            }
-            let chunk =
-                tokio::time::timeout(Duration::from_secs(10), self.stream.next()).await.ok()??.ok()?;
-            self.buf.push_str(&String::from_utf8_lossy(&chunk));
-        }
+        let e = tokio::time::timeout(Duration::from_secs(10), self.stream.next()).await.ok()??.ok()?;
+        Some(Event { name: e.event, id: (!e.id.is_empty()).then_some(e.id), data: e.data })
     }
 
     pub async fn next_put(&mut self) -> Value {
@@ -213,7 +202,7 @@ async fn resume_with_last_event_id_gets_exactly_what_was_missed() {
         .send()
         .await
         .unwrap();
-    let mut events = Events { stream: r.bytes_stream().boxed(), buf: String::new() };
+    let mut events = Events::from_response(r);
     assert!(
         events.next_within(800).await.is_none_or(|e| e.name == "keep-alive"),
         "nothing missed, nothing sent"
@@ -287,7 +276,7 @@ async fn delta_mode_reproduces_the_same_document_as_put_mode() {
     let app = TestApp::spawn().await;
     let mut puts = Events::open(&app, "/").await;
     let r = app.get("/?deltas=true").header("accept", "text/event-stream").send().await.unwrap();
-    let mut deltas = Events { stream: r.bytes_stream().boxed(), buf: String::new() };
+    let mut deltas = Events::from_response(r);
     let (_, _, mut doc) = deltas.next_data().await;
     puts.next_data().await;
     let t = app.thermostat_path();
