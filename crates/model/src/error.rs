@@ -108,6 +108,22 @@ impl ApiError {
         .with("fields", list)
     }
 
+    /// Fields the schema has no row for (a misspelling, most often): not a permission
+    /// problem, so an error of its own, with the closest known field when one is close.
+    pub fn unknown_fields(element: &str, fields: &[String], closest: Option<&str>) -> ApiError {
+        let list = fields.join(",");
+        let mut e = ApiError::new(
+            ErrorKind::Invalid,
+            "unknown-field",
+            format!("Unknown field(s) of {element}: {list}"),
+        );
+        if let Some(c) = closest {
+            e.message = format!("{} (did you mean {c}?)", e.error);
+            e = e.with("did_you_mean", c);
+        }
+        e.with("fields", list)
+    }
+
     pub fn unauthorized() -> ApiError {
         ApiError::new(ErrorKind::Unauthorized, "auth-error", "unauthorized")
     }

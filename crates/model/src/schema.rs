@@ -242,7 +242,7 @@ const URL: FieldType = Ty::Text { max: 2048 };
 
 /// The table. Order is the documentation order (and the order of `roost schema`).
 pub static FIELDS: &[FieldSpec] = &[
-    // ---- Thermostat (docs/compatibility.md §1, §1) ----
+    // ---- Thermostat (docs/compatibility.md §1) ----
     f(T, "device_id", ID, U::None, THERMOSTAT, ro(), "Same as the object key."),
     f(T, "locale", Ty::Text { max: 16 }, U::None, THERMOSTAT, dev(), "Language and region, e.g. en-US."),
     f(T, "software_version", Ty::Text { max: 32 }, U::None, THERMOSTAT, dev(), "Firmware version."),
@@ -719,6 +719,37 @@ static PARENTS: LazyLock<std::collections::HashSet<(Entity, &'static str)>> =
 
 /// True when an object field has member rows of its own (`last_event`), so filtering goes
 /// inside it.
+/// The known top-level field of `entity` that `name` most likely meant, for an error about a
+/// misspelled field: at most two edits away, or an abbreviation of it (`target_temp_f`).
+pub fn closest_field(entity: Entity, name: &str) -> Option<&'static str> {
+    top_fields(entity)
+        .filter(|f| edit_distance(f.path, name) <= 2 || abbreviates(name, f.path))
+        .min_by_key(|f| edit_distance(f.path, name))
+        .map(|f| f.path)
+}
+
+/// Whether `short` is `long` with letters left out, starting alike.
+fn abbreviates(short: &str, long: &str) -> bool {
+    let mut rest = long.chars();
+    short.chars().next() == long.chars().next() && short.chars().all(|c| rest.any(|l| l == c))
+}
+
+/// Levenshtein distance (fields are short ASCII names).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
 pub fn has_members(entity: Entity, path: &str) -> bool {
     PARENTS.contains(&(entity, path))
 }

@@ -256,6 +256,7 @@ pub fn drop_stale_reports(plan: &mut WritePlan, home: &Home, ctx: &WriteContext<
 
 /// Step 1–2 of the rules: every field must be writable by the actor; the error names them all.
 fn check_permissions(plan: &WritePlan, actor: &Actor) -> Result<(), ApiError> {
+    check_known(plan)?;
     let mut refused: Vec<String> = Vec::new();
     for w in &plan.writes {
         match &w.target {
@@ -294,6 +295,25 @@ fn check_permissions(plan: &WritePlan, actor: &Actor) -> Result<(), ApiError> {
 }
 
 /// May `actor` write `field` of an element of kind `entity` (device `device_id`)?
+/// Every field written to a device or the structure has a row in the schema; otherwise the
+/// error names the unknown ones (product data is free-form).
+fn check_known(plan: &WritePlan) -> Result<(), ApiError> {
+    for w in &plan.writes {
+        let entity = match &w.target {
+            Target::Device(kind, _) => *kind,
+            Target::Structure => Entity::Structure,
+            Target::ProductData { .. } => continue,
+        };
+        let unknown: Vec<String> =
+            w.fields.keys().filter(|k| schema::field(entity, k).is_none()).map(|k| k.to_string()).collect();
+        if let Some(first) = unknown.first() {
+            let element = entity.collection().unwrap_or("structures");
+            return Err(ApiError::unknown_fields(element, &unknown, schema::closest_field(entity, first)));
+        }
+    }
+    Ok(())
+}
+
 pub fn may_write(entity: Entity, field: &str, actor: &Actor, device_id: Option<&str>) -> bool {
     let Some(spec) = schema::field(entity, field) else {
         return false;

@@ -26,19 +26,39 @@ fn product_without_thermostat_write_is_refused_with_the_field_list() {
 }
 
 #[test]
-fn read_only_and_unknown_fields_are_refused_together() {
+fn read_only_fields_are_refused_together() {
     let r = write(
         &demo(),
         &all(),
         T_HP,
-        json!({"ambient_temperature_f": 80, "device_id": "x", "eco_temperature_low_f": 60, "warp_drive": true, "target_temperature_f": 70}),
+        json!({"ambient_temperature_f": 80, "device_id": "x", "eco_temperature_low_f": 60, "target_temperature_f": 70}),
     );
     let e = err(r);
     assert_eq!(
         e["error"],
-        "No write permission(s) for field(s): ambient_temperature_f,device_id,eco_temperature_low_f,warp_drive"
+        "No write permission(s) for field(s): ambient_temperature_f,device_id,eco_temperature_low_f"
     );
-    assert_eq!(e["details"]["fields"], "ambient_temperature_f,device_id,eco_temperature_low_f,warp_drive");
+    assert_eq!(e["details"]["fields"], "ambient_temperature_f,device_id,eco_temperature_low_f");
+}
+
+/// A field the schema does not know is not a permission problem: it gets its own error, with
+/// the closest known field when it is a likely misspelling, before any permission check.
+#[test]
+fn unknown_fields_get_their_own_error() {
+    let r = write(&demo(), &all(), T_HP, json!({"ambient_temperature_f": 80, "warp_drive": true}));
+    let e = err(r);
+    assert_eq!(e["error"], "Unknown field(s) of thermostats: warp_drive");
+    assert_eq!(e["type"], ty("unknown-field"));
+    assert_eq!(e["details"]["fields"], "warp_drive");
+    assert!(e["details"].get("did_you_mean").is_none());
+    let e = err(write(&demo(), &all(), T_HP, json!({"target_temp_f": 70})));
+    assert_eq!(e["error"], "Unknown field(s) of thermostats: target_temp_f");
+    assert_eq!(
+        e["message"],
+        "Unknown field(s) of thermostats: target_temp_f (did you mean target_temperature_f?)"
+    );
+    assert_eq!(e["details"]["did_you_mean"], "target_temperature_f");
+    assert_eq!(e["kind"], "invalid");
 }
 
 #[test]

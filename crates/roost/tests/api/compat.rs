@@ -173,6 +173,7 @@ fn docs_name_every_endpoint_and_error() {
         "no-fan",
         "fan-duration",
         "multiple-structures",
+        "unknown-field",
         "not-found",
         "method-not-allowed",
         "precondition-failed",
