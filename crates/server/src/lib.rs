@@ -98,6 +98,44 @@ pub struct Server {
     tls: Option<tls::TlsFiles>,
     url: String,
     pub demo: Option<admin::DemoInfo>,
+    /// Held while the server runs: one `roost serve` per data dir.
+    _lock: std::fs::File,
+}
+
+/// Takes the data dir's server lock, or says who holds it. Two servers on one embedded store
+/// would each keep a hub of their own and learn of the other's commits only by polling, and
+/// `--demo` would re-pair the demo devices under the other's simulator; several nodes are
+/// for a shared database server, not a shared data dir.
+fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    std::fs::create_dir_all(dir).with_context(|| format!("creating data dir {}", dir.display()))?;
+    let path = dir.join("serve.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {
+            file.set_len(0)?;
+            file.rewind()?;
+            writeln!(file, "{}", std::process::id())?;
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            bail!(
+                "data dir {} is in use by another `roost serve` (pid {}); run one server per data dir \
+                 (`roost admin` works beside it)",
+                dir.display(),
+                holder.trim()
+            )
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("locking {}", path.display())),
+    }
 }
 
 impl Server {
@@ -105,6 +143,7 @@ impl Server {
         if config.insecure_http && !config.listen.ip().is_loopback() {
             bail!("--insecure-http is allowed only on a loopback address (listen = {})", config.listen);
         }
+        let lock = lock_data_dir(&config.data_dir)?;
         let store = open_store(&config.data_dir, config.changelog_keep)?;
         let tls = if config.insecure_http {
             None
@@ -169,7 +208,7 @@ impl Server {
                 app.connectivity.seen(device, structure);
             }
         }
-        Ok(Server { app, store, data, front, tls, url, demo })
+        Ok(Server { app, store, data, front, tls, url, demo, _lock: lock })
     }
 
     /// The data listener's base URL.
@@ -211,7 +250,7 @@ impl Server {
 
     /// Serves until shutdown; then drains.
     pub async fn run(self) -> anyhow::Result<()> {
-        let Server { app, store, data, front, tls, url, .. } = self;
+        let Server { app, store, data, front, tls, url, _lock, .. } = self;
         let gate = listen::Gate::new(app.config.max_connections);
         let poller = tokio::spawn(poll_other_writers(app.clone()));
         let clock = tokio::spawn(clock::run(app.clone()));

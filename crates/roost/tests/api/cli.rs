@@ -201,3 +201,23 @@ async fn admin_refuses_a_missing_data_dir_and_reports_a_failed_revocation() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no active token matched"));
 }
+
+/// A second `roost serve` on a data dir that a server is using refuses to start, naming the
+/// one that holds it; `roost admin` still works beside the first.
+#[tokio::test]
+async fn a_second_server_on_the_same_data_dir_is_refused() {
+    let app = TestApp::spawn().await;
+    let out = roost()
+        .args(["serve", "--insecure-http", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&app.dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is in use by another `roost serve` (pid "), "{stderr}");
+    assert!(stderr.contains(&app.child.id().to_string()), "names the holder: {stderr}");
+    let users = app.admin(&["user", "list"]);
+    assert!(users.as_array().is_some_and(|u| !u.is_empty()));
+    let (status, _) = app.get_json("/").await;
+    assert_eq!(status, 200, "the first server is untouched");
+}
