@@ -272,23 +272,28 @@ pub enum ProductCommand {
         #[arg(long)]
         permissions: String,
     },
+    /// Lists every product with its client id, permissions and redirect URIs.
     List,
 }
 
 #[derive(Subcommand)]
 pub enum UserCommand {
+    /// Creates a user (prints its id).
     Create {
+        /// The login name (1 to 254 characters).
         #[arg(long)]
         login: String,
         /// Password (omit for a user who cannot log in). Prefer ROOST_PASSWORD.
         #[arg(long, env = "ROOST_PASSWORD", hide_env_values = true)]
         password: Option<String>,
     },
+    /// Lists every user's id and login.
     List,
 }
 
 #[derive(Subcommand)]
 pub enum StructureCommand {
+    /// Creates a home owned by a user (prints its id).
     Create {
         /// Owner: user id or login.
         #[arg(long)]
@@ -296,6 +301,7 @@ pub enum StructureCommand {
         #[arg(long, default_value = "Home")]
         name: String,
     },
+    /// Lists every home with its owner, revision and name.
     List,
     /// Home/Away of a structure, set as the service (rules and home logic apply as to any write).
     Away {
@@ -315,6 +321,7 @@ pub enum StructureCommand {
         /// Peak period end (ISO 8601 UTC).
         #[arg(long)]
         end: Option<String>,
+        /// Enrolled in Rush Hour Rewards (true or false).
         #[arg(long)]
         enrolled: Option<bool>,
     },
@@ -322,18 +329,24 @@ pub enum StructureCommand {
 
 #[derive(Subcommand)]
 pub enum DeviceCommand {
+    /// Adds a device with typical settings to a home (prints its id).
     Add {
+        /// The home (structure id).
         #[arg(long)]
         structure: String,
         /// thermostat, protect or camera.
         #[arg(long)]
         kind: String,
+        /// The room, created when new.
         #[arg(long = "where", default_value = "Living Room")]
         where_name: String,
+        /// A label of its own (shown in its name).
         #[arg(long, default_value = "")]
         label: String,
     },
+    /// Lists a home's devices with their kind.
     List {
+        /// The home (structure id).
         #[arg(long)]
         structure: String,
     },
@@ -354,6 +367,7 @@ pub enum DeviceCommand {
 
 #[derive(Subcommand)]
 pub enum TokenCommand {
+    /// Issues an access token to a user (printed once; only its hash is stored).
     Issue {
         /// User id or login.
         #[arg(long)]
@@ -364,6 +378,7 @@ pub enum TokenCommand {
         /// Structures the token covers (default: all of the user's).
         #[arg(long = "structure")]
         structures: Vec<String>,
+        /// What the token is for, shown by `token list`.
         #[arg(long, default_value = "admin")]
         label: String,
         /// Issue the token to a product (client id): it gets the product's permissions and
@@ -371,11 +386,40 @@ pub enum TokenCommand {
         #[arg(long)]
         product: Option<String>,
     },
+    /// Revokes a token: give the token itself, or its id from `token list` with --user.
     Revoke {
+        /// The token (`c.…`), or with --user its id (the first hex digits `token list` shows).
         token: String,
+        /// The token's owner (user id or login), when revoking by id.
+        #[arg(long)]
+        user: Option<String>,
     },
+    /// Lists a user's tokens: id, when issued, label, permissions, homes, revoked or not.
     List {
+        /// User id or login.
         #[arg(long)]
         user: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every subcommand says what it does in `--help`.
+    #[test]
+    fn every_subcommand_has_help() {
+        fn walk(c: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for sub in c.get_subcommands() {
+                let name = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() {
+                    missing.push(name.clone());
+                }
+                walk(sub, &name, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "roost", &mut missing);
+        assert!(missing.is_empty(), "without help: {missing:?}");
+    }
 }

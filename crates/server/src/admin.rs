@@ -276,6 +276,28 @@ pub async fn revoke_token(store: &dyn Store, token: &str) -> anyhow::Result<bool
     Ok(store.revoke_token(&hash_token(token)).await?)
 }
 
+/// A token's id for operators: the first 16 hex digits of its hash (the token itself is
+/// never stored, so it cannot be shown).
+pub fn token_id(token: &TokenRecord) -> String {
+    ids::hex(&token.hash[..8])
+}
+
+/// Revokes one of a user's tokens by its id (or a prefix of it, at least 8 digits, naming
+/// exactly one token); true if it was active.
+pub async fn revoke_token_by_id(store: &dyn Store, user: &str, id: &str) -> anyhow::Result<bool> {
+    if id.len() < 8 {
+        bail!("a token id has at least 8 hex digits (`token list` shows them)");
+    }
+    let user = find_user(store, user).await?;
+    let tokens = store.tokens_of(&user.id).await?;
+    let matching: Vec<&TokenRecord> = tokens.iter().filter(|t| token_id(t).starts_with(id)).collect();
+    match matching.as_slice() {
+        [one] => Ok(store.revoke_token(&one.hash).await?),
+        [] => Ok(false),
+        _ => bail!("token id {id} names {} tokens of {}; give more digits", matching.len(), user.login),
+    }
+}
+
 /// A paired device's credential: what a device (or `roost sim`) needs to connect.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct DeviceCredential {

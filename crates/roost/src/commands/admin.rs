@@ -172,8 +172,11 @@ pub async fn run(args: AdminArgs, matches: &ArgMatches) -> anyhow::Result<()> {
                 v.into(),
             );
         }
-        AdminCommand::Token { command: TokenCommand::Revoke { token } } => {
-            let was = admin::revoke_token(s, &token).await?;
+        AdminCommand::Token { command: TokenCommand::Revoke { token, user } } => {
+            let was = match &user {
+                Some(user) => admin::revoke_token_by_id(s, user, &token).await?,
+                None => admin::revoke_token(s, &token).await?,
+            };
             if !was {
                 // The store closes when dropped, on this path as on every error.
                 anyhow::bail!("no active token matched (unknown, or revoked already)");
@@ -193,14 +196,17 @@ pub async fn run(args: AdminArgs, matches: &ArgMatches) -> anyhow::Result<()> {
                 .iter()
                 .map(|t| {
                     serde_json::json!({
-                        "label": t.label, "created_at": t.created_at, "revoked": t.revoked,
+                        "id": admin::token_id(t), "label": t.label, "created_at": t.created_at, "revoked": t.revoked,
                         "permissions": PermissionSet::from_bits(t.permissions).to_list(), "structures": t.structures,
                     })
                 })
                 .collect();
             out(
                 v.iter()
-                    .map(|x| format!("{}  {}  revoked={}", x["created_at"], x["label"], x["revoked"]))
+                    .map(|x| {
+                        let id = x["id"].as_str().unwrap_or_default();
+                        format!("{id}  {}  {}  revoked={}", x["created_at"], x["label"], x["revoked"])
+                    })
                     .collect::<Vec<_>>()
                     .join("\n"),
                 v.into(),

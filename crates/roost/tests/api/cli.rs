@@ -221,3 +221,53 @@ async fn a_second_server_on_the_same_data_dir_is_refused() {
     let (status, _) = app.get_json("/").await;
     assert_eq!(status, 200, "the first server is untouched");
 }
+
+/// `token list` shows an id per token, and `token revoke ID --user` revokes that one token.
+#[tokio::test]
+async fn a_token_is_revoked_by_the_id_token_list_shows() {
+    let app = TestApp::spawn().await;
+    let owner = app.demo["user_id"].as_str().unwrap().to_string();
+    let keep = app.admin(&["token", "issue", "--user", &owner, "--label", "keep"])["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let drop = app.admin(&["token", "issue", "--user", &owner, "--label", "drop"])["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let list = app.admin(&["token", "list", "--user", &owner]);
+    let id_of = |label: &str| {
+        list.as_array().unwrap().iter().find(|t| t["label"] == label).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let id = id_of("drop");
+    assert_eq!(id.len(), 16);
+    assert_ne!(id, id_of("keep"));
+    assert_eq!(app.admin(&["token", "revoke", &id[..10], "--user", &owner]), json!({"revoked": true}));
+    let list = app.admin(&["token", "list", "--user", &owner]);
+    let revoked = |label: &str| {
+        list.as_array().unwrap().iter().find(|t| t["label"] == label).unwrap()["revoked"].clone()
+    };
+    assert_eq!((revoked("drop"), revoked("keep")), (json!(true), json!(false)));
+    let mut status = 0;
+    for _ in 0..20 {
+        status = app
+            .client
+            .get(format!("{}/", app.url))
+            .bearer_auth(&drop)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        if status == 401 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 401);
+    let r = app.client.get(format!("{}/", app.url)).bearer_auth(&keep).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
