@@ -291,11 +291,13 @@ pub async fn data_unrouted(app: App, req: axum::http::Request<hyper::body::Incom
 /// (method, status) instead of looked up by labels on every request.
 fn request_metrics(method: &Method, status: u16, elapsed: Duration) {
     use std::collections::HashMap;
-    use std::sync::{LazyLock, RwLock};
+    use std::sync::LazyLock;
+
+    use parking_lot::RwLock;
     type Handles = (metrics::Counter, metrics::Histogram);
     static HANDLES: LazyLock<RwLock<HashMap<(Method, u16), Handles>>> = LazyLock::new(Default::default);
     let key = (method.clone(), status);
-    let cached = HANDLES.read().ok().and_then(|h| h.get(&key).cloned());
+    let cached = HANDLES.read().get(&key).cloned();
     let (counter, histogram) = match cached {
         Some(h) => h,
         None => {
@@ -304,9 +306,8 @@ fn request_metrics(method: &Method, status: u16, elapsed: Duration) {
                 metrics::histogram!("roost_http_request_seconds", "method" => method.to_string()),
             );
             // Bounded: methods the router accepts times the statuses it answers.
-            if let Ok(mut map) = HANDLES.write()
-                && map.len() < 1024
-            {
+            let mut map = HANDLES.write();
+            if map.len() < 1024 {
                 map.insert(key, h.clone());
             }
             h

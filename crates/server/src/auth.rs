@@ -2,7 +2,9 @@
 //! revocations (local ones at once, other processes' through the store's feed) clear.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 use roost_model::PermissionSet;
 use roost_model::view::Viewer;
@@ -53,14 +55,15 @@ impl Grants {
             return Ok(None);
         }
         let hash = hash_token(token);
-        if let Some(g) = self.cache.read().ok().and_then(|c| c.get(&hash).cloned()) {
+        if let Some(g) = self.cache.read().get(&hash).cloned() {
             return Ok(Some(g));
         }
         let Some(record) = store.token(&hash).await? else {
             return Ok(None);
         };
         let grant = Arc::new(grant_of(record));
-        if let Ok(mut c) = self.cache.write() {
+        {
+            let mut c = self.cache.write();
             if c.len() >= CACHE_MAX {
                 c.clear();
             }
@@ -71,7 +74,8 @@ impl Grants {
 
     /// Forgets a revoked token (its streams are ended by `stream::Streams::revoke`).
     pub fn revoked(&self, hash: &[u8; 32]) {
-        if let Ok(mut c) = self.cache.write() {
+        {
+            let mut c = self.cache.write();
             c.remove(hash);
         }
     }

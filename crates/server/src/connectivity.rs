@@ -7,8 +7,8 @@
 //! What a node knows is its own traffic: a device is tracked by the node it talks to (after a
 //! restart, paired devices start as "seen now" and go offline unless they come back).
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 #[derive(Debug)]
@@ -40,7 +40,7 @@ pub enum Transition {
 
 impl Connectivity {
     fn with(&self, device_id: &str, structure_id: &str, f: impl FnOnce(&mut Presence)) {
-        let Ok(mut devices) = self.devices.lock() else { return };
+        let mut devices = self.devices.lock();
         if !devices.contains_key(device_id) {
             if devices.len() >= MAX_TRACKED {
                 metrics::counter!("roost_connectivity_untracked_total").increment(1);
@@ -90,7 +90,7 @@ impl Connectivity {
         refresh_every: Duration,
         documented: impl Fn(&str, &str) -> Option<bool>,
     ) -> Vec<(String, String, Transition)> {
-        let Ok(mut devices) = self.devices.lock() else { return Vec::new() };
+        let mut devices = self.devices.lock();
         let now = Instant::now();
         let mut out = Vec::new();
         devices.retain(|id, p| {
@@ -112,7 +112,7 @@ impl Connectivity {
     }
 
     pub fn tracked(&self) -> usize {
-        self.devices.lock().map(|d| d.len()).unwrap_or(0)
+        self.devices.lock().len()
     }
 }
 

@@ -17,8 +17,10 @@
 //! and its registration.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+
+use parking_lot::{Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
@@ -84,8 +86,7 @@ impl Feed {
     }
 
     fn state(&self) -> MutexGuard<'_, FeedState> {
-        // Nothing panics while holding it; a poisoned lock still holds consistent lists.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock()
     }
 
     /// Receivers open now.

@@ -6,7 +6,9 @@
 //! structures that other processes or nodes committed.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::RwLock;
 
 use roost_model::Home;
 use roost_store::{Store, StoreError};
@@ -28,7 +30,7 @@ pub struct Slot {
     /// The last [`RECENT`] snapshots installed while a feed exists, oldest first: a stream a
     /// few revisions behind sends each state it missed (in one write) instead of only the
     /// newest, so a brief alarm is not lost to a subscriber that was slow for a moment.
-    recent: std::sync::Mutex<VecDeque<Arc<Snapshot>>>,
+    recent: parking_lot::Mutex<VecDeque<Arc<Snapshot>>>,
 }
 
 /// Snapshots a watched structure keeps for streams that fell behind (see [`Slot::since`]).
@@ -36,27 +38,18 @@ pub const RECENT: usize = 16;
 
 impl Slot {
     pub fn current(&self) -> Arc<Snapshot> {
-        match self.current.read() {
-            Ok(g) => g.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.current.read().clone()
     }
 
     /// The current revision number.
     pub fn revision(&self) -> u64 {
-        match self.current.read() {
-            Ok(g) => g.revision,
-            Err(poisoned) => poisoned.into_inner().revision,
-        }
+        self.current.read().revision
     }
 
     /// Installs a newer revision and tells subscribers. Older or equal revisions are ignored,
     /// so a late refresh never rolls a structure back.
     pub fn install(&self, snapshot: Arc<Snapshot>) {
-        let mut g = match self.current.write() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut g = self.current.write();
         if snapshot.revision > g.revision {
             *g = snapshot.clone();
             drop(g);
@@ -66,7 +59,8 @@ impl Slot {
             if let Some(feed) = self.changes.get() {
                 // Kept (while a stream is open) before the feed tells anyone, so a stream it
                 // wakes finds it; once the last stream closed, let go of what was kept.
-                if let Ok(mut recent) = self.recent.lock() {
+                {
+                    let mut recent = self.recent.lock();
                     if feed.receiver_count() == 0 {
                         recent.clear();
                     } else {
@@ -84,7 +78,7 @@ impl Slot {
     /// The snapshots after revision `after` up to `upto`, oldest first; `None` unless every one
     /// of them is kept (a stream then sends only the newest, as it would have anyway).
     pub fn since(&self, after: u64, upto: u64) -> Option<Vec<Arc<Snapshot>>> {
-        let recent = self.recent.lock().ok()?;
+        let recent = self.recent.lock();
         let missed: Vec<Arc<Snapshot>> =
             recent.iter().filter(|s| s.revision > after && s.revision <= upto).cloned().collect();
         let whole = missed.first()?.revision == after.checked_add(1)?
@@ -107,7 +101,7 @@ pub struct Hub {
 
 impl Hub {
     pub fn slot(&self, id: &str) -> Option<Arc<Slot>> {
-        self.slots.read().ok()?.get(id).cloned()
+        self.slots.read().get(id).cloned()
     }
 
     /// The current snapshots of the named structures that the hub holds, in that order.
@@ -117,11 +111,11 @@ impl Hub {
 
     /// Every structure's slot (handles, not copies of ids).
     pub fn slots(&self) -> Vec<Arc<Slot>> {
-        self.slots.read().map(|s| s.values().cloned().collect()).unwrap_or_default()
+        self.slots.read().values().cloned().collect()
     }
 
     pub fn len(&self) -> usize {
-        self.slots.read().map(|s| s.len()).unwrap_or(0)
+        self.slots.read().len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -143,10 +137,10 @@ impl Hub {
             writer: Mutex::new(()),
             current: RwLock::new(snapshot),
             changes: OnceLock::new(),
-            recent: std::sync::Mutex::new(VecDeque::new()),
+            recent: parking_lot::Mutex::new(VecDeque::new()),
         });
-        if let Ok(mut slots) = self.slots.write() {
-            slots.entry(id.to_string()).or_insert(slot);
+        {
+            self.slots.write().entry(id.to_string()).or_insert(slot);
         }
     }
 
@@ -210,7 +204,7 @@ mod tests {
         assert!(slot.since(newest, newest).is_none(), "nothing after the newest");
         drop(watcher);
         slot.install(snapshot(newest + 1));
-        assert!(slot.recent.lock().unwrap().is_empty(), "let go once no stream watches");
+        assert!(slot.recent.lock().is_empty(), "let go once no stream watches");
     }
 
     #[test]

@@ -24,7 +24,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::task::Poll;
 
 use axum::body::{Body, Bytes};
@@ -37,6 +37,7 @@ use serde_json::{Value, json};
 use std::pin::Pin;
 use tokio::time::{Duration, Instant, Sleep};
 
+use parking_lot::Mutex;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::App;
@@ -129,17 +130,16 @@ impl Drop for Registration {
             self.app.connectivity.stream_closed(device, structure);
         }
         let s = &self.app.streams;
-        if let Ok(mut t) = s.tokens.lock()
-            && let Some(e) = t.get_mut(&self.token)
-        {
+        let mut t = s.tokens.lock();
+        if let Some(e) = t.get_mut(&self.token) {
             e.0 -= 1;
             if e.0 == 0 {
                 t.remove(&self.token);
             }
         }
-        if let Ok(mut u) = s.users.lock()
-            && let Some(n) = u.get_mut(&self.user)
-        {
+        drop(t);
+        let mut u = s.users.lock();
+        if let Some(n) = u.get_mut(&self.user) {
             *n -= 1;
             if *n == 0 {
                 u.remove(&self.user);
@@ -152,7 +152,8 @@ impl Drop for Registration {
 impl Streams {
     /// Ends every open stream of a token (it was revoked).
     pub fn revoke(&self, token: &[u8; 32]) {
-        if let Some((_, cancel)) = self.tokens.lock().ok().and_then(|t| t.get(token).cloned()) {
+        let entry = self.tokens.lock().get(token).cloned();
+        if let Some((_, cancel)) = entry {
             self.stops.fetch_add(1, Ordering::SeqCst);
             cancel.cancel();
         }
@@ -165,7 +166,7 @@ impl Streams {
     }
 
     fn group(&self, key: String) -> Arc<Group> {
-        let Ok(mut groups) = self.groups.lock() else { return Arc::new(Group::default()) };
+        let mut groups = self.groups.lock();
         if let Some(g) = groups.get(&key).and_then(Weak::upgrade) {
             return g;
         }
@@ -178,7 +179,7 @@ impl Streams {
     }
 
     pub fn open_count(&self) -> usize {
-        self.tokens.lock().map(|t| t.values().map(|e| e.0).sum()).unwrap_or(0)
+        self.tokens.lock().values().map(|e| e.0).sum()
     }
 }
 
@@ -200,9 +201,7 @@ pub fn open(
 ) -> Result<Response, Error> {
     // Limits first.
     let cancel = {
-        let (Ok(mut tokens), Ok(mut users)) = (app.streams.tokens.lock(), app.streams.users.lock()) else {
-            return Err(ApiError::internal().into());
-        };
+        let (mut tokens, mut users) = (app.streams.tokens.lock(), app.streams.users.lock());
         let per_token = tokens.get(&grant.hash).map(|e| e.0).unwrap_or(0);
         if per_token >= app.config.max_streams_per_token {
             return Err(too_many("token", app.config.max_streams_per_token));
@@ -444,8 +443,7 @@ impl StreamTask {
     /// The newest state, computed once per group and revision.
     fn newest(&self) -> Arc<Computed> {
         // Fast path: the group already computed the revisions the slots are at now.
-        if let Ok(g) = self.group.newest.lock()
-            && let Some(c) = g.as_ref()
+        if let Some(c) = self.group.newest.lock().as_ref()
             && c.revisions.len() == self.slots.len()
             && self.slots.iter().zip(&c.revisions).all(|(s, r)| s.revision() == *r)
         {
@@ -453,7 +451,8 @@ impl StreamTask {
         }
         let snaps: Vec<Arc<Snapshot>> = self.slots.iter().map(|s| s.current()).collect();
         let c = self.compute(&snaps);
-        if let Ok(mut g) = self.group.newest.lock() {
+        {
+            let mut g = self.group.newest.lock();
             // Never replace a newer computation with an older one.
             let older =
                 g.as_ref().is_none_or(|old| old.revisions.iter().zip(&c.revisions).all(|(o, n)| o <= n));
@@ -481,15 +480,12 @@ impl StreamTask {
 
     /// A single structure's state at an earlier snapshot, computed once per group.
     fn computed_at(&self, snap: &Arc<Snapshot>) -> Arc<Computed> {
-        if let Ok(earlier) = self.group.earlier.lock()
-            && let Some(c) = earlier.iter().find(|c| c.revisions == [snap.revision])
-        {
+        if let Some(c) = self.group.earlier.lock().iter().find(|c| c.revisions == [snap.revision]) {
             return c.clone();
         }
         let c = self.compute(std::slice::from_ref(snap));
-        if let Ok(mut earlier) = self.group.earlier.lock()
-            && !earlier.iter().any(|e| e.revisions == c.revisions)
-        {
+        let mut earlier = self.group.earlier.lock();
+        if !earlier.iter().any(|e| e.revisions == c.revisions) {
             if earlier.len() >= RECENT {
                 earlier.pop_front();
             }
@@ -515,8 +511,7 @@ impl StreamTask {
         if now <= held.saturating_add(1) {
             return None;
         }
-        if let Ok(c) = self.group.caught_up.lock()
-            && let Some((h, n, bytes)) = c.as_ref()
+        if let Some((h, n, bytes)) = self.group.caught_up.lock().as_ref()
             && (*h, *n) == (held, now)
         {
             return Some((bytes.clone(), self.sent(newest, Value::Null)));
@@ -538,9 +533,7 @@ impl StreamTask {
             return None;
         }
         let bytes = Bytes::from(out);
-        if let Ok(mut c) = self.group.caught_up.lock() {
-            *c = Some((held, now, bytes.clone()));
-        }
+        *self.group.caught_up.lock() = Some((held, now, bytes.clone()));
         Some((bytes, self.sent(newest, Value::Null)))
     }
 

@@ -31,9 +31,10 @@ mod writer;
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, mpsc};
 use std::time::Instant;
 
+use parking_lot::Mutex;
 use rusqlite::Connection;
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -135,21 +136,17 @@ impl SqliteStore {
     /// Stops taking writes, lets the writer finish every write already queued (their callers
     /// get their acknowledgements), and waits for it.
     pub fn close(&self) {
-        if let Ok(mut w) = self.writer.lock() {
-            w.take();
-        }
-        let handle = self.writer_thread.lock().ok().and_then(|mut h| h.take());
+        self.writer.lock().take();
+        let handle = self.writer_thread.lock().take();
         if let Some(h) = handle {
             let _ = h.join();
         }
-        if let Ok(mut r) = self.reads.lock() {
-            r.take();
-        }
-        let readers = self.reader_threads.lock().map(|mut t| std::mem::take(&mut *t)).unwrap_or_default();
+        self.reads.lock().take();
+        let readers = std::mem::take(&mut *self.reader_threads.lock());
         for h in readers {
             let _ = h.join();
         }
-        let checkpointer = self.checkpointer.lock().ok().and_then(|mut c| c.take());
+        let checkpointer = self.checkpointer.lock().take();
         if let Some((stop, h)) = checkpointer {
             drop(stop);
             let _ = h.join();
@@ -175,7 +172,7 @@ impl SqliteStore {
         let queued = Instant::now();
         let op = Op { queued, guarded, run: Box::new(move |conn| run_op(conn, f, tx)) };
         {
-            let guard = self.writer.lock().map_err(backend)?;
+            let guard = self.writer.lock();
             let sender = guard.as_ref().ok_or(StoreError::Closed)?;
             sender.send(op).map_err(|_| StoreError::Closed)?;
         }
@@ -194,13 +191,12 @@ impl SqliteStore {
         let job: ReadJob = Box::new(move |conn| {
             let _ = tx.send(f(conn).map_err(backend));
         });
-        let queued = match self.reads.lock() {
-            Ok(guard) => guard
-                .as_ref()
-                .ok_or(StoreError::Closed)
-                .and_then(|r| r.send(job).map_err(|_| StoreError::Closed)),
-            Err(e) => Err(backend(e)),
-        };
+        let queued = self
+            .reads
+            .lock()
+            .as_ref()
+            .ok_or(StoreError::Closed)
+            .and_then(|r| r.send(job).map_err(|_| StoreError::Closed));
         async move {
             queued?;
             rx.await.map_err(|_| StoreError::Closed)?

@@ -3,7 +3,9 @@
 //! checkpointer.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, mpsc};
+use std::sync::mpsc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
@@ -95,10 +97,7 @@ pub(super) fn run_op<T: Send + 'static>(
 pub(super) fn reader_loop(conn: &Connection, jobs: &Mutex<mpsc::Receiver<ReadJob>>) {
     loop {
         // The lock is held only while waiting for the next job, never while running one.
-        let job = match jobs.lock() {
-            Ok(rx) => rx.recv(),
-            Err(_) => return,
-        };
+        let job = jobs.lock().recv();
         match job {
             Ok(job) => job(conn),
             Err(_) => return,
