@@ -697,3 +697,41 @@ async fn a_foreign_code_is_refused_and_homes_left_out_stay_invisible() {
         .unwrap();
     assert_eq!(r.status(), 404);
 }
+
+/// The revocation a replayed code triggers fails closed: when the store cannot revoke the
+/// first token, the replay is answered 503 (not a token, not a silent "not found") and nothing
+/// changes; the next replay, with the store well again, revokes it. (The failure is injected
+/// with a trigger on the real database that aborts any revocation.)
+#[tokio::test]
+async fn a_replayed_code_whose_revocation_fails_is_refused_and_revokes_later() {
+    let app = TestApp::spawn().await;
+    let (id, secret) = product(&app, 1);
+    let c = browser(&app);
+    let r = consent(&app, &c, &format!("client_id={id}&state=S"), "allow").await;
+    let html = r.text().await.unwrap();
+    let pin = html.split("id=\"pin\">").nth(1).unwrap().split('<').next().unwrap().to_string();
+    let form = [
+        ("client_id", id.as_str()),
+        ("client_secret", &secret),
+        ("code", &pin),
+        ("grant_type", "authorization_code"),
+    ];
+    let (s, v) = exchange(&app, &form).await;
+    assert_eq!(s, 200, "{v}");
+    let token = v["access_token"].as_str().unwrap().to_string();
+    let db = rusqlite::Connection::open(app.dir.join("roost.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER no_revocations BEFORE UPDATE OF revoked_seq ON tokens BEGIN SELECT RAISE(ABORT, 'injected'); END;",
+    )
+    .unwrap();
+    let (s, v) = exchange(&app, &form).await;
+    assert_eq!((s, v["error"].clone()), (503, json!("temporarily_unavailable")), "{v}");
+    let r = app.client.get(format!("{}/", app.url)).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 200, "nothing changed");
+    db.execute_batch("DROP TRIGGER no_revocations;").unwrap();
+    let (s, v) = exchange(&app, &form).await;
+    assert_eq!((s, v["error"].clone()), (400, json!("invalid_grant")), "{v}");
+    let r = app.client.get(format!("{}/", app.url)).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 401, "the replay revoked the first token");
+}
