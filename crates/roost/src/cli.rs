@@ -1,6 +1,5 @@
 //! The command line: what `roost` and its subcommands take (settings are in [`crate::config`]).
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -27,7 +26,7 @@ pub enum Command {
     /// Measure (see BENCHMARKS.md).
     Bench {
         #[command(subcommand)]
-        command: BenchCommand,
+        command: roost_bench::BenchCommand,
     },
     /// Administer a data dir (works while the server runs; the server picks changes up).
     Admin(Box<AdminArgs>),
@@ -115,107 +114,6 @@ pub struct AdminArgs {
     pub rules: RuleSettings,
     #[command(subcommand)]
     pub command: AdminCommand,
-}
-
-#[derive(Subcommand)]
-pub enum BenchCommand {
-    /// Data API: seeds a fresh data dir, starts a server on it and drives each scenario.
-    Api {
-        /// Scenarios: get-leaf, get-view, put, mixed (9 readers to 1 writer) (default: all).
-        #[arg(long = "scenario")]
-        scenarios: Vec<String>,
-        /// Concurrent clients (one keep-alive connection and one home each).
-        #[arg(long, default_value_t = 64)]
-        clients: usize,
-        /// Measured seconds per scenario (after a 1 s warm-up).
-        #[arg(long, default_value_t = 10)]
-        seconds: u64,
-        /// Speak TLS to the server (default: plain HTTP on loopback).
-        #[arg(long)]
-        tls: bool,
-        /// Write the results as JSON to this file.
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
-    /// Stream fan-out: subscribers over channels, publishers with send times in each event.
-    Fanout {
-        /// roost (starts its own server), nchan (give --addr of a running nchan) or pocketbase
-        /// (give --setup).
-        #[arg(long, default_value = "roost")]
-        peer: String,
-        #[arg(long)]
-        addr: Option<SocketAddr>,
-        /// The PocketBase setup file (`scripts/peers/pocketbase.sh up` writes it).
-        #[arg(long)]
-        setup: Option<PathBuf>,
-        /// nginx master pid, to report nchan's memory.
-        #[arg(long)]
-        pid: Option<u32>,
-        #[arg(long, default_value_t = 1000)]
-        subscribers: usize,
-        /// Channels (structures for Roost).
-        #[arg(long, default_value_t = 1)]
-        channels: usize,
-        /// Published events per second in all (0: as fast as the publishers go).
-        #[arg(long, default_value_t = 0)]
-        rate: u64,
-        #[arg(long, default_value_t = 4)]
-        publishers: usize,
-        #[arg(long, default_value_t = 10)]
-        seconds: u64,
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
-    /// A peer with the same client, payload sizes and concurrency: pocketbase (record GET and
-    /// PATCH; `scripts/peers/pocketbase.sh up` writes its setup file) or nginx (a static JSON
-    /// file; `scripts/peers/nchan.sh up` serves it).
-    Peer {
-        /// pocketbase or nginx.
-        #[arg(long)]
-        peer: String,
-        /// Scenarios: get-leaf, put (pocketbase only) (default: get-leaf, and put for pocketbase).
-        #[arg(long = "scenario")]
-        scenarios: Vec<String>,
-        /// The peer's setup file (pocketbase).
-        #[arg(long)]
-        setup: Option<PathBuf>,
-        /// The peer's address (nginx; default 127.0.0.1:8089).
-        #[arg(long)]
-        addr: Option<SocketAddr>,
-        #[arg(long, default_value_t = 64)]
-        clients: usize,
-        #[arg(long, default_value_t = 10)]
-        seconds: u64,
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
-    /// Cold start: seeds a data dir with this many demo homes, then times `roost serve` from
-    /// start to its first answer.
-    ColdStart {
-        #[arg(long, default_value_t = 100_000)]
-        homes: usize,
-        /// Reuse (or keep) this data dir instead of a temporary one.
-        #[arg(long)]
-        data: Option<PathBuf>,
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
-    /// Revocation latency: streams of one token, revoke it, time to each auth_revoked.
-    Revoke {
-        #[arg(long, default_value_t = 100)]
-        streams: usize,
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
-    /// Idle streams held by one server, multiplexed over HTTP/2; memory per stream.
-    Idle {
-        #[arg(long, default_value_t = 100_000)]
-        streams: usize,
-        #[arg(long, default_value_t = 1000)]
-        per_connection: usize,
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
 }
 
 #[derive(Subcommand)]

@@ -1,15 +1,13 @@
 //! `roost`: serve the home data service, administer a data dir, simulate devices, measure.
 //!
-//! `cli` is what the command line takes, `config` how settings are layered (flags, `ROOST_*`
+//! `cli` is what the command line takes (`roost bench` is the roost-bench crate), `config` how settings are layered (flags, `ROOST_*`
 //! variables, a TOML file, defaults), `commands` what each subcommand does.
 
 use clap::{CommandFactory, FromArgMatches};
 
-mod bench;
 mod cli;
 mod commands;
 mod config;
-mod fanout;
 mod sim;
 
 /// The service allocates and frees many small JSON nodes per request; mimalloc does that
@@ -38,7 +36,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             cli::Command::Serve(args) => commands::serve::run(*args, leaf).await,
             cli::Command::Admin(args) => commands::admin::run(*args, leaf).await,
-            cli::Command::Bench { command } => commands::bench::run(command).await,
+            cli::Command::Bench { command } => roost_bench::run(command).await,
             cli::Command::Sim(args) => commands::sim::run(args).await,
         }
     });
