@@ -10,6 +10,9 @@
 //! one hash probe (home logic looks up ~60 fields per thermostat write); other names are found
 //! by binary search. Iteration is in name order, as a `serde_json::Map`'s, so JSON output
 //! does not change.
+//!
+//! One file for one type: the map, its lookup table, its serialization and its tests (half
+//! of the length), and the few helpers that read a field as a number, flag or text.
 
 use std::fmt;
 use std::ops::Deref;

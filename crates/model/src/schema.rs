@@ -4,6 +4,9 @@
 //! permissions show it (docs/compatibility.md §1, §6). Filtering, write authorization and type checks
 //! all query this table; no handler keeps its own list of fields.
 //!
+//! One file because it is one table: every field of every element is a row here, so what can
+//! be said of a field is found in one place (most of the length is the rows themselves).
+//!
 //! Fields whose `read` set is empty are *internal*: stored, never shown (the write-only `eta`,
 //! labels of Protects and cameras).
 

@@ -1,4 +1,5 @@
-//! Every rule, accepted and refused, with the exact error JSON.
+//! Every rule, accepted and refused, with the exact error JSON: one file, as the rules are
+//! one module (`rules.rs`), test by test in its order.
 
 use serde_json::json;
 

@@ -1,4 +1,5 @@
-//! OAuth 2.0 flows and their failures, over HTTPS with a cookie-keeping client.
+//! OAuth 2.0 flows and their failures, over HTTPS with a cookie-keeping client: one file for
+//! the flows, which share their helpers (consent, exchange) from login to revocation.
 
 use std::time::{Duration, Instant};
 
