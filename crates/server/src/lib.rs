@@ -402,21 +402,35 @@ async fn load_all(app: &App) -> anyhow::Result<()> {
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Learns of commits and revocations made by other processes (admin commands, other nodes).
+///
+/// A failed look is logged and made again at the next tick from the same position, so nothing
+/// is skipped: it only comes later. Starting from position 0 (when the first look fails) is
+/// safe too: a commit is loaded only if newer than the hub's revision, and revoking a revoked
+/// token again changes nothing.
 async fn poll_other_writers(app: App) {
-    let mut seq = app.store.changed_since(0).await.map(|(_, s)| s).unwrap_or(0);
-    let mut revoked_seq = app.store.revoked_since(0).await.map(|(_, s)| s).unwrap_or(0);
+    let start = |what: &str, r: Result<u64, StoreError>| {
+        r.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "{what}: the first look at the store failed; starting from the beginning");
+            0
+        })
+    };
+    let mut seq = start("changes", app.store.changed_since(0).await.map(|(_, s)| s));
+    let mut revoked_seq = start("revocations", app.store.revoked_since(0).await.map(|(_, s)| s));
     let mut tick = tokio::time::interval(POLL_INTERVAL);
     loop {
         tick.tick().await;
         match app.hub.refresh(app.store.as_ref(), seq).await {
             Ok(s) => seq = s,
-            Err(e) => tracing::warn!(error = %e, "refresh from store failed"),
+            Err(e) => tracing::warn!(error = %e, "refresh from store failed; retried at the next tick"),
         }
-        if let Ok((hashes, s)) = app.store.revoked_since(revoked_seq).await {
-            revoked_seq = s;
-            for h in hashes {
-                app.revoke(&h);
+        match app.store.revoked_since(revoked_seq).await {
+            Ok((hashes, s)) => {
+                revoked_seq = s;
+                for h in hashes {
+                    app.revoke(&h);
+                }
             }
+            Err(e) => tracing::warn!(error = %e, "reading revocations failed; retried at the next tick"),
         }
     }
 }
