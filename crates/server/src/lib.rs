@@ -144,7 +144,9 @@ impl Server {
             bail!("--insecure-http is allowed only on a loopback address (listen = {})", config.listen);
         }
         let lock = lock_data_dir(&config.data_dir)?;
-        let store = open_store(&config.data_dir, config.changelog_keep)?;
+        // Opening runs migrations and reads on this thread: off the runtime's workers.
+        let (dir, keep) = (config.data_dir.clone(), config.changelog_keep);
+        let store = tokio::task::spawn_blocking(move || open_store(&dir, keep)).await??;
         let tls = if config.insecure_http {
             None
         } else {
@@ -295,7 +297,8 @@ impl Server {
             let _ = t.await;
         }
         poller.abort();
-        store.close();
+        // Waits for the store's threads to finish the queued writes: off the runtime's workers.
+        let _ = tokio::task::spawn_blocking(move || store.close()).await;
         tracing::info!("stopped; every acknowledged write is on disk");
         Ok(())
     }
