@@ -144,15 +144,6 @@ impl Hub {
         }
     }
 
-    /// Loads the structures whose ids are in `ids` (a contiguous run of the ordered ids).
-    pub async fn load_range(&self, store: &dyn Store, ids: &[String]) -> Result<(), StoreError> {
-        let (Some(first), Some(last)) = (ids.first(), ids.last()) else { return Ok(()) };
-        for s in store.structures_between(first, last).await? {
-            self.load(&s.id, s.revision, s.doc);
-        }
-        Ok(())
-    }
-
     /// Loads structure `id` as the store holds it now; false if the store has no such structure.
     pub async fn reload(&self, store: &dyn Store, id: &str) -> Result<bool, StoreError> {
         let Some(s) = store.structure(id).await? else { return Ok(false) };

@@ -390,7 +390,14 @@ async fn load_all(app: &App) -> anyhow::Result<()> {
                     return Ok::<(), StoreError>(());
                 }
                 let run = &ids[i * RANGE..((i + 1) * RANGE).min(ids.len())];
-                app.hub.load_range(app.store.as_ref(), run).await?;
+                let (Some(first), Some(last)) = (run.first(), run.last()) else { continue };
+                // Each home is made on the store's thread that read its document (see
+                // `Store::structures_between`).
+                let loader = app.clone();
+                let each = Box::new(move |s: roost_store::StoredStructure| {
+                    loader.hub.load(&s.id, s.revision, s.doc)
+                });
+                app.store.structures_between(first, last, each).await?;
             }
         }));
     }

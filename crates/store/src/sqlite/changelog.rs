@@ -213,7 +213,8 @@ impl SqliteStore {
         &self,
         first: &str,
         last: &str,
-    ) -> BoxFuture<'_, Result<Vec<StoredStructure>>> {
+        mut each: Box<dyn FnMut(StoredStructure) + Send>,
+    ) -> BoxFuture<'_, Result<()>> {
         let first = first.to_string();
         let last = last.to_string();
         let r = self.read(move |c| {
@@ -224,7 +225,10 @@ impl SqliteStore {
                 ))?
                 .query_map([first, last], row_to_structure)?
                 .collect::<rusqlite::Result<_>>()?;
-            rows.into_iter().map(|r| rebuild(&tx, r)).collect()
+            for row in rows {
+                each(rebuild(&tx, row)?);
+            }
+            Ok(())
         });
         Box::pin(r)
     }

@@ -231,8 +231,13 @@ impl Store for SqliteStore {
         SqliteStore::structure_ids(self)
     }
 
-    fn structures_between(&self, first: &str, last: &str) -> BoxFuture<'_, Result<Vec<StoredStructure>>> {
-        SqliteStore::structures_between(self, first, last)
+    fn structures_between(
+        &self,
+        first: &str,
+        last: &str,
+        each: Box<dyn FnMut(StoredStructure) + Send>,
+    ) -> BoxFuture<'_, Result<()>> {
+        SqliteStore::structures_between(self, first, last, each)
     }
 
     fn structures_of(&self, user_id: &str) -> BoxFuture<'_, Result<Vec<String>>> {
