@@ -64,6 +64,9 @@ pub struct RuleSettings {
     #[arg(long, env = "ROOST_ASSIST", default_value_t = d().rules.assist.enabled,
           action = clap::ArgAction::Set, global = true)]
     pub assist: bool,
+    /// Turn Home/Away Assist off (the same as `--assist false`; kept for existing scripts).
+    #[arg(long, env = "ROOST_NO_ASSIST", global = true)]
+    pub no_assist: bool,
     /// Home/Away Assist: quiet time before a home turns away, in seconds.
     #[arg(long, env = "ROOST_ASSIST_QUIET_SECS", default_value_t = d().rules.assist.quiet_secs, global = true)]
     pub assist_quiet_secs: i64,
@@ -279,7 +282,7 @@ fn rule_config(r: RuleSettings) -> anyhow::Result<RuleConfig> {
         eco_on_away: r.eco_on_away,
         ..RuleConfig::default()
     };
-    c.assist.enabled = r.assist;
+    c.assist.enabled = r.assist && !r.no_assist;
     for (value, setting, slot) in [
         (r.assist_quiet_secs, "assist_quiet_secs", &mut c.assist.quiet_secs),
         (r.assist_hold_secs, "assist_hold_secs", &mut c.assist.hold_secs),
@@ -291,4 +294,25 @@ fn rule_config(r: RuleSettings) -> anyhow::Result<RuleConfig> {
         *slot = value;
     }
     Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, FromArgMatches};
+
+    /// `roost serve ARGS` read as the binary reads it (no config file).
+    fn serve_config(args: &[&str]) -> super::Config {
+        let matches = crate::cli::Cli::command().get_matches_from(args);
+        let Some(("serve", sub)) = matches.subcommand() else { panic!("not serve") };
+        let a = crate::cli::ServeArgs::from_arg_matches(sub).expect("serve arguments");
+        super::serve(&a.file, a.serve, a.store, a.rules, sub).expect("settings").0
+    }
+
+    /// `--no-assist` (the flag of earlier releases) still turns Home/Away Assist off.
+    #[test]
+    fn no_assist_flag_of_earlier_releases_still_works() {
+        assert!(serve_config(&["roost", "serve"]).rules.assist.enabled);
+        assert!(!serve_config(&["roost", "serve", "--no-assist"]).rules.assist.enabled);
+        assert!(!serve_config(&["roost", "serve", "--assist", "false"]).rules.assist.enabled);
+    }
 }
