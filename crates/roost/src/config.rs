@@ -41,9 +41,28 @@ pub struct StoreSettings {
     /// Data directory (database, certificates, demo.json).
     #[arg(long, env = "ROOST_DATA", default_value_os_t = d().data_dir, global = true)]
     pub data: PathBuf,
+    /// PostgreSQL to keep the homes in, shared by several nodes (`postgres://user:password@host:port/db`);
+    /// without it, the embedded store in the data dir.
+    #[arg(long, env = "ROOST_STORE", global = true)]
+    pub store: Option<String>,
     /// Change log entries kept per structure, at least (older ones go 16 at a time).
     #[arg(long, env = "ROOST_CHANGELOG_KEEP", default_value_t = d().changelog_keep, global = true)]
     pub changelog_keep: u64,
+}
+
+impl StoreSettings {
+    /// The PostgreSQL connection string, checked to be one.
+    pub fn database(&self) -> anyhow::Result<Option<String>> {
+        match &self.store {
+            None => Ok(None),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(Some(url.clone()))
+            }
+            Some(_) => bail!(
+                "store must be a postgres:// connection string (the embedded store is the default: leave store out and use --data)"
+            ),
+        }
+    }
 }
 
 /// The rules and home logic the original API left to the service.
@@ -248,7 +267,9 @@ pub fn serve(
     if !(s.sim_speed > 0.0 && s.sim_speed <= 10_000.0) {
         bail!("sim_speed must be above 0 and at most 10000");
     }
+    let database = store.database()?;
     let mut c = Config::new(store.data);
+    c.database = database;
     c.changelog_keep = store.changelog_keep.max(1);
     c.rules = rules;
     c.listen = s.listen;

@@ -96,29 +96,22 @@ pub async fn make(
     let _writer = slot.writer.lock().await;
     for _attempt in 0..ATTEMPTS {
         let current = slot.current();
-        if let Some(check) = options.precondition {
-            check(&current)?;
-        }
         let now = Utc::now();
         let ctx = WriteContext { actor, now, config: ground.rules, measured_at: options.measured_at };
-        let mut stale = Vec::new();
-        let next = match edit {
-            // Only a device's report can hold stale fields; other writes skip the copy.
-            Edit::Plan(plan) if matches!(actor, Actor::Device { .. }) => {
-                let mut reported = plan.clone();
-                stale = drop_stale_reports(&mut reported, &current.home, &ctx);
-                apply_write(&current.home, &reported, &ctx)?
-            }
-            Edit::Plan(plan) => apply_write(&current.home, plan, &ctx)?,
-            Edit::Direct { edit, .. } => {
-                let mut next = current.home.clone();
-                edit(&mut next)?;
-                roost_model::logic::settle_all(&current.home, &mut next, &ctx);
-                next
+        let (next, stale) = match judge(&edit, &current, &options, &ctx) {
+            Ok(judged) => judged,
+            Err(refusal) => {
+                if newer_elsewhere(ground, structure_id, current.revision).await? {
+                    continue;
+                }
+                return Err(refusal.into());
             }
         };
         let HomeDiff { paths, patch, inverse } = diff_homes(&current.home, &next);
         if paths.is_empty() {
+            if newer_elsewhere(ground, structure_id, current.revision).await? {
+                continue;
+            }
             if let Some(key) = options.idempotency {
                 ground.store.remember_idempotency(key, current.revision).await?;
             }
@@ -158,6 +151,48 @@ pub async fn make(
         }
     }
     Err(ApiError::service_unavailable().into())
+}
+
+/// Whether the store holds a newer revision than `revision`, the one a change was just
+/// judged on; if so it is loaded. A node's copy can lag behind commits of other nodes and of
+/// `roost admin` (they reach the hub within a poll), so a refusal or a "nothing to change"
+/// is answered only once the newest revision says so.
+async fn newer_elsewhere(ground: Ground<'_>, structure_id: &str, revision: u64) -> Result<bool, Error> {
+    match ground.store.revision(structure_id).await? {
+        Some(latest) if latest > revision => {
+            ground.hub.reload(ground.store, structure_id).await?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// The home after `edit`, judged (a plan) or settled (a direct edit) on `current`, and the
+/// reported fields left out as stale.
+fn judge(
+    edit: &Edit<'_>,
+    current: &Arc<Snapshot>,
+    options: &Options<'_>,
+    ctx: &WriteContext<'_>,
+) -> Result<(Home, Vec<String>), ApiError> {
+    if let Some(check) = options.precondition {
+        check(current)?;
+    }
+    match edit {
+        // Only a device's report can hold stale fields; other writes skip the copy.
+        Edit::Plan(plan) if matches!(ctx.actor, Actor::Device { .. }) => {
+            let mut reported = (*plan).clone();
+            let stale = drop_stale_reports(&mut reported, &current.home, ctx);
+            Ok((apply_write(&current.home, &reported, ctx)?, stale))
+        }
+        Edit::Plan(plan) => Ok((apply_write(&current.home, plan, ctx)?, Vec::new())),
+        Edit::Direct { edit, .. } => {
+            let mut next = current.home.clone();
+            edit(&mut next)?;
+            roost_model::logic::settle_all(&current.home, &mut next, ctx);
+            Ok((next, Vec::new()))
+        }
+    }
 }
 
 /// The structure's slot, loaded from the store when the hub does not hold it yet.

@@ -12,6 +12,9 @@ use crate::{api, clock, ratelimit};
 #[derive(Debug, Clone)]
 pub struct Config {
     pub data_dir: PathBuf,
+    /// A PostgreSQL connection string (`postgres://…`): the cluster backend, shared with other
+    /// nodes. `None`: the embedded store in the data dir.
+    pub database: Option<String>,
     pub listen: SocketAddr,
     /// Plain HTTP (loopback only).
     pub insecure_http: bool,
@@ -60,6 +63,7 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             data_dir: PathBuf::from("roost-data"),
+            database: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             insecure_http: false,
             tls_cert: None,

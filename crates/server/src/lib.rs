@@ -80,9 +80,31 @@ impl App {
     }
 }
 
-/// Opens the store the server and `roost admin` use: the embedded SQLite backend in the data
-/// dir (created when missing). The one place a backend is chosen; everything after holds a
-/// `dyn Store`.
+/// Opens the store the operator chose, for the server and `roost admin`: PostgreSQL when
+/// `database` is given, otherwise the embedded store in the data dir (see [`open_store`]).
+/// The one place a backend is chosen; everything after holds a `dyn Store`.
+pub async fn connect_store(
+    dir: &std::path::Path,
+    database: Option<&str>,
+    changelog_keep: u64,
+) -> anyhow::Result<Arc<dyn Store>> {
+    match database {
+        Some(url) => {
+            let options = roost_store::PgOptions { changelog_keep, ..roost_store::PgOptions::default() };
+            let store: Arc<dyn Store> = roost_store::PgStore::open(url, options)
+                .await
+                .with_context(|| format!("opening the database {}", roost_store::redacted(url)))?;
+            Ok(store)
+        }
+        None => {
+            // Opening runs migrations and reads on this thread: off the runtime's workers.
+            let dir = dir.to_path_buf();
+            tokio::task::spawn_blocking(move || open_store(&dir, changelog_keep)).await?
+        }
+    }
+}
+
+/// The embedded SQLite backend in the data dir (created when missing).
 pub fn open_store(dir: &std::path::Path, changelog_keep: u64) -> anyhow::Result<Arc<dyn Store>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating data dir {}", dir.display()))?;
     let store: Arc<dyn Store> =
@@ -144,9 +166,8 @@ impl Server {
             bail!("--insecure-http is allowed only on a loopback address (listen = {})", config.listen);
         }
         let lock = lock_data_dir(&config.data_dir)?;
-        // Opening runs migrations and reads on this thread: off the runtime's workers.
-        let (dir, keep) = (config.data_dir.clone(), config.changelog_keep);
-        let store = tokio::task::spawn_blocking(move || open_store(&dir, keep)).await??;
+        let store =
+            connect_store(&config.data_dir, config.database.as_deref(), config.changelog_keep).await?;
         let tls = if config.insecure_http {
             None
         } else {

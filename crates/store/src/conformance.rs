@@ -94,6 +94,8 @@ pub async fn commits_are_compare_and_set(store: &dyn Store) {
     }
     assert!(matches!(store.commit(commit("nope", 1, 1)).await, Err(StoreError::NotFound(_))));
     assert_eq!(store.structure("s1").await.unwrap().unwrap().doc, json!({"v": 1}));
+    assert_eq!(store.revision("s1").await.unwrap(), Some(2), "the revision alone");
+    assert_eq!(store.revision("nope").await.unwrap(), None);
 }
 
 /// Concurrent commits to different structures all land (group commit), each once.
@@ -316,7 +318,7 @@ pub async fn products_codes_and_sessions(store: &dyn Store) {
     assert!(store.session(&[3; 32]).await.unwrap().is_none());
 }
 
-/// One test per behaviour of the suite, for a backend: `$open` is a function returning a
+/// One test per behaviour of the suite, for a backend: `$open` is an async function returning a
 /// fresh store, its change log window, and whatever must live as long as the store (a
 /// temporary directory).
 #[macro_export]
@@ -324,52 +326,52 @@ macro_rules! conformance_tests {
     ($open:path) => {
         #[tokio::test]
         async fn users() {
-            let (store, _, _guard) = $open();
+            let (store, _, _guard) = $open().await;
             $crate::conformance::users(store.as_ref()).await;
         }
         #[tokio::test]
         async fn commits_are_compare_and_set() {
-            let (store, _, _guard) = $open();
+            let (store, _, _guard) = $open().await;
             $crate::conformance::commits_are_compare_and_set(store.as_ref()).await;
         }
         #[tokio::test]
         async fn concurrent_commits_all_land() {
-            let (store, _, _guard) = $open();
+            let (store, _, _guard) = $open().await;
             $crate::conformance::concurrent_commits_all_land(store.as_ref()).await;
         }
         #[tokio::test]
         async fn the_change_log_is_ordered_complete_and_bounded() {
-            let (store, keep, _guard) = $open();
+            let (store, keep, _guard) = $open().await;
             $crate::conformance::the_change_log_is_ordered_complete_and_bounded(store.as_ref(), keep).await;
         }
         #[tokio::test]
         async fn structure_ids_come_in_order_and_ranges() {
-            let (store, _, _guard) = $open();
+            let (store, _, _guard) = $open().await;
             $crate::conformance::structure_ids_come_in_order_and_ranges(store.as_ref()).await;
         }
         #[tokio::test]
         async fn other_writers_commits_show_in_the_feed() {
-            let (store, _, _guard) = $open();
+            let (store, _, _guard) = $open().await;
             $crate::conformance::other_writers_commits_show_in_the_feed(store.as_ref()).await;
         }
         #[tokio::test]
         async fn tokens_are_revoked_once_and_fed() {
-            let (store, _, _guard) = $open();
+            let (store, _, _guard) = $open().await;
             $crate::conformance::tokens_are_revoked_once_and_fed(store.as_ref()).await;
         }
         #[tokio::test]
         async fn device_credentials_are_revoked_together() {
-            let (store, _, _guard) = $open();
+            let (store, _, _guard) = $open().await;
             $crate::conformance::device_credentials_are_revoked_together(store.as_ref()).await;
         }
         #[tokio::test]
         async fn idempotency_keys_hold() {
-            let (store, _, _guard) = $open();
+            let (store, _, _guard) = $open().await;
             $crate::conformance::idempotency_keys_hold(store.as_ref()).await;
         }
         #[tokio::test]
         async fn products_codes_and_sessions() {
-            let (store, _, _guard) = $open();
+            let (store, _, _guard) = $open().await;
             $crate::conformance::products_codes_and_sessions(store.as_ref()).await;
         }
     };

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use roost_store::{SqliteStore, Store, StoreOptions};
+use roost_store::{PgOptions, PgStore, SqliteStore, Store, StoreOptions};
 use serde_json::json;
 
 /// A fresh SQLite store with checkpoints every `every` revisions, its change log window,
@@ -18,24 +18,88 @@ fn sqlite(every: u64) -> (Arc<SqliteStore>, u64, tempfile::TempDir) {
 
 /// The suite with the default spacing of whole documents in the log, and with the extremes.
 mod sqlite_every_8 {
-    fn open() -> (std::sync::Arc<roost_store::SqliteStore>, u64, tempfile::TempDir) {
+    async fn open() -> (std::sync::Arc<roost_store::SqliteStore>, u64, tempfile::TempDir) {
         super::sqlite(8)
     }
     roost_store::conformance_tests!(open);
 }
 
 mod sqlite_every_1 {
-    fn open() -> (std::sync::Arc<roost_store::SqliteStore>, u64, tempfile::TempDir) {
+    async fn open() -> (std::sync::Arc<roost_store::SqliteStore>, u64, tempfile::TempDir) {
         super::sqlite(1)
     }
     roost_store::conformance_tests!(open);
 }
 
 mod sqlite_every_1000 {
-    fn open() -> (std::sync::Arc<roost_store::SqliteStore>, u64, tempfile::TempDir) {
+    async fn open() -> (std::sync::Arc<roost_store::SqliteStore>, u64, tempfile::TempDir) {
         super::sqlite(1000)
     }
     roost_store::conformance_tests!(open);
+}
+
+/// The PostgreSQL server the tests use: `ROOST_TEST_PG`, a connection string to a database
+/// the user may create databases from (`scripts/test` starts a server and sets it).
+fn test_server() -> String {
+    std::env::var("ROOST_TEST_PG").unwrap_or_else(|_| {
+        panic!("ROOST_TEST_PG is not set: run scripts/test, which starts PostgreSQL for the tests")
+    })
+}
+
+/// The PostgreSQL suite runs one test at a time: the feed's position is the oldest
+/// transaction running in the whole server, so another test's transaction in flight would
+/// hold it back and make the feed's "moves forward" check depend on timing.
+static PG_ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A fresh database on the test server (dropped at the end of the test run, with the server).
+async fn fresh_database() -> String {
+    let server = test_server();
+    let (client, connection) = tokio_postgres::connect(&server, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let name = format!("roost_test_{}", uuid::Uuid::new_v4().simple());
+    client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+    let mut config: tokio_postgres::Config = server.parse().unwrap();
+    config.dbname(&name);
+    let host = match &config.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(h) => h.clone(),
+        tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+    };
+    format!(
+        "host={host} port={} user={} dbname={name}",
+        config.get_ports().first().copied().unwrap_or(5432),
+        config.get_user().unwrap_or("postgres")
+    )
+}
+
+async fn postgres() -> (Arc<PgStore>, u64, tokio::sync::MutexGuard<'static, ()>) {
+    let turn = PG_ONE_AT_A_TIME.lock().await;
+    let options = PgOptions { changelog_keep: 20, pool_size: 4, checkpoint_every: 8 };
+    (PgStore::open(&fresh_database().await, options).await.unwrap(), 20, turn)
+}
+
+mod postgres {
+    async fn open() -> (std::sync::Arc<roost_store::PgStore>, u64, tokio::sync::MutexGuard<'static, ()>) {
+        super::postgres().await
+    }
+    roost_store::conformance_tests!(open);
+}
+
+/// Several nodes starting at once on an empty database: the migrations run once, every node
+/// opens, and each sees the others' writes.
+#[tokio::test]
+async fn postgres_nodes_starting_together_migrate_once() {
+    let _turn = PG_ONE_AT_A_TIME.lock().await;
+    let url = fresh_database().await;
+    let opens = (0..4).map(|_| PgStore::open(&url, PgOptions::default()));
+    let nodes: Vec<Arc<PgStore>> = futures_util::future::try_join_all(opens).await.unwrap();
+    let user =
+        roost_store::User { id: "u".into(), login: "u".into(), password_hash: None, created_at: "t".into() };
+    nodes[0].create_user(user.clone()).await.unwrap();
+    assert_eq!(nodes[3].user("u").await.unwrap(), Some(user));
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let versions: i64 = client.query_one("SELECT COUNT(*) FROM roost_schema", &[]).await.unwrap().get(0);
+    assert_eq!(versions, 1, "each migration recorded once");
 }
 
 #[tokio::test]
@@ -218,4 +282,53 @@ async fn the_change_log_is_trimmed_to_the_window() {
         (revision - oldest + 1) as i64,
         "nothing left behind"
     );
+}
+
+/// A commit that took its transaction id first but commits last is still in the feed: the
+/// position handed out never passes a transaction that is still running.
+#[tokio::test]
+async fn postgres_feed_never_passes_a_commit_that_lands_late() {
+    use roost_store::{Change, Commit};
+    let _turn = PG_ONE_AT_A_TIME.lock().await;
+    let url = fresh_database().await;
+    let store = PgStore::open(&url, PgOptions::default()).await.unwrap();
+    let user =
+        roost_store::User { id: "u".into(), login: "u".into(), password_hash: None, created_at: "t".into() };
+    store.create_user(user).await.unwrap();
+    for id in ["early", "late"] {
+        store.create_structure("u", id, json!({"v": 0}), "t").await.unwrap();
+    }
+    let (_, start) = store.changed_since(0).await.unwrap();
+    // Another node's commit: its transaction (and id) begins now, it commits at the end.
+    let (mut other, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let slow = other.transaction().await.unwrap();
+    slow.query(
+        "SELECT * FROM roost_commit('late', 1, NULL, 't', 'test', '[\"/v\"]', '{\"v\":1}', '{\"v\":0}', NULL, NULL, 100)",
+        &[],
+    )
+    .await
+    .unwrap();
+    // A later transaction commits first and is read.
+    let commit = Commit {
+        structure_id: "early".into(),
+        base_revision: 1,
+        doc: Box::new(|| json!({"v": 1}).to_string()),
+        change: Change {
+            structure_id: "early".into(),
+            revision: 2,
+            at: "t".into(),
+            actor: "test".into(),
+            paths: vec!["/v".into()],
+            patch: json!({"v": 1}),
+            inverse: json!({"v": 0}),
+        },
+        idempotency: None,
+    };
+    store.commit(commit).await.unwrap();
+    let (seen, next) = store.changed_since(start).await.unwrap();
+    assert_eq!(seen, vec![("early".to_string(), 2)]);
+    slow.commit().await.unwrap();
+    let (seen, _) = store.changed_since(next).await.unwrap();
+    assert!(seen.contains(&("late".to_string(), 2)), "the late commit is in the feed: {seen:?}");
 }

@@ -15,14 +15,15 @@ pub async fn run(args: AdminArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     let AdminArgs { json, init, file, store, rules, command } = args;
     let settings = config::admin(&file, store, rules, matches)?;
     let data = &settings.store.data;
-    if !init && !data.join("roost.db").exists() {
+    let database = settings.store.database()?;
+    if database.is_none() && !init && !data.join("roost.db").exists() {
         anyhow::bail!(
             "no Roost data dir at {} (give --data, or --init to create one here; `roost serve` creates one too)",
             data.display()
         );
     }
     let rules = &settings.rules;
-    let store = roost_server::open_store(data, settings.store.changelog_keep)?;
+    let store = roost_server::connect_store(data, database.as_deref(), settings.store.changelog_keep).await?;
     let s = store.as_ref();
     let out = |human: String, value: serde_json::Value| {
         if json {

@@ -16,6 +16,8 @@ pub struct TestApp {
     pub demo: Value,
     pub client: reqwest::Client,
     pub front: Option<String>,
+    /// The PostgreSQL database it keeps its data in (`None`: the embedded store).
+    pub store: Option<String>,
 }
 
 pub fn roost() -> Command {
@@ -35,6 +37,8 @@ pub struct Options {
     pub sim: bool,
     /// More `roost serve` flags.
     pub extra: Vec<String>,
+    /// A PostgreSQL connection string (`--store`); `None`: the embedded store.
+    pub store: Option<String>,
 }
 
 impl TestApp {
@@ -71,6 +75,9 @@ impl TestApp {
             cmd.args(["--changelog-keep", &k.to_string()]);
         }
         cmd.args(&opts.extra);
+        if let Some(store) = &opts.store {
+            cmd.args(["--store", store]);
+        }
         if let Some(t) = opts.code_ttl_secs {
             cmd.args(["--code-ttl-secs", &t.to_string()]);
         }
@@ -112,6 +119,7 @@ impl TestApp {
             client,
             dir,
             front,
+            store: opts.store,
         }
     }
 
@@ -149,8 +157,12 @@ impl TestApp {
 
     /// Runs `roost admin --json ARGS` on this server's data dir and returns its JSON answer.
     pub fn admin(&self, args: &[&str]) -> Value {
-        let out =
-            roost().arg("admin").arg("--data").arg(&self.dir).arg("--json").args(args).output().unwrap();
+        let mut cmd = roost();
+        cmd.arg("admin").arg("--data").arg(&self.dir).arg("--json");
+        if let Some(store) = &self.store {
+            cmd.args(["--store", store]);
+        }
+        let out = cmd.args(args).output().unwrap();
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice(&out.stdout).unwrap()
     }
@@ -180,4 +192,17 @@ pub fn client_for(dir: &Path, http1: bool) -> reqwest::Client {
         b = b.http1_only();
     }
     b.build().unwrap()
+}
+
+/// A fresh, empty database on the test run's PostgreSQL server (`ROOST_TEST_PG`, set by
+/// scripts/test), as a connection string for `--store`.
+pub async fn fresh_database() -> String {
+    let server = std::env::var("ROOST_TEST_PG")
+        .unwrap_or_else(|_| panic!("ROOST_TEST_PG is not set: run scripts/test, which starts PostgreSQL"));
+    let (client, connection) = tokio_postgres::connect(&server, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let name = format!("roost_it_{}", uuid::Uuid::new_v4().simple());
+    client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+    let base = server.rsplit_once('/').unwrap().0;
+    format!("{base}/{name}")
 }

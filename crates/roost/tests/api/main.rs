@@ -4,6 +4,7 @@
 
 mod browser;
 mod cli;
+mod cluster;
 mod compat;
 mod crash;
 mod data;

@@ -106,15 +106,7 @@ async fn reads_streams_and_writes_follow_the_grant_exactly() {
             .unwrap();
         check_view(&view, &full, perms);
         // The stream's first put shows the same.
-        let r = app
-            .client
-            .get(format!("{}/", app.url))
-            .bearer_auth(&token)
-            .header("accept", "text/event-stream")
-            .send()
-            .await
-            .unwrap();
-        let mut events = Events::from_response(r);
+        let mut events = Events::open_as(&app, &token, "/").await;
         let (_, _, streamed) = events.next_data().await;
         check_view(&streamed, &full, perms);
         for (path, body, entity, field) in &writes {

@@ -30,6 +30,19 @@ impl Events {
         Events::open_with(app, path, None).await
     }
 
+    /// A stream of `path` on `app`, opened with `token` instead of the app's own.
+    pub async fn open_as(app: &TestApp, token: &str, path: &str) -> Events {
+        let r = app
+            .client
+            .get(format!("{}{path}", app.url))
+            .bearer_auth(token)
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .unwrap();
+        Events::from_response(r)
+    }
+
     pub fn from_response(r: reqwest::Response) -> Events {
         assert_eq!(r.status(), 200);
         Events { stream: r.bytes_stream().eventsource().boxed() }

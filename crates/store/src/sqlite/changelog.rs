@@ -11,16 +11,6 @@ use crate::{BoxFuture, Change, ChangedSince, Commit, IdempotencyKey, Result, Sto
 pub(super) const STRUCTURE_COLUMNS: &str = "s.id, s.owner, s.revision, d.doc, s.doc_revision, s.last_seq";
 pub(super) const STRUCTURE_FROM: &str = "structures s JOIN docs d ON d.structure_id = s.id";
 
-/// Spreads document checkpoints of different structures over different revisions, so homes
-/// written in step (a fleet, a benchmark) do not all write their whole documents in the
-/// same transaction.
-pub(super) fn stagger(structure_id: &str) -> u64 {
-    // FNV-1a: stable across runs and builds, unlike the std hasher.
-    structure_id
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
-}
-
 /// A structure row, with the revision of its checkpointed document and the head of its log.
 pub(super) struct StructureRow {
     structure: StoredStructure,
@@ -189,6 +179,16 @@ impl SqliteStore {
         Box::pin(r)
     }
 
+    pub(super) fn revision(&self, id: &str) -> BoxFuture<'_, Result<Option<u64>>> {
+        let id = id.to_string();
+        let r = self.read(move |c| {
+            c.prepare_cached("SELECT revision FROM structures WHERE id = ?1")?
+                .query_row([id], |r| r.get::<_, i64>(0))
+                .optional()
+        });
+        Box::pin(async move { r.await.map(|o| o.map(|v| v as u64)) })
+    }
+
     pub(super) fn all_structures(&self) -> BoxFuture<'_, Result<Vec<StoredStructure>>> {
         let r = self.read(move |c| {
             let tx = c.unchecked_transaction()?;
@@ -253,7 +253,7 @@ impl SqliteStore {
         let (at, actor) = (change.at, change.actor);
         drop((change.patch, change.inverse));
         let new_revision = base_revision + 1;
-        let checkpoint = (new_revision + stagger(&structure_id) % every).is_multiple_of(every);
+        let checkpoint = (new_revision + crate::stagger(&structure_id) % every).is_multiple_of(every);
         // The whole document too, when this revision is a checkpoint (also off the writer).
         let doc = checkpoint.then(doc);
         // Without a key it refuses (conflict, missing structure) before it writes, and fails

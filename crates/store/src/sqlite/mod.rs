@@ -219,6 +219,10 @@ impl Store for SqliteStore {
         SqliteStore::create_structure(self, owner, id, doc, at)
     }
 
+    fn revision(&self, id: &str) -> BoxFuture<'_, Result<Option<u64>>> {
+        SqliteStore::revision(self, id)
+    }
+
     fn structure(&self, id: &str) -> BoxFuture<'_, Result<Option<StoredStructure>>> {
         SqliteStore::structure(self, id)
     }

@@ -1,0 +1,196 @@
+//! The tables and the versioned migrations that create them. Every node applies what is
+//! missing at start, under an advisory lock, so nodes starting together do not race: the
+//! first applies, the others wait and then find nothing left to do.
+
+use deadpool_postgres::Object;
+
+use super::backend;
+use crate::Result;
+
+/// Any constant works; this one spells "Roost". Held only while migrating.
+const MIGRATION_LOCK: i64 = 0x0052_6f6f_7374;
+
+/// Schema versions, applied in order, each in its own transaction. Never edit a released one:
+/// add the next.
+const MIGRATIONS: &[(i32, &str)] = &[(1, V1)];
+
+/// Brings the database to the newest schema version.
+pub(super) async fn migrate(client: &mut Object) -> Result<()> {
+    client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await.map_err(backend)?;
+    let outcome = apply(client).await;
+    let unlocked = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await.map_err(backend);
+    outcome.and(unlocked.map(|_| ()))
+}
+
+async fn apply(client: &mut Object) -> Result<()> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('roost_schema') IS NOT NULL", &[])
+        .await
+        .map_err(backend)?
+        .get(0);
+    if !exists {
+        client
+            .batch_execute(
+                "CREATE TABLE roost_schema(
+                     version INTEGER PRIMARY KEY,
+                     applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+                 )",
+            )
+            .await
+            .map_err(backend)?;
+    }
+    let current: i32 = client
+        .query_one("SELECT COALESCE(MAX(version), 0) FROM roost_schema", &[])
+        .await
+        .map_err(backend)?
+        .get(0);
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        let tx = client.transaction().await.map_err(backend)?;
+        tx.batch_execute(sql).await.map_err(backend)?;
+        tx.execute("INSERT INTO roost_schema(version) VALUES ($1)", &[version]).await.map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        tracing::info!(version, "database schema migrated");
+    }
+    Ok(())
+}
+
+/// Documents and change-log entries are JSON text: the database never looks inside them,
+/// and text skips jsonb's parse on every write.
+///
+/// `changes.xid` is the writing transaction's id. Commits become visible out of id order, so
+/// a node following the log reads by transaction id up to the oldest one still running (see
+/// `changed_since`), never "every entry above the last one seen".
+const V1: &str = "
+CREATE TABLE users(
+    id TEXT PRIMARY KEY,
+    login TEXT NOT NULL UNIQUE,
+    password_hash TEXT,
+    created_at TEXT NOT NULL
+);
+-- The whole document as of doc_revision (a checkpoint, rewritten every few revisions); the
+-- revisions after it are merge patches in changes.
+CREATE TABLE structures(
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL REFERENCES users(id),
+    revision BIGINT NOT NULL,
+    doc_revision BIGINT NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX structures_owner ON structures(owner);
+CREATE TABLE changes(
+    structure_id TEXT NOT NULL,
+    revision BIGINT NOT NULL,
+    xid XID8 NOT NULL DEFAULT pg_current_xact_id(),
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    paths TEXT NOT NULL,
+    patch TEXT NOT NULL,
+    inverse TEXT NOT NULL,
+    PRIMARY KEY(structure_id, revision)
+);
+CREATE INDEX changes_xid ON changes(xid);
+CREATE TABLE tokens(
+    hash BYTEA PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(id),
+    product_id TEXT,
+    permissions BIGINT NOT NULL,
+    structures TEXT NOT NULL,
+    client_version BIGINT NOT NULL,
+    created_at TEXT NOT NULL,
+    label TEXT NOT NULL,
+    device_id TEXT,
+    -- The revoking transaction (NULL while the token is live); nodes follow it as they
+    -- follow changes.xid.
+    revoked_xid XID8
+);
+CREATE INDEX tokens_user ON tokens(user_id);
+CREATE INDEX tokens_device ON tokens(device_id);
+CREATE INDEX tokens_revoked ON tokens(revoked_xid);
+CREATE TABLE products(
+    id TEXT PRIMARY KEY,
+    owner TEXT,
+    name TEXT NOT NULL,
+    description TEXT NOT NULL,
+    secret_hash TEXT,
+    redirect_uris TEXT NOT NULL,
+    permissions BIGINT NOT NULL,
+    client_version BIGINT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE codes(
+    hash BYTEA PRIMARY KEY,
+    product_id TEXT NOT NULL REFERENCES products(id),
+    user_id TEXT NOT NULL REFERENCES users(id),
+    permissions BIGINT NOT NULL,
+    structures TEXT NOT NULL,
+    client_version BIGINT NOT NULL,
+    redirect_uri TEXT NOT NULL,
+    code_challenge TEXT,
+    expires_at BIGINT NOT NULL,
+    token_hash BYTEA
+);
+CREATE TABLE idempotency(
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    revision BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY(scope, key)
+);
+CREATE INDEX idempotency_age ON idempotency(created_at);
+CREATE TABLE sessions(
+    hash BYTEA PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(id),
+    csrf TEXT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+
+-- A commit in one round trip: the compare-and-set on the revision, the change-log entry,
+-- the checkpoint when there is one, the idempotency key, trimming the log. A used key
+-- raises R0001 (its earlier revision in DETAIL) so that nothing of the commit stays.
+CREATE FUNCTION roost_commit(
+    p_id TEXT, p_base BIGINT, p_doc TEXT, p_at TEXT, p_actor TEXT, p_paths TEXT,
+    p_patch TEXT, p_inverse TEXT, p_scope TEXT, p_key TEXT, p_keep BIGINT
+) RETURNS TABLE(outcome TEXT, rev BIGINT) LANGUAGE plpgsql AS $$
+DECLARE
+    new_rev BIGINT := p_base + 1;
+    doc_rev BIGINT;
+    cur BIGINT;
+    earlier BIGINT;
+BEGIN
+    UPDATE structures s
+       SET revision = new_rev,
+           doc_revision = CASE WHEN p_doc IS NULL THEN s.doc_revision ELSE new_rev END,
+           doc = COALESCE(p_doc, s.doc)
+     WHERE s.id = p_id AND s.revision = p_base
+    RETURNING s.doc_revision INTO doc_rev;
+    IF NOT FOUND THEN
+        SELECT s.revision INTO cur FROM structures s WHERE s.id = p_id;
+        IF NOT FOUND THEN
+            RETURN QUERY SELECT 'missing'::TEXT, 0::BIGINT;
+        ELSE
+            RETURN QUERY SELECT 'conflict'::TEXT, cur;
+        END IF;
+        RETURN;
+    END IF;
+    INSERT INTO changes(structure_id, revision, at, actor, paths, patch, inverse)
+        VALUES (p_id, new_rev, p_at, p_actor, p_paths, p_patch, p_inverse);
+    IF p_key IS NOT NULL THEN
+        INSERT INTO idempotency(scope, key, revision, created_at)
+            VALUES (p_scope, p_key, new_rev, extract(epoch FROM now())::BIGINT)
+            ON CONFLICT DO NOTHING;
+        IF NOT FOUND THEN
+            SELECT i.revision INTO earlier FROM idempotency i WHERE i.scope = p_scope AND i.key = p_key;
+            RAISE EXCEPTION 'idempotency key already used' USING ERRCODE = 'R0001', DETAIL = earlier::TEXT;
+        END IF;
+        IF new_rev % 64 = 0 THEN
+            DELETE FROM idempotency WHERE created_at < extract(epoch FROM now())::BIGINT - 86400;
+        END IF;
+    END IF;
+    -- Keep the window, and always every patch after the checkpoint.
+    IF new_rev > p_keep AND new_rev % 16 = 0 THEN
+        DELETE FROM changes c WHERE c.structure_id = p_id AND c.revision <= LEAST(new_rev - p_keep, doc_rev);
+    END IF;
+    RETURN QUERY SELECT 'ok'::TEXT, new_rev;
+END
+$$;
+";
