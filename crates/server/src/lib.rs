@@ -429,7 +429,8 @@ async fn load_all(app: &App) -> anyhow::Result<()> {
 }
 
 /// How often a server looks for commits and revocations made by other processes (`roost
-/// admin`, other nodes): the longest such a change takes to reach it.
+/// admin`, other nodes): the longest such a change takes to reach it. On PostgreSQL the
+/// other nodes' commits also wake it at once ([`roost_store::Store::wakeups`]).
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Learns of commits and revocations made by other processes (admin commands, other nodes).
@@ -448,8 +449,20 @@ async fn poll_other_writers(app: App) {
     let mut seq = start("changes", app.store.changed_since(0).await.map(|(_, s)| s));
     let mut revoked_seq = start("revocations", app.store.revoked_since(0).await.map(|(_, s)| s));
     let mut tick = tokio::time::interval(POLL_INTERVAL);
+    let wakeups = app.store.wakeups();
     loop {
-        tick.tick().await;
+        match &wakeups {
+            // Another node's commit (as the database tells it), or the poll: whichever first.
+            Some(wake) => {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = wake.notified() => {}
+                }
+            }
+            None => {
+                tick.tick().await;
+            }
+        }
         match app.hub.refresh(app.store.as_ref(), seq).await {
             Ok(s) => seq = s,
             Err(e) => tracing::warn!(error = %e, "refresh from store failed; retried at the next tick"),

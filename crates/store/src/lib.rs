@@ -207,6 +207,13 @@ pub trait Store: Send + Sync + 'static {
     /// acknowledgements) and releases the backend's threads and connections.
     fn close(&self);
 
+    /// Wakes when another node may have committed or revoked something: a hint to read the
+    /// feeds ([`Store::changed_since`], [`Store::revoked_since`]) now, which stay the truth.
+    /// `None` (the default): the backend has no such signal, and nodes learn by polling.
+    fn wakeups(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
+
     /// Creates a structure at revision 1 (fails if the id exists).
     fn create_structure(&self, owner: &str, id: &str, doc: Value, at: &str) -> BoxFuture<'_, Result<u64>>;
     fn structure(&self, id: &str) -> BoxFuture<'_, Result<Option<StoredStructure>>>;

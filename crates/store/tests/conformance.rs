@@ -332,3 +332,48 @@ async fn postgres_feed_never_passes_a_commit_that_lands_late() {
     let (seen, _) = store.changed_since(next).await.unwrap();
     assert!(seen.contains(&("late".to_string(), 2)), "the late commit is in the feed: {seen:?}");
 }
+
+/// A node's commit wakes the other nodes; a listener connection cut by the database
+/// (`pg_terminate_backend`) is re-established and wakes its node, which then reads the feed
+/// and finds what was committed while it was away.
+#[tokio::test]
+async fn postgres_wakeups_survive_a_cut_listener() {
+    use std::time::Duration;
+    let _turn = PG_ONE_AT_A_TIME.lock().await;
+    let url = fresh_database().await;
+    let a = PgStore::open(&url, PgOptions::default()).await.unwrap();
+    let b = PgStore::open(&url, PgOptions::default()).await.unwrap();
+    let wake_a = a.wakeups().unwrap();
+    // The first wake-up says the listener is connected.
+    tokio::time::timeout(Duration::from_secs(10), wake_a.notified()).await.expect("listener connected");
+    let user =
+        roost_store::User { id: "u".into(), login: "u".into(), password_hash: None, created_at: "t".into() };
+    b.create_user(user).await.unwrap();
+    let (_, start) = a.changed_since(0).await.unwrap();
+    b.create_structure("u", "s1", json!({"v": 0}), "t").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), wake_a.notified()).await.expect("b's commit woke a");
+    // Cut every listener; commit while they are down.
+    let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let cut: i64 = admin
+        .query_one(
+            "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'roost-listener'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(cut, 2, "both nodes' listeners");
+    b.create_structure("u", "s2", json!({"v": 0}), "t").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), wake_a.notified())
+        .await
+        .expect("a woke after reconnecting");
+    let (changed, _) = a.changed_since(start).await.unwrap();
+    assert!(changed.contains(&("s2".to_string(), 1)), "committed while cut: {changed:?}");
+    let listening: i64 = admin
+        .query_one("SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = 'roost-listener'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(listening >= 1, "a listener is back");
+}

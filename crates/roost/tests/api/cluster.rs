@@ -114,3 +114,155 @@ async fn revoking_on_one_node_ends_the_tokens_streams_on_every_node() {
     };
     assert_eq!(status, 401, "the revoked token is refused on another node");
 }
+
+/// A PostgreSQL server of the test's own (scripts/pg), which it may stop and start.
+struct OwnPostgres {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl OwnPostgres {
+    fn script() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pg")
+    }
+
+    fn start() -> OwnPostgres {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(Self::script()).arg("start").arg(dir.path()).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout);
+        let port = text
+            .lines()
+            .find_map(|l| l.strip_prefix("export ROOST_PG_PORT="))
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap();
+        OwnPostgres { dir, port }
+    }
+
+    fn stop(&self) {
+        let out =
+            std::process::Command::new(Self::script()).arg("stop").arg(self.dir.path()).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Starts it again on the same port.
+    fn restart(&self) {
+        let out = std::process::Command::new(Self::script())
+            .arg("start")
+            .arg(self.dir.path())
+            .arg(self.port.to_string())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    fn url(&self, db: &str) -> String {
+        format!("postgres://roost@127.0.0.1:{}/{db}", self.port)
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(Self::script()).arg("stop").arg(self.dir.path()).output();
+    }
+}
+
+/// PostgreSQL stops under load and comes back: meanwhile writes fail fast with 503 in the
+/// API's error shape and `/readyz` says so; afterwards both nodes serve again by themselves,
+/// and every write a node acknowledged is in the database.
+#[tokio::test]
+async fn a_database_outage_refuses_writes_and_the_nodes_recover_by_themselves() {
+    use std::time::{Duration, Instant};
+    let pg = OwnPostgres::start();
+    let (admin, connection) =
+        tokio_postgres::connect(&pg.url("postgres"), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    admin.batch_execute("CREATE DATABASE roost").await.unwrap();
+    drop(admin);
+    let url = pg.url("roost");
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        nodes.push(TestApp::spawn_with(Options { store: Some(url.clone()), ..Options::default() }).await);
+    }
+    let path = nodes[0].structure_path();
+    // Writers on both nodes, each name unique; what each node acknowledged is kept.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for (w, node) in nodes.iter().enumerate() {
+        let (client, base, token, path, stop) =
+            (node.client.clone(), node.url.clone(), node.token.clone(), path.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                i += 1;
+                let name = format!("w{w}-{i}");
+                let r = client
+                    .put(format!("{base}{path}"))
+                    .bearer_auth(&token)
+                    .body(json!({"name": name}).to_string())
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status() == 200 => acknowledged.push(name),
+                    Ok(r) => {
+                        assert_eq!(r.status(), 503, "a write in the outage is 503");
+                        let body: serde_json::Value = r.json().await.unwrap();
+                        assert!(
+                            body["error"].is_string() && body["type"].is_string(),
+                            "the API's error shape: {body}"
+                        );
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(e) => panic!("no answer: {e}"),
+                }
+            }
+            acknowledged
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    pg.stop();
+    // Writes fail fast, and the node says it is not ready.
+    let started = Instant::now();
+    let (status, _) = nodes[1].put_json(&path, json!({"name": "during"})).await;
+    assert_eq!(status, 503);
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "a write in the outage fails fast: {:?}",
+        started.elapsed()
+    );
+    let ready = nodes[1].client.get(format!("{}/readyz", nodes[1].url)).send().await.unwrap();
+    assert_eq!(ready.status(), 503, "/readyz in the outage");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    pg.restart();
+    // Both nodes serve again without a restart.
+    for node in &nodes {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = node.client.get(format!("{}/readyz", node.url)).send().await.unwrap();
+            if r.status() == 200 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "a node did not recover");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut acknowledged = Vec::new();
+    for w in writers {
+        acknowledged.extend(w.await.unwrap());
+    }
+    assert!(acknowledged.len() > 10, "writes went through before and after: {}", acknowledged.len());
+    let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let patches: Vec<String> =
+        admin.query("SELECT patch FROM changes", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    let committed: std::collections::HashSet<String> = patches
+        .iter()
+        .filter_map(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+        .filter_map(|p| p["structures"].as_object()?.values().next()?["name"].as_str().map(str::to_string))
+        .collect();
+    let lost: Vec<&String> = acknowledged.iter().filter(|n| !committed.contains(*n)).collect();
+    assert!(lost.is_empty(), "acknowledged but not in the database: {lost:?}");
+}

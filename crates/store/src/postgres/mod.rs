@@ -4,6 +4,8 @@
 //!   advisory lock), including `roost_commit`, the commit as one server-side function.
 //! - `changelog.rs`: structures, commits, the change log and the feed other nodes follow.
 //! - `accounts.rs`: users, tokens, products, codes and sessions.
+//! - `wakeup.rs`: a NOTIFY after commits and a LISTEN connection, so other nodes read the
+//!   feed at once rather than at their next poll.
 //!
 //! Why tokio-postgres with a deadpool pool (not sqlx): the commit is one call of a function
 //! and most reads one statement, so what matters is a lean round trip with cached prepared
@@ -18,12 +20,14 @@
 mod accounts;
 mod changelog;
 mod schema;
+mod wakeup;
 
 use std::str::FromStr;
 use std::sync::Arc;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use serde_json::Value;
+use tokio::sync::Notify;
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
@@ -51,6 +55,12 @@ impl Default for PgOptions {
 pub struct PgStore {
     pool: Pool,
     options: PgOptions,
+    /// Signalled after each commit and revocation: the notifier tells the other nodes.
+    committed: Arc<Notify>,
+    /// Signalled when another node may have committed (and after the listener reconnects).
+    wakeups: Arc<Notify>,
+    /// The notifier and the listener.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -100,6 +110,10 @@ impl PgStore {
             config.application_name("roost");
         }
         config.connect_timeout(std::time::Duration::from_secs(5));
+        let mut listen_config = config.clone();
+        // Named apart in pg_stat_activity, for operators (and the test that cuts it).
+        listen_config
+            .application_name(format!("{}-listener", config.get_application_name().unwrap_or("roost")));
         let manager =
             Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
@@ -109,11 +123,16 @@ impl PgStore {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(backend)?;
-        let store = PgStore { pool, options };
-        let mut client = store.client().await?;
+        let mut client = pool.get().await.map_err(|e| backend(format!("database unreachable: {e}")))?;
         schema::migrate(&mut client).await?;
         drop(client);
-        Ok(Arc::new(store))
+        let committed = Arc::new(Notify::new());
+        let wakeups = Arc::new(Notify::new());
+        let tasks = vec![
+            tokio::spawn(wakeup::notifier(pool.clone(), committed.clone())),
+            tokio::spawn(wakeup::listener(listen_config, wakeups.clone())),
+        ];
+        Ok(Arc::new(PgStore { pool, options, committed, wakeups, tasks }))
     }
 
     async fn client(&self) -> Result<Object> {
@@ -125,6 +144,20 @@ impl PgStore {
 
     pub fn close(&self) {
         self.pool.close();
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+
+    /// Tells the other nodes (soon, coalesced) that something was committed.
+    fn tell_other_nodes(&self) {
+        self.committed.notify_one();
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 
@@ -133,9 +166,17 @@ impl Store for PgStore {
         PgStore::close(self);
     }
 
+    fn wakeups(&self) -> Option<Arc<Notify>> {
+        Some(self.wakeups.clone())
+    }
+
     fn create_structure(&self, owner: &str, id: &str, doc: Value, at: &str) -> BoxFuture<'_, Result<u64>> {
         let (owner, id, at) = (owner.to_string(), id.to_string(), at.to_string());
-        Box::pin(async move { self.create_structure(&owner, &id, &doc, &at).await })
+        Box::pin(async move {
+            let revision = self.create_structure(&owner, &id, &doc, &at).await?;
+            self.tell_other_nodes();
+            Ok(revision)
+        })
     }
 
     fn structure(&self, id: &str) -> BoxFuture<'_, Result<Option<StoredStructure>>> {
@@ -172,7 +213,11 @@ impl Store for PgStore {
     }
 
     fn commit(&self, commit: Commit) -> BoxFuture<'_, Result<u64>> {
-        Box::pin(self.commit(commit))
+        Box::pin(async move {
+            let revision = self.commit(commit).await?;
+            self.tell_other_nodes();
+            Ok(revision)
+        })
     }
 
     fn changes_after(
@@ -228,7 +273,11 @@ impl Store for PgStore {
 
     fn revoke_token(&self, hash: &[u8; 32]) -> BoxFuture<'_, Result<bool>> {
         let hash = *hash;
-        Box::pin(async move { self.revoke_token(&hash).await })
+        Box::pin(async move {
+            let revoked = self.revoke_token(&hash).await?;
+            self.tell_other_nodes();
+            Ok(revoked)
+        })
     }
 
     fn tokens_of(&self, user_id: &str) -> BoxFuture<'_, Result<Vec<TokenRecord>>> {
@@ -242,7 +291,11 @@ impl Store for PgStore {
 
     fn revoke_device_tokens(&self, device_id: &str) -> BoxFuture<'_, Result<usize>> {
         let device_id = device_id.to_string();
-        Box::pin(async move { self.revoke_device_tokens(&device_id).await })
+        Box::pin(async move {
+            let revoked = self.revoke_device_tokens(&device_id).await?;
+            self.tell_other_nodes();
+            Ok(revoked)
+        })
     }
 
     fn revoked_since(&self, seq: u64) -> BoxFuture<'_, Result<(Vec<[u8; 32]>, u64)>> {
@@ -277,7 +330,14 @@ impl Store for PgStore {
         token: TokenRecord,
     ) -> BoxFuture<'_, Result<std::result::Result<CodeRecord, CodeRecord>>> {
         let hash = *hash;
-        Box::pin(async move { self.exchange_code(&hash, token).await })
+        Box::pin(async move {
+            let exchanged = self.exchange_code(&hash, token).await?;
+            // A replayed code revoked its first token.
+            if exchanged.is_err() {
+                self.tell_other_nodes();
+            }
+            Ok(exchanged)
+        })
     }
 
     fn code(&self, hash: &[u8; 32]) -> BoxFuture<'_, Result<Option<CodeRecord>>> {
