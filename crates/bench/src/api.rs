@@ -9,7 +9,7 @@ use anyhow::{anyhow, bail};
 use bytes::Bytes;
 use roost_server::ids;
 
-use crate::bed::{Bed, bed, fsync_cost};
+use crate::bed::{Bed, BedOptions, bed_on, fsync_cost};
 use crate::client::{RequestSpec, Target, load, print_stats, scrape_batch_size};
 
 fn auth(token: &str) -> Vec<(String, String)> {
@@ -25,6 +25,19 @@ pub fn get_leaf(bed: &Bed) -> Vec<RequestSpec> {
             path: format!("/devices/thermostats/{}/target_temperature_f", d.heat_pump_thermostat),
             headers: auth(t),
             bodies: vec![Bytes::new()],
+            stream: false,
+        })
+        .collect()
+}
+
+/// Opening a stream of that leaf, until its first event (a new connection each time).
+pub fn stream_open(bed: &Bed) -> Vec<RequestSpec> {
+    get_leaf(bed)
+        .into_iter()
+        .map(|mut spec| {
+            spec.headers.push(("accept".into(), "text/event-stream".into()));
+            spec.stream = true;
+            spec
         })
         .collect()
 }
@@ -38,6 +51,7 @@ pub fn get_view(bed: &Bed) -> Vec<RequestSpec> {
             path: "/".into(),
             headers: auth(t),
             bodies: vec![Bytes::new()],
+            stream: false,
         })
         .collect()
 }
@@ -54,6 +68,7 @@ pub fn put_target(bed: &Bed) -> Vec<RequestSpec> {
                 Bytes::from_static(b"{\"target_temperature_f\":70}"),
                 Bytes::from_static(b"{\"target_temperature_f\":71}"),
             ],
+            stream: false,
         })
         .collect()
 }
@@ -110,6 +125,7 @@ pub async fn peer(
                                 Bytes::from_static(b"{\"target_temperature_f\":70}"),
                                 Bytes::from_static(b"{\"target_temperature_f\":71}"),
                             ],
+                            stream: false,
                         }),
                         "get-leaf" => Ok(RequestSpec {
                             method: hyper::Method::GET,
@@ -118,13 +134,21 @@ pub async fn peer(
                             ),
                             headers: headers.clone(),
                             bodies: vec![Bytes::new()],
+                            stream: false,
                         }),
                         other => {
                             Err(anyhow!("unknown scenario '{other}' for pocketbase; known: get-leaf, put"))
                         }
                     })
                     .collect::<anyhow::Result<_>>()?;
-                let stats = load(&format!("pocketbase {s}"), &target, &specs, clients, duration).await?;
+                let stats = load(
+                    &format!("pocketbase {s}"),
+                    std::slice::from_ref(&target),
+                    &specs,
+                    clients,
+                    duration,
+                )
+                .await?;
                 print_stats(&stats);
                 results.push(stats);
             }
@@ -137,8 +161,10 @@ pub async fn peer(
                 path: "/static.json".into(),
                 headers: Vec::new(),
                 bodies: vec![Bytes::new()],
+                stream: false,
             };
-            let stats = load("nginx get-leaf", &target, &[spec], clients, duration).await?;
+            let stats =
+                load("nginx get-leaf", std::slice::from_ref(&target), &[spec], clients, duration).await?;
             print_stats(&stats);
             results.push(stats);
         }
@@ -157,10 +183,12 @@ pub async fn run(
     clients: usize,
     seconds: u64,
     tls: bool,
+    backend: BedOptions<'_>,
     out: Option<&Path>,
 ) -> anyhow::Result<()> {
     let tmp = std::env::temp_dir().join(format!("roost-bench-{}", ids::random_b64(6)));
-    let mut bed = bed(&tmp, clients, tls, &[]).await?;
+    let mut bed = bed_on(&tmp, clients, tls, &[], &backend).await?;
+    let targets = bed.targets();
     let fsync_us = fsync_cost(&tmp, 500)?;
     eprintln!(
         "bench: {clients} clients, {seconds}s per scenario, {}; fsync of 4 KiB: {fsync_us:.0} µs",
@@ -174,9 +202,10 @@ pub async fn run(
             "get-view" => get_view(&bed),
             "put" => put_target(&bed),
             "mixed" => mixed(&bed),
-            other => bail!("unknown scenario '{other}'; known: get-leaf, get-view, put, mixed"),
+            "stream-open" => stream_open(&bed),
+            other => bail!("unknown scenario '{other}'; known: get-leaf, get-view, put, mixed, stream-open"),
         };
-        let stats = load(s, &bed.target, &specs, clients, duration).await?;
+        let stats = load(s, &targets, &specs, clients, duration).await?;
         print_stats(&stats);
         results.push(stats);
     }
@@ -184,8 +213,11 @@ pub async fn run(
     if batch > 0.0 {
         eprintln!("bench: average commit batch (writes per fsync): {batch:.1}");
     }
-    let _ = bed.child.kill().await;
+    bed.stop().await;
     let report = serde_json::json!({
+        "store": if backend.store.is_some() { "postgres" } else { "embedded" },
+        "nodes": targets.len(),
+        "homes_per_token": backend.homes_per_token,
         "writes_per_fsync": batch,
         "machine": {"cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)},
         "build": if cfg!(debug_assertions) { "debug" } else { "release" },

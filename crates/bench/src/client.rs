@@ -21,6 +21,9 @@ pub struct RequestSpec {
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub bodies: Vec<Bytes>,
+    /// A stream: done once its first event arrived; the connection is then closed (a new
+    /// one for the next request), so each request opens a stream.
+    pub stream: bool,
 }
 
 #[derive(Clone)]
@@ -84,12 +87,13 @@ pub(crate) fn tls_config(ca: &Path) -> anyhow::Result<Arc<rustls::ClientConfig>>
 /// after a warm-up; returns the measured stats.
 pub async fn load(
     name: &str,
-    target: &Target,
+    targets: &[Target],
     specs: &[RequestSpec],
     clients: usize,
     duration: Duration,
 ) -> anyhow::Result<Stats> {
-    let tls = match &target.tls_ca {
+    let Some(first) = targets.first() else { anyhow::bail!("no target") };
+    let tls = match &first.tls_ca {
         Some(ca) => Some(tls_config(ca)?),
         None => None,
     };
@@ -100,6 +104,8 @@ pub async fn load(
     let mut tasks = Vec::new();
     for i in 0..clients {
         let spec = specs[i % specs.len()].clone();
+        // Clients spread over the targets (the nodes of a cluster) in turn.
+        let target = &targets[i % targets.len()];
         let mut send =
             connect(target, tls.as_ref()).await.with_context(|| format!("connecting to {}", target.addr))?;
         let (measuring, stop, done, errors) = (measuring.clone(), stop.clone(), done.clone(), errors.clone());
@@ -126,6 +132,15 @@ pub async fn load(
                 }
                 .await
                 {
+                    Ok(resp) if spec.stream => {
+                        let status = resp.status();
+                        let first = resp.into_body().frame().await.is_some_and(|f| f.is_ok());
+                        // The stream stays open on this connection: start a new one.
+                        if let Ok(s) = connect(&target, tls.as_ref()).await {
+                            send = s;
+                        }
+                        first && status.is_success()
+                    }
                     Ok(resp) => {
                         let status = resp.status();
                         let drained = resp.into_body().collect().await.is_ok();

@@ -21,7 +21,8 @@ pub fn write_json(out: Option<&Path>, v: &impl serde::Serialize) -> anyhow::Resu
 pub enum BenchCommand {
     /// Data API: seeds a fresh data dir, starts a server on it and drives each scenario.
     Api {
-        /// Scenarios: get-leaf, get-view, put, mixed (9 readers to 1 writer) (default: all).
+        /// Scenarios: get-leaf, get-view, put, mixed (9 readers to 1 writer), stream-open (a
+        /// stream of a leaf until its first event) (default: all but stream-open).
         #[arg(long = "scenario")]
         scenarios: Vec<String>,
         /// Concurrent clients (one keep-alive connection and one home each).
@@ -33,6 +34,17 @@ pub enum BenchCommand {
         /// Speak TLS to the server (default: plain HTTP on loopback).
         #[arg(long)]
         tls: bool,
+        /// Keep the homes in this PostgreSQL database (`postgres://…`, emptied by no one: give a
+        /// fresh one) instead of the embedded store.
+        #[arg(long)]
+        store: Option<String>,
+        /// Servers on the database (with --store), the clients spread over them in turn.
+        #[arg(long, default_value_t = 1)]
+        nodes: usize,
+        /// Homes each client's token covers (its own and the next ones): the cost of a request
+        /// must not grow with it.
+        #[arg(long, default_value_t = 1)]
+        homes_per_token: usize,
         /// Write the results as JSON to this file.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -121,13 +133,21 @@ pub enum BenchCommand {
 /// Runs one `roost bench` subcommand.
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
-        BenchCommand::Api { scenarios, clients, seconds, tls, out } => {
+        BenchCommand::Api { scenarios, clients, seconds, tls, store, nodes, homes_per_token, out } => {
             let scenarios = if scenarios.is_empty() {
                 ["get-leaf", "get-view", "put", "mixed"].map(String::from).to_vec()
             } else {
                 scenarios
             };
-            bench::run(&scenarios, clients.max(1), seconds.max(1), tls, out.as_deref()).await
+            if nodes > 1 && store.is_none() {
+                anyhow::bail!("--nodes needs --store: several nodes share a PostgreSQL database");
+            }
+            let backend = crate::bed::BedOptions {
+                store: store.as_deref(),
+                nodes: nodes.max(1),
+                homes_per_token: homes_per_token.max(1),
+            };
+            bench::run(&scenarios, clients.max(1), seconds.max(1), tls, backend, out.as_deref()).await
         }
         BenchCommand::Fanout {
             peer,

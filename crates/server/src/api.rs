@@ -26,20 +26,35 @@ use crate::http::{
 async fn authenticate(app: &App, headers: &HeaderMap, uri: &Uri) -> Result<(String, Arc<Grant>), Error> {
     let token = token_of(headers, uri).ok_or_else(ApiError::unauthorized)?;
     let grant = app.grants.resolve(app.store.as_ref(), &token).await?.ok_or_else(ApiError::unauthorized)?;
-    load_missing_structures(app, &grant).await?;
     Ok((token, grant))
 }
 
-/// Loads a granted structure the hub does not hold yet: one that another process (`roost
-/// admin`) created since the poller last looked. Without this a new home's first requests
-/// would be 404 until the next poll.
-async fn load_missing_structures(app: &App, grant: &Grant) -> Result<(), Error> {
-    for id in &grant.structures {
+/// The structures a request at `location` reads or writes: the one the location names (a
+/// structure, or a device found through the hub's index) when the grant covers it, else
+/// every structure of the grant. So a request for one element costs the same whether the
+/// token covers one home or a thousand.
+///
+/// A structure of the scope that the hub does not hold yet is loaded: one that another
+/// process (`roost admin`, another node) created since the poller last looked, whose first
+/// requests would otherwise be 404 until the next poll.
+pub(crate) async fn scope(app: &App, grant: &Grant, location: &Location) -> Result<Vec<String>, Error> {
+    let named: Option<String> = match (location.get(0), location.get(1), location.get(2)) {
+        (Some("structures"), Some(id), _) => Some(id.to_string()),
+        (Some("devices"), Some(kind), Some(id)) if roost_model::Entity::from_collection(kind).is_some() => {
+            app.hub.structure_of_device(id).map(|s| s.to_string())
+        }
+        _ => None,
+    };
+    let ids = match named {
+        Some(id) if grant.covers(&id) => vec![id],
+        _ => grant.structures.clone(),
+    };
+    for id in &ids {
         if app.hub.slot(id).is_none() {
             app.hub.reload(app.store.as_ref(), id).await?;
         }
     }
-    Ok(())
+    Ok(ids)
 }
 
 /// The data API as the router's fallback (requests that skip the router come in through
@@ -89,6 +104,7 @@ async fn handle(
         app.connectivity.seen(d, s);
     }
     let budget = charge_call(app, &grant)?;
+    let structures = scope(app, &grant, &location).await?;
     if budget.is_some() && wants_stream {
         let key = format!("streams:{}", hex8(&grant.hash));
         app.limiter
@@ -97,10 +113,10 @@ async fn handle(
     }
     let mut resp = match *method {
         Method::GET | Method::HEAD if wants_stream => {
-            crate::stream::open(app, grant, location, metadata, headers, uri)
+            crate::stream::open(app, grant, &structures, location, metadata, headers, uri)
         }
-        Method::GET | Method::HEAD => read(app, &grant, &location, &metadata),
-        _ => write(app, &grant, &location, headers, body).await,
+        Method::GET | Method::HEAD => read(app, &grant, &structures, &location, &metadata),
+        _ => write(app, &grant, &structures, &location, headers, body).await,
     }?;
     if let Some(b) = budget {
         add_budget_headers(resp.headers_mut(), &b);
@@ -128,8 +144,14 @@ fn blocked(b: &crate::ratelimit::Budget) -> ApiError {
     e.with("retry_after", b.reset.to_string())
 }
 
-fn read(app: &App, grant: &Grant, location: &Location, metadata: &Metadata) -> Result<Response, Error> {
-    let snaps = app.hub.snapshots(&grant.structures);
+fn read(
+    app: &App,
+    grant: &Grant,
+    structures: &[String],
+    location: &Location,
+    metadata: &Metadata,
+) -> Result<Response, Error> {
+    let snaps = app.hub.snapshots(structures);
     let value = read_location(&snaps, grant.viewer(), metadata, location)
         .ok_or_else(|| ApiError::not_found(&location.to_string()))?;
     let mut resp = json_response(StatusCode::OK, &value);
@@ -140,12 +162,13 @@ fn read(app: &App, grant: &Grant, location: &Location, metadata: &Metadata) -> R
 async fn write(
     app: &App,
     grant: &Grant,
+    structures: &[String],
     location: &Location,
     headers: &HeaderMap,
     body: Received,
 ) -> Result<Response, Error> {
     let (value, raw) = json_body(body)?;
-    let snaps = app.hub.snapshots(&grant.structures);
+    let snaps = app.hub.snapshots(structures);
     let plan = plan_write(location, &value, snaps.iter().map(|s| &s.home))?;
     if grant.product_id.is_some() {
         // Writes per device and per structure, shared by every product.
@@ -170,7 +193,7 @@ async fn write(
     };
     // If-Match is judged against what this location covers, as GET reported it.
     let precondition = |current: &Arc<Snapshot>| {
-        let mut snaps = app.hub.snapshots(&grant.structures);
+        let mut snaps = app.hub.snapshots(structures);
         for s in snaps.iter_mut() {
             if s.home.id() == current.home.id() {
                 *s = current.clone();

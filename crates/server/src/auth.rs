@@ -29,6 +29,11 @@ impl Grant {
     pub fn viewer(&self) -> Viewer<'_> {
         Viewer { permissions: self.permissions, device_id: self.device_id.as_deref() }
     }
+
+    /// Whether the grant covers structure `id`.
+    pub fn covers(&self, id: &str) -> bool {
+        self.structures.iter().any(|s| s == id)
+    }
 }
 
 pub fn hash_token(token: &str) -> [u8; 32] {

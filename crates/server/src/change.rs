@@ -137,6 +137,7 @@ pub async fn make(
         match ground.store.commit(commit).await {
             Ok(revision) => {
                 debug_assert_eq!(revision, snap.revision);
+                ground.hub.index_devices(&snap.home);
                 slot.install(snap.clone());
                 metrics::counter!("roost_writes_total").increment(1);
                 return Ok(Outcome { snapshot: snap, stale, replayed: false });

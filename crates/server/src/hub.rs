@@ -97,11 +97,41 @@ impl Slot {
 #[derive(Default)]
 pub struct Hub {
     slots: RwLock<HashMap<String, Arc<Slot>>>,
+    /// The structure that holds each device, so that a location naming a device finds its
+    /// home at once instead of searching every home of a grant. Entries of removed devices
+    /// stay (the home then has no such device: 404 as before).
+    devices: RwLock<HashMap<Box<str>, Arc<str>>>,
 }
 
 impl Hub {
     pub fn slot(&self, id: &str) -> Option<Arc<Slot>> {
         self.slots.read().get(id).cloned()
+    }
+
+    /// The structure holding `device_id`, among those the hub has seen.
+    pub fn structure_of_device(&self, device_id: &str) -> Option<Arc<str>> {
+        self.devices.read().get(device_id).cloned()
+    }
+
+    /// Records the devices of `home` in the index (new ones only: a write takes the read
+    /// lock once per device and the write lock only when a device was added).
+    pub fn index_devices(&self, home: &Home) {
+        let missing: Vec<&str> = {
+            let known = self.devices.read();
+            roost_model::Entity::DEVICE_KINDS
+                .into_iter()
+                .flat_map(|kind| home.devices(kind).map(|(id, _)| id.as_str()))
+                .filter(|id| !known.contains_key(*id))
+                .collect()
+        };
+        if missing.is_empty() {
+            return;
+        }
+        let structure: Arc<str> = Arc::from(home.id());
+        let mut known = self.devices.write();
+        for id in missing {
+            known.insert(id.into(), structure.clone());
+        }
     }
 
     /// The current snapshots of the named structures that the hub holds, in that order.
@@ -128,6 +158,7 @@ impl Hub {
             tracing::error!(structure = id, "stored document is not a home; skipped");
             return;
         };
+        self.index_devices(&home);
         let snapshot = Arc::new(Snapshot { revision, home });
         if let Some(slot) = self.slot(id) {
             slot.install(snapshot);

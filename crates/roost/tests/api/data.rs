@@ -233,3 +233,61 @@ async fn data_requests_answer_alike_with_or_without_the_router() {
     // answered, so a read never sees itself; the HEADs count under their own method).
     assert_eq!(metrics().await, before + 3);
 }
+
+/// A token over several homes: a request for one element reaches it in whichever home it is
+/// (through the server's index of devices, also for a device another process added later),
+/// reads, writes and streams alike; another user's element stays 404.
+#[tokio::test]
+async fn a_token_over_several_homes_reaches_each_homes_elements() {
+    let app = TestApp::spawn().await;
+    let user = app.demo["user_id"].as_str().unwrap().to_string();
+    let homes: Vec<String> = (0..3)
+        .map(|i| {
+            let h = app.admin(&["structure", "create", "--owner", &user, "--name", &format!("Home {i}")]);
+            h["structure_id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let token = app.admin(&["token", "issue", "--user", &user])["access_token"].as_str().unwrap().to_string();
+    let added =
+        app.admin(&["device", "add", "--structure", &homes[2], "--kind", "thermostat", "--where", "Office"]);
+    let device = added["device_id"].as_str().unwrap();
+    let leaf = format!("/devices/thermostats/{device}/target_temperature_f");
+    let get = |path: String| {
+        let (client, url, token) = (app.client.clone(), app.url.clone(), token.clone());
+        async move {
+            let r = client.get(format!("{url}{path}")).bearer_auth(&token).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    // The server learns of the admin's device within a poll.
+    let mut status = 0;
+    for _ in 0..50 {
+        status = get(leaf.clone()).await.0;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 200, "the added device is reached");
+    let mut events = crate::streams::Events::open_as(&app, &token, &leaf).await;
+    events.next_data().await;
+    let r = app.client.put(format!("{}{leaf}", app.url)).bearer_auth(&token).body("71").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(get(leaf.clone()).await.1, json!(71));
+    assert_eq!(events.next_data().await.2, json!(71), "the leaf's stream saw the write");
+    // The demo home's devices and every home's structure element, with the same token.
+    assert_eq!(get(format!("{}/target_temperature_f", app.thermostat_path())).await.0, 200);
+    for h in &homes {
+        assert_eq!(get(format!("/structures/{h}/name")).await.0, 200, "{h}");
+    }
+    // Another user's home and device: 404 as before.
+    app.admin(&["user", "create", "--login", "other@example.com"]);
+    let theirs = app.admin(&["structure", "create", "--owner", "other@example.com"]);
+    let theirs = theirs["structure_id"].as_str().unwrap();
+    let their_device =
+        app.admin(&["device", "add", "--structure", theirs, "--kind", "thermostat", "--where", "Den"]);
+    let their_device = their_device["device_id"].as_str().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(get(format!("/devices/thermostats/{their_device}")).await.0, 404);
+    assert_eq!(get(format!("/structures/{theirs}")).await.0, 404);
+}

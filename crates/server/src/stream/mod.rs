@@ -196,6 +196,7 @@ fn too_many(what: &str, limit: usize) -> Error {
 pub fn open(
     app: &App,
     grant: Arc<Grant>,
+    structures: &[String],
     location: Location,
     metadata: Metadata,
     headers: &HeaderMap,
@@ -234,7 +235,7 @@ pub fn open(
     let shows_metadata = location.is_root() || location.get(0) == Some("metadata");
     let key = format!(
         "{}|{}|{}|{}|{}",
-        grant.structures.join(","),
+        structures.join(","),
         grant.permissions.bits(),
         grant.device_id.as_deref().unwrap_or(""),
         location,
@@ -243,7 +244,7 @@ pub fn open(
     let group = app.streams.group(key);
 
     // Subscribe first, then read.
-    let slots: Vec<_> = grant.structures.iter().filter_map(|s| app.hub.slot(s)).collect();
+    let slots: Vec<_> = structures.iter().filter_map(|s| app.hub.slot(s)).collect();
     let feeds: Vec<FeedReceiver> = slots.iter().map(|s| s.subscribe()).collect();
     let keepalive = KeepAlive::new(app.config.keepalive);
     let state = StreamState {

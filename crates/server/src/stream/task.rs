@@ -19,7 +19,7 @@ use super::{Computed, Group, MAX_REPLAY, event, parse_position, position};
 
 pub(super) struct StreamTask {
     pub(super) app: App,
-    /// The grant's structures, resolved once.
+    /// The structures the stream's location covers (`api::scope`), resolved once.
     pub(super) slots: Vec<Arc<crate::hub::Slot>>,
     pub(super) grant: Arc<Grant>,
     pub(super) location: Location,
@@ -186,7 +186,7 @@ impl StreamTask {
 
     async fn replay(&self, id: &str, out: &mut VecDeque<Bytes>) -> Result<Sent, &'static str> {
         let from = parse_position(id).ok_or("the event id is not one this server sent")?;
-        let now = self.app.hub.snapshots(&self.grant.structures);
+        let now: Vec<Arc<Snapshot>> = self.slots.iter().map(|s| s.current()).collect();
         // Each structure's log entries since the client's revision (read here, replayed by
         // the model).
         let mut logs = Vec::with_capacity(now.len());
