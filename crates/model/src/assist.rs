@@ -24,6 +24,37 @@ use crate::schema::Entity;
 use crate::units::{self, EPOCH};
 use crate::write::{EntityWrite, Target};
 
+/// What Home/Away Assist watches in a home that is `home` and has had a signal.
+struct AssistWatch<'h> {
+    /// The newer of the last signal and the last change of `away`.
+    quiet_since: &'h str,
+    changed_at: &'h str,
+    /// A person set `away` last (their choice is held for a while).
+    set_by_user: bool,
+}
+
+fn watch<'h>(home: &'h Home, config: &RuleConfig) -> Option<AssistWatch<'h>> {
+    let s = home.structure();
+    let text = |k: &str| s.get(k).and_then(Value::as_str);
+    if !config.assist.enabled || text("away") != Some("home") {
+        return None;
+    }
+    let presence = text("last_presence_at")?;
+    let changed_at = text("away_changed_at").unwrap_or(EPOCH);
+    let quiet_since = if presence > changed_at { presence } else { changed_at };
+    Some(AssistWatch { quiet_since, changed_at, set_by_user: text("away_set_by") == Some("user") })
+}
+
+/// When a camera of the home last saw a person (the epoch if never).
+fn last_person_at(home: &Home) -> &str {
+    home.devices(Entity::Camera)
+        .filter_map(|(_, c)| c.get("last_event"))
+        .filter(|e| e.get("has_person").and_then(Value::as_bool) == Some(true))
+        .filter_map(|e| e.get("start_time").and_then(Value::as_str))
+        .max()
+        .unwrap_or(EPOCH)
+}
+
 /// The writes due in `home` at `now` (empty almost always).
 pub fn due(home: &Home, now: DateTime<Utc>, config: &RuleConfig) -> Vec<EntityWrite> {
     let now_text = units::format_time(now);
@@ -33,15 +64,10 @@ pub fn due(home: &Home, now: DateTime<Utc>, config: &RuleConfig) -> Vec<EntityWr
     let mut structure = Map::new();
 
     let assist = &config.assist;
-    if assist.enabled
-        && text("away") == Some("home")
-        && let Some(presence) = text("last_presence_at")
-    {
-        let changed_at = text("away_changed_at").unwrap_or(EPOCH);
-        let quiet_since = if presence > changed_at { presence } else { changed_at };
+    if let Some(AssistWatch { quiet_since, changed_at, set_by_user }) = watch(home, config) {
         let quiet = seconds_between(quiet_since, &now_text).is_some_and(|d| d >= assist.quiet_secs);
-        let held = text("away_set_by") == Some("user")
-            && seconds_between(changed_at, &now_text).is_some_and(|d| d < assist.hold_secs);
+        let held =
+            set_by_user && seconds_between(changed_at, &now_text).is_some_and(|d| d < assist.hold_secs);
         if quiet && !held {
             structure.insert("away".into(), Value::from("away"));
             structure.insert("away_set_by".into(), Value::from("assist"));
@@ -50,13 +76,7 @@ pub fn due(home: &Home, now: DateTime<Utc>, config: &RuleConfig) -> Vec<EntityWr
     }
 
     if text("wwn_security_state") == Some("deter") {
-        let last_person = home
-            .devices(Entity::Camera)
-            .filter_map(|(_, c)| c.get("last_event"))
-            .filter(|e| e.get("has_person").and_then(Value::as_bool) == Some(true))
-            .filter_map(|e| e.get("start_time").and_then(Value::as_str))
-            .max()
-            .unwrap_or(EPOCH);
+        let last_person = last_person_at(home);
         if seconds_between(last_person, &now_text).is_some_and(|d| d >= assist.security_quiet_secs) {
             structure.insert("wwn_security_state".into(), Value::from("ok"));
         }
@@ -80,4 +100,35 @@ pub fn due(home: &Home, now: DateTime<Utc>, config: &RuleConfig) -> Vec<EntityWr
         }
     }
     writes
+}
+
+/// The earliest time at which [`due`] has something to write for `home` as it stands, with
+/// nothing else happening (`None`: nothing is pending). Stored with each commit, so that the
+/// clock finds the homes it must look at without holding every home in memory.
+pub fn next_due(home: &Home, config: &RuleConfig) -> Option<DateTime<Utc>> {
+    let s = home.structure();
+    let text = |k: &str| s.get(k).and_then(Value::as_str);
+    let after = |t: &str, secs: i64| units::parse_time(t).map(|t| t + chrono::Duration::seconds(secs));
+    let mut times: Vec<DateTime<Utc>> = Vec::new();
+
+    let assist = &config.assist;
+    if let Some(AssistWatch { quiet_since, changed_at, set_by_user }) = watch(home, config) {
+        let quiet = after(quiet_since, assist.quiet_secs);
+        let held_until = if set_by_user { after(changed_at, assist.hold_secs) } else { None };
+        if let Some(quiet) = quiet {
+            times.push(held_until.map_or(quiet, |held| quiet.max(held)));
+        }
+    }
+
+    if text("wwn_security_state") == Some("deter") {
+        times.extend(after(last_person_at(home), assist.security_quiet_secs));
+    }
+
+    for (_, t) in home.devices(Entity::Thermostat) {
+        let timeout = t.get("fan_timer_timeout").and_then(Value::as_str).unwrap_or(EPOCH);
+        if t.get("fan_timer_active").and_then(Value::as_bool) == Some(true) && timeout != EPOCH {
+            times.extend(units::parse_time(timeout));
+        }
+    }
+    times.into_iter().min()
 }

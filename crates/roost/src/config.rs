@@ -45,6 +45,9 @@ pub struct StoreSettings {
     /// without it, the embedded store in the data dir.
     #[arg(long, env = "ROOST_STORE", global = true)]
     pub store: Option<String>,
+    /// Connections to PostgreSQL (with --store).
+    #[arg(long, env = "ROOST_STORE_POOL", default_value_t = d().database_pool, global = true)]
+    pub store_pool: usize,
     /// Change log entries kept per structure, at least (older ones go 16 at a time).
     #[arg(long, env = "ROOST_CHANGELOG_KEEP", default_value_t = d().changelog_keep, global = true)]
     pub changelog_keep: u64,
@@ -270,6 +273,7 @@ pub fn serve(
     let database = store.database()?;
     let mut c = Config::new(store.data);
     c.database = database;
+    c.database_pool = store.store_pool.max(1);
     c.changelog_keep = store.changelog_keep.max(1);
     c.rules = rules;
     c.listen = s.listen;

@@ -50,7 +50,7 @@ pub(crate) async fn scope(app: &App, grant: &Grant, location: &Location) -> Resu
         _ => grant.structures.clone(),
     };
     for id in &ids {
-        if app.hub.slot(id).is_none() {
+        if app.hub.slot(id).is_none_or(|s| s.is_stale()) {
             app.hub.reload(app.store.as_ref(), id).await?;
         }
     }

@@ -133,6 +133,9 @@ pub async fn make(
                 inverse,
             },
             idempotency: options.idempotency.clone(),
+            // Rounded up: the clock looks no earlier than the change is due.
+            due_at: roost_model::assist::next_due(&snap.home, ground.rules)
+                .map(|t| t.timestamp() + i64::from(t.timestamp_subsec_nanos() > 0)),
         };
         match ground.store.commit(commit).await {
             Ok(revision) => {
@@ -198,7 +201,9 @@ fn judge(
 
 /// The structure's slot, loaded from the store when the hub does not hold it yet.
 async fn slot(ground: Ground<'_>, structure_id: &str) -> Result<Arc<Slot>, Error> {
-    if let Some(slot) = ground.hub.slot(structure_id) {
+    if let Some(slot) = ground.hub.slot(structure_id)
+        && !slot.is_stale()
+    {
         return Ok(slot);
     }
     ground.hub.reload(ground.store, structure_id).await?;

@@ -1,7 +1,8 @@
 //! The clock: what the service does when time passes rather than when a request comes.
 //! Every tick it writes connectivity transitions ([`crate::connectivity`]) and the changes
 //! home logic says are due ([`roost_model::assist::due`]: Home/Away Assist, security
-//! relaxing, fan timers running out), each through the normal change path as the service.
+//! relaxing, fan timers running out), each through the normal change path as the service:
+//! for the homes it holds, and for those the store says are due (`Store::due_structures`).
 
 use std::time::Duration;
 
@@ -64,9 +65,38 @@ async fn connectivity(app: &App) {
     }
 }
 
+/// Homes due that one tick takes from the store (the rest wait for the next tick).
+const DUE_PER_TICK: usize = 1_000;
+
 async fn timed(app: &App) {
     let now = chrono::Utc::now();
-    for slot in app.hub.slots() {
+    // The homes this node holds, and those the store says are due that it does not hold
+    // (their last commit said when: `Commit::due_at`).
+    let mut slots = app.hub.slots();
+    match app.store.due_structures(now.timestamp(), DUE_PER_TICK).await {
+        Ok(ids) => {
+            for id in ids {
+                // Held and current: among `slots` already. Held but stale (another node
+                // committed it): reloaded into its slot, which `slots` has. Not held: loaded.
+                let held = app.hub.slot(&id);
+                if held.as_ref().is_some_and(|s| !s.is_stale()) {
+                    continue;
+                }
+                match app.hub.reload(app.store.as_ref(), &id).await {
+                    Ok(_) => {
+                        if held.is_none() {
+                            slots.extend(app.hub.slot(&id));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(structure = %id, error = %e, "loading a home that is due failed")
+                    }
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "reading the homes that are due failed"),
+    }
+    for slot in slots {
         let current = slot.current();
         let writes = roost_model::assist::due(&current.home, now, &app.config.rules);
         if writes.is_empty() {

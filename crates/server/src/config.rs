@@ -15,6 +15,8 @@ pub struct Config {
     /// A PostgreSQL connection string (`postgres://…`): the cluster backend, shared with other
     /// nodes. `None`: the embedded store in the data dir.
     pub database: Option<String>,
+    /// Connections to it (each a PostgreSQL backend process).
+    pub database_pool: usize,
     pub listen: SocketAddr,
     /// Plain HTTP (loopback only).
     pub insecure_http: bool,
@@ -64,6 +66,7 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("roost-data"),
             database: None,
+            database_pool: 16,
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             insecure_http: false,
             tls_cert: None,

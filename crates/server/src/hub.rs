@@ -6,6 +6,7 @@
 //! structures that other processes or nodes committed.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::RwLock;
@@ -31,12 +32,26 @@ pub struct Slot {
     /// few revisions behind sends each state it missed (in one write) instead of only the
     /// newest, so a brief alarm is not lost to a subscriber that was slow for a moment.
     recent: parking_lot::Mutex<VecDeque<Arc<Snapshot>>>,
+    /// The newest revision another process is known to have committed (0: none). A slot no
+    /// stream watches is not reloaded when the feed names it ([`Hub::refresh`]): it is marked,
+    /// and its next user reloads it ([`Slot::is_stale`]).
+    newer: AtomicU64,
 }
 
 /// Snapshots a watched structure keeps for streams that fell behind (see [`Slot::since`]).
 pub const RECENT: usize = 16;
 
 impl Slot {
+    /// Whether another process committed a revision newer than the one held.
+    pub fn is_stale(&self) -> bool {
+        self.newer.load(Ordering::SeqCst) > self.revision()
+    }
+
+    /// Whether a stream follows it.
+    fn watched(&self) -> bool {
+        self.changes.get().is_some_and(|f| f.receiver_count() > 0)
+    }
+
     pub fn current(&self) -> Arc<Snapshot> {
         self.current.read().clone()
     }
@@ -169,6 +184,7 @@ impl Hub {
             current: RwLock::new(snapshot),
             changes: OnceLock::new(),
             recent: parking_lot::Mutex::new(VecDeque::new()),
+            newer: AtomicU64::new(0),
         });
         {
             self.slots.write().entry(id.to_string()).or_insert(slot);
@@ -182,12 +198,19 @@ impl Hub {
         Ok(true)
     }
 
-    /// Reloads structures committed elsewhere since `seq`; returns the new sequence.
+    /// Learns of structures committed elsewhere since `seq`; returns the new sequence. A
+    /// structure a stream follows is reloaded now (its subscribers get the change); one that
+    /// no stream follows is only marked stale and reloaded by its next user, so a node does
+    /// not read every home another node writes; one the hub does not hold is left alone.
     pub async fn refresh(&self, store: &dyn Store, seq: u64) -> Result<u64, StoreError> {
         let (changed, next) = store.changed_since(seq).await?;
         for (id, revision) in changed {
-            let stale = self.slot(&id).is_none_or(|s| s.current().revision < revision);
-            if stale {
+            let Some(slot) = self.slot(&id) else { continue };
+            if slot.revision() >= revision {
+                continue;
+            }
+            slot.newer.fetch_max(revision, Ordering::SeqCst);
+            if slot.watched() {
                 self.reload(store, &id).await?;
             }
         }

@@ -86,11 +86,13 @@ impl App {
 pub async fn connect_store(
     dir: &std::path::Path,
     database: Option<&str>,
+    pool_size: usize,
     changelog_keep: u64,
 ) -> anyhow::Result<Arc<dyn Store>> {
     match database {
         Some(url) => {
-            let options = roost_store::PgOptions { changelog_keep, ..roost_store::PgOptions::default() };
+            let options =
+                roost_store::PgOptions { changelog_keep, pool_size, ..roost_store::PgOptions::default() };
             let store: Arc<dyn Store> = roost_store::PgStore::open(url, options)
                 .await
                 .with_context(|| format!("opening the database {}", roost_store::redacted(url)))?;
@@ -166,8 +168,13 @@ impl Server {
             bail!("--insecure-http is allowed only on a loopback address (listen = {})", config.listen);
         }
         let lock = lock_data_dir(&config.data_dir)?;
-        let store =
-            connect_store(&config.data_dir, config.database.as_deref(), config.changelog_keep).await?;
+        let store = connect_store(
+            &config.data_dir,
+            config.database.as_deref(),
+            config.database_pool,
+            config.changelog_keep,
+        )
+        .await?;
         let tls = if config.insecure_http {
             None
         } else {

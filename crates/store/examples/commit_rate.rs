@@ -52,6 +52,7 @@ async fn main() {
                         inverse: json!({"devices": {"thermostats": {"t": {"target_temperature_f": 70 + (rev + 1) % 2}}}}),
                     },
                     idempotency: None,
+                    due_at: None,
                 };
                 rev = store.commit(commit).await.unwrap();
                 n += 1;

@@ -24,6 +24,7 @@ fn commit(sid: &str, base: u64, v: u64) -> Commit {
             inverse: json!({"v": "previous"}),
         },
         idempotency: None,
+        due_at: None,
     }
 }
 
@@ -71,6 +72,26 @@ pub async fn users(store: &dyn Store) {
     store.set_password("u1", "$argon2id$x").await.unwrap();
     assert_eq!(store.user("u1").await.unwrap().unwrap().password_hash.as_deref(), Some("$argon2id$x"));
     assert!(matches!(store.set_password("nobody", "x").await, Err(StoreError::NotFound(_))));
+}
+
+/// A commit records when the home next has a timed change due; the clock finds the homes due
+/// by then.
+pub async fn due_homes_are_found(store: &dyn Store) {
+    seed(store).await;
+    store.create_structure("u1", "s2", json!({"v": 0}), "t").await.unwrap();
+    assert!(store.due_structures(i64::MAX, 10).await.unwrap().is_empty(), "nothing due after creation");
+    store.commit(Commit { due_at: Some(1_000), ..commit("s1", 1, 1) }).await.unwrap();
+    store.commit(Commit { due_at: Some(2_000), ..commit("s2", 1, 1) }).await.unwrap();
+    assert!(store.due_structures(999, 10).await.unwrap().is_empty());
+    assert_eq!(store.due_structures(1_000, 10).await.unwrap(), vec!["s1".to_string()]);
+    assert_eq!(store.due_structures(5_000, 10).await.unwrap(), vec!["s1".to_string(), "s2".to_string()]);
+    assert_eq!(store.due_structures(5_000, 1).await.unwrap(), vec!["s1".to_string()], "the earliest first");
+    store.commit(commit("s1", 2, 2)).await.unwrap();
+    assert_eq!(
+        store.due_structures(5_000, 10).await.unwrap(),
+        vec!["s2".to_string()],
+        "a commit with nothing due"
+    );
 }
 
 /// Structures start at revision 1; a commit is a compare-and-set on the revision.
@@ -328,6 +349,11 @@ macro_rules! conformance_tests {
         async fn users() {
             let (store, _, _guard) = $open().await;
             $crate::conformance::users(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn due_homes_are_found() {
+            let (store, _, _guard) = $open().await;
+            $crate::conformance::due_homes_are_found(store.as_ref()).await;
         }
         #[tokio::test]
         async fn commits_are_compare_and_set() {

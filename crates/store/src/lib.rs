@@ -108,6 +108,9 @@ pub struct Commit {
     /// Recorded in the same transaction, so a retried request never applies twice: a second
     /// commit with the same key fails with [`StoreError::Duplicate`].
     pub idempotency: Option<IdempotencyKey>,
+    /// When the home next has a timed change due (Unix seconds; `None`: nothing pending), for
+    /// [`Store::due_structures`].
+    pub due_at: Option<i64>,
 }
 
 /// A client's key for one request (`Idempotency-Key`), scoped to who sent it.
@@ -238,6 +241,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<()>>;
     /// Durably commits a change; returns the new revision. Acknowledged only after fsync.
     fn commit(&self, commit: Commit) -> BoxFuture<'_, Result<u64>>;
+    /// Structures whose next timed change is due at `now` (Unix seconds) or before, as their
+    /// last commit said (at most `limit`): how the clock finds homes it does not hold.
+    fn due_structures(&self, now: i64, limit: usize) -> BoxFuture<'_, Result<Vec<String>>>;
     /// Change log entries after `revision`, oldest first (at most `limit`).
     fn changes_after(
         &self,

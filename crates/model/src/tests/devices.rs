@@ -39,9 +39,12 @@ fn report(h: &Home, id: &str, body: Value, measured: DateTime<Utc>) -> (Home, Ve
     (apply_write(h, &plan, &ctx).unwrap(), dropped)
 }
 
-/// Applies what [`assist::due`] says at `t`, as the server's tick does.
+/// Applies what [`assist::due`] says at `t`, as the server's tick does; and checks that
+/// [`assist::next_due`] agrees: something is due at `t` exactly when the next due time has come.
 fn tick(h: &Home, t: DateTime<Utc>) -> Home {
     let writes = assist::due(h, t, &RuleConfig::default());
+    let next = assist::next_due(h, &RuleConfig::default());
+    assert_eq!(!writes.is_empty(), next.is_some_and(|n| n <= t), "due at {t}: {writes:?}, next due {next:?}");
     if writes.is_empty() {
         return h.clone();
     }

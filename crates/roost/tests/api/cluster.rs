@@ -6,13 +6,14 @@ use serde_json::json;
 use crate::helpers::{Options, TestApp, fresh_database};
 use crate::streams::Events;
 
-/// `n` nodes on a fresh database, started one after another (the first seeds the demo home;
-/// the others find it and write their own demo.json).
+/// `n` nodes on a fresh database: the first seeds the demo home, the others join it.
 async fn cluster(n: usize) -> Vec<TestApp> {
     let store = fresh_database().await;
-    let mut nodes = Vec::new();
-    for _ in 0..n {
-        nodes.push(TestApp::spawn_with(Options { store: Some(store.clone()), ..Options::default() }).await);
+    let first = TestApp::spawn_with(Options { store: Some(store), ..Options::default() }).await;
+    let mut nodes = vec![first];
+    for _ in 1..n {
+        let node = nodes[0].join(Options::default()).await;
+        nodes.push(node);
     }
     nodes
 }
@@ -180,10 +181,9 @@ async fn a_database_outage_refuses_writes_and_the_nodes_recover_by_themselves() 
     admin.batch_execute("CREATE DATABASE roost").await.unwrap();
     drop(admin);
     let url = pg.url("roost");
-    let mut nodes = Vec::new();
-    for _ in 0..2 {
-        nodes.push(TestApp::spawn_with(Options { store: Some(url.clone()), ..Options::default() }).await);
-    }
+    let first = TestApp::spawn_with(Options { store: Some(url.clone()), ..Options::default() }).await;
+    let second = first.join(Options::default()).await;
+    let nodes = [first, second];
     let path = nodes[0].structure_path();
     // Writers on both nodes, each name unique; what each node acknowledged is kept.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -265,4 +265,61 @@ async fn a_database_outage_refuses_writes_and_the_nodes_recover_by_themselves() 
         .collect();
     let lost: Vec<&String> = acknowledged.iter().filter(|n| !committed.contains(*n)).collect();
     assert!(lost.is_empty(), "acknowledged but not in the database: {lost:?}");
+}
+
+/// A timed change is made by a node other than the one whose commit made it due: node A
+/// takes a phone's presence (home) and dies; node B, which holds only a stale copy of the
+/// home, finds it through the store's due index and turns it away when the quiet time is up.
+#[tokio::test]
+async fn a_timed_change_is_made_when_the_node_that_scheduled_it_is_gone() {
+    use std::time::{Duration, Instant};
+    let store = fresh_database().await;
+    let extra = ["--assist-quiet-secs", "3", "--assist-hold-secs", "0", "--tick-ms", "200"]
+        .map(String::from)
+        .to_vec();
+    let options = Options { store: Some(store.clone()), extra, ..Options::default() };
+    let mut a = TestApp::spawn_with(options.clone()).await;
+    let b = a.join(options).await;
+    let s = b.structure_path();
+    // The demo home has been quiet for minutes: a node turns it away.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while b.get_json(&s).await.1["away"] != json!("away") {
+        assert!(Instant::now() < deadline, "the quiet demo home never turned away");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A phone says someone is home, through node A, which then dies.
+    let url = format!("{}/presence/{}", a.url, a.id("structure_id"));
+    let r = a.client.put(url).bearer_auth(&a.token).body(r#"{"present": true}"#).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let home_at = Instant::now();
+    a.kill();
+    // Node B turns it away again after the quiet time. Watched in the database, not through
+    // node B: a request would make B reload the home, and B must find it by itself.
+    let (db, connection) = tokio_postgres::connect(&store, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let sid = b.id("structure_id");
+    let latest = || async {
+        let row = db
+            .query_one(
+                "SELECT revision, actor, patch FROM changes WHERE structure_id = $1 ORDER BY revision DESC LIMIT 1",
+                &[&sid],
+            )
+            .await
+            .unwrap();
+        (row.get::<_, i64>(0), row.get::<_, String>(1), row.get::<_, String>(2))
+    };
+    let (presence_revision, _, patch) = latest().await;
+    assert!(patch.contains("\"home\""), "the presence commit is the newest: {patch}");
+    loop {
+        let (revision, actor, patch) = latest().await;
+        if revision > presence_revision {
+            assert_eq!(actor, "service:assist", "{patch}");
+            assert!(patch.contains("\"away\""), "{patch}");
+            assert!(home_at.elapsed() >= Duration::from_secs(2), "not before the quiet time");
+            break;
+        }
+        assert!(home_at.elapsed() < Duration::from_secs(20), "node B never made the timed change");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(b.get_json(&s).await.1["away"], json!("away"));
 }

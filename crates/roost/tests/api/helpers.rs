@@ -39,6 +39,9 @@ pub struct Options {
     pub extra: Vec<String>,
     /// A PostgreSQL connection string (`--store`); `None`: the embedded store.
     pub store: Option<String>,
+    /// Start without `--demo` (a further node of a cluster: the data dir must already hold
+    /// the first node's demo.json, which the test reads).
+    pub no_demo: bool,
 }
 
 impl TestApp {
@@ -55,7 +58,10 @@ impl TestApp {
     /// Starts (or restarts) a server on an existing data dir.
     pub async fn start(dir: PathBuf, tmp: Option<tempfile::TempDir>, opts: Options) -> TestApp {
         let mut cmd = roost();
-        cmd.args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data"]).arg(&dir);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"]).arg(&dir);
+        if !opts.no_demo {
+            cmd.arg("--demo");
+        }
         if opts.insecure_http {
             cmd.arg("--insecure-http");
         }
@@ -121,6 +127,15 @@ impl TestApp {
             front,
             store: opts.store,
         }
+    }
+
+    /// Another node on this one's PostgreSQL database, with `opts`: no demo of its own (the
+    /// test uses this node's home and token through it).
+    pub async fn join(&self, opts: Options) -> TestApp {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::copy(self.dir.join("demo.json"), tmp.path().join("demo.json")).unwrap();
+        let opts = Options { store: self.store.clone(), no_demo: true, ..opts };
+        TestApp::start(tmp.path().to_path_buf(), Some(tmp), opts).await
     }
 
     pub fn id(&self, name: &str) -> String {

@@ -92,6 +92,17 @@ impl StreamState {
         }
         if !self.started {
             self.started = true;
+            // Subscribed now: a structure the hub marked stale before the subscription (a
+            // commit elsewhere it did not reload, no stream following it then) is reloaded
+            // before the first event, and any later commit reloads it as watched.
+            for slot in &self.task.slots {
+                if slot.is_stale() {
+                    let id = slot.current().home.id().to_string();
+                    if let Err(e) = self.task.app.hub.reload(self.task.app.store.as_ref(), &id).await {
+                        tracing::warn!(structure = %id, error = %e, "reloading a stale structure for a stream failed");
+                    }
+                }
+            }
             if let Some(id) = self.resume_from.take() {
                 self.sent = self.task.resume(&id, &mut self.pending).await;
                 if let Some(b) = self.pending.pop_front() {

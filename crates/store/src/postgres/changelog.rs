@@ -46,6 +46,89 @@ fn parse_position(text: &str) -> Result<u64> {
     text.parse().map_err(|_| backend(format!("unexpected transaction id {text:?}")))
 }
 
+/// One commit as `roost_commit` takes it.
+pub(super) const COMMIT_SQL: &str =
+    "SELECT outcome, rev FROM roost_commit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+
+/// A commit's parameters, made (serialized) on the caller's task.
+pub(super) struct CommitRow {
+    pub(super) structure_id: String,
+    base: i64,
+    doc: Option<String>,
+    at: String,
+    actor: String,
+    paths: String,
+    patch: String,
+    inverse: String,
+    scope: Option<String>,
+    pub(super) key: Option<String>,
+    keep: i64,
+    due_at: Option<i64>,
+}
+
+impl CommitRow {
+    fn of(commit: Commit, options: &super::PgOptions) -> CommitRow {
+        let Commit { structure_id, base_revision, doc, change, idempotency, due_at } = commit;
+        let every = options.checkpoint_every.max(1);
+        let new_revision = base_revision + 1;
+        let checkpoint = (new_revision + crate::stagger(&structure_id) % every).is_multiple_of(every);
+        let (scope, key) = match idempotency {
+            Some(k) => (Some(k.scope), Some(k.key)),
+            None => (None, None),
+        };
+        CommitRow {
+            base: base_revision as i64,
+            doc: checkpoint.then(doc),
+            paths: serde_json::to_string(&change.paths).unwrap_or_default(),
+            patch: roost_model::json_text(&change.patch),
+            inverse: roost_model::json_text(&change.inverse),
+            at: change.at,
+            actor: change.actor,
+            structure_id,
+            scope,
+            key,
+            keep: options.changelog_keep.max(1) as i64,
+            due_at,
+        }
+    }
+
+    pub(super) fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 12] {
+        [
+            &self.structure_id,
+            &self.base,
+            &self.doc,
+            &self.at,
+            &self.actor,
+            &self.paths,
+            &self.patch,
+            &self.inverse,
+            &self.scope,
+            &self.key,
+            &self.keep,
+            &self.due_at,
+        ]
+    }
+
+    /// What `roost_commit` answered, as the trait says it.
+    pub(super) fn outcome(&self, row: std::result::Result<Row, tokio_postgres::Error>) -> Result<u64> {
+        let row = row.map_err(|e| match e.as_db_error() {
+            Some(db) if db.code().code() == "R0001" => {
+                StoreError::Duplicate { revision: db.detail().and_then(|d| d.parse().ok()).unwrap_or(0) }
+            }
+            _ => backend(e),
+        })?;
+        let (outcome, revision): (String, i64) = (row.get(0), row.get(1));
+        match outcome.as_str() {
+            "ok" => Ok(revision as u64),
+            "conflict" => Err(StoreError::Conflict {
+                structure_id: self.structure_id.clone(),
+                current: revision as u64,
+            }),
+            _ => Err(StoreError::NotFound(self.structure_id.clone())),
+        }
+    }
+}
+
 impl PgStore {
     pub(super) async fn create_structure(&self, owner: &str, id: &str, doc: &Value, at: &str) -> Result<u64> {
         let text = roost_model::json_text(doc);
@@ -108,6 +191,18 @@ impl PgStore {
         Ok(())
     }
 
+    pub(super) async fn due_structures(&self, now: i64, limit: usize) -> Result<Vec<String>> {
+        let client = self.client().await?;
+        let st = client
+            .prepare_cached(
+                "SELECT id FROM structures WHERE due_at IS NOT NULL AND due_at <= $1 ORDER BY due_at LIMIT $2",
+            )
+            .await
+            .map_err(backend)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        Ok(client.query(&st, &[&now, &limit]).await.map_err(backend)?.iter().map(|r| r.get(0)).collect())
+    }
+
     pub(super) async fn structures_of(&self, user_id: &str) -> Result<Vec<String>> {
         let client = self.client().await?;
         let st = client
@@ -117,58 +212,18 @@ impl PgStore {
         Ok(client.query(&st, &[&user_id]).await.map_err(backend)?.iter().map(|r| r.get(0)).collect())
     }
 
+    /// A commit: alone when it carries an idempotency key (a used key aborts its transaction),
+    /// otherwise through the group committer, which puts the commits waiting at once into one
+    /// transaction.
     pub(super) async fn commit(&self, commit: Commit) -> Result<u64> {
-        let Commit { structure_id, base_revision, doc, change, idempotency } = commit;
-        let every = self.options.checkpoint_every.max(1);
-        let new_revision = base_revision + 1;
-        let checkpoint = (new_revision + crate::stagger(&structure_id) % every).is_multiple_of(every);
-        let doc: Option<String> = checkpoint.then(doc);
-        let paths = serde_json::to_string(&change.paths).unwrap_or_default();
-        let patch = roost_model::json_text(&change.patch);
-        let inverse = roost_model::json_text(&change.inverse);
-        let (scope, key) = match &idempotency {
-            Some(k) => (Some(k.scope.as_str()), Some(k.key.as_str())),
-            None => (None, None),
-        };
-        let base = base_revision as i64;
-        let keep = self.options.changelog_keep.max(1) as i64;
-        let client = self.client().await?;
-        let st = client
-            .prepare_cached(
-                "SELECT outcome, rev FROM roost_commit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            )
-            .await
-            .map_err(backend)?;
-        let row = client
-            .query_one(
-                &st,
-                &[
-                    &structure_id,
-                    &base,
-                    &doc,
-                    &change.at,
-                    &change.actor,
-                    &paths,
-                    &patch,
-                    &inverse,
-                    &scope,
-                    &key,
-                    &keep,
-                ],
-            )
-            .await
-            .map_err(|e| match e.as_db_error() {
-                Some(db) if db.code().code() == "R0001" => {
-                    StoreError::Duplicate { revision: db.detail().and_then(|d| d.parse().ok()).unwrap_or(0) }
-                }
-                _ => backend(e),
-            })?;
-        let (outcome, revision): (String, i64) = (row.get(0), row.get(1));
-        match outcome.as_str() {
-            "ok" => Ok(revision as u64),
-            "conflict" => Err(StoreError::Conflict { structure_id, current: revision as u64 }),
-            _ => Err(StoreError::NotFound(structure_id)),
+        let row = CommitRow::of(commit, &self.options);
+        if row.key.is_some() {
+            let client = self.client().await?;
+            let st = client.prepare_cached(COMMIT_SQL).await.map_err(backend)?;
+            let result = client.query_one(&st, &row.params()).await;
+            return row.outcome(result);
         }
+        self.group_commit(row).await
     }
 
     pub(super) async fn changes_after(

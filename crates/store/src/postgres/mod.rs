@@ -3,6 +3,7 @@
 //! - `schema.rs`: the tables and the versioned migrations (applied at start under an
 //!   advisory lock), including `roost_commit`, the commit as one server-side function.
 //! - `changelog.rs`: structures, commits, the change log and the feed other nodes follow.
+//! - `group.rs`: group commit (the commits waiting at once share one transaction).
 //! - `accounts.rs`: users, tokens, products, codes and sessions.
 //! - `wakeup.rs`: a NOTIFY after commits and a LISTEN connection, so other nodes read the
 //!   feed at once rather than at their next poll.
@@ -19,6 +20,7 @@
 
 mod accounts;
 mod changelog;
+mod group;
 mod schema;
 mod wakeup;
 
@@ -61,6 +63,8 @@ pub struct PgStore {
     wakeups: Arc<Notify>,
     /// The notifier and the listener.
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The group committer's queue (`None` once closed: queued commits still finish).
+    commits: parking_lot::Mutex<Option<tokio::sync::mpsc::Sender<group::Pending>>>,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -128,22 +132,38 @@ impl PgStore {
         drop(client);
         let committed = Arc::new(Notify::new());
         let wakeups = Arc::new(Notify::new());
+        // Names this node in its notifications, so that it ignores its own.
+        let node = format!("{:016x}", rand_node_id());
         let tasks = vec![
-            tokio::spawn(wakeup::notifier(pool.clone(), committed.clone())),
-            tokio::spawn(wakeup::listener(listen_config, wakeups.clone())),
+            tokio::spawn(wakeup::notifier(pool.clone(), committed.clone(), node.clone())),
+            tokio::spawn(wakeup::listener(listen_config, wakeups.clone(), node)),
         ];
-        Ok(Arc::new(PgStore { pool, options, committed, wakeups, tasks }))
+        let (commits, queue) = tokio::sync::mpsc::channel(4 * group::MAX_BATCH);
+        let queue: group::Queue = Arc::new(tokio::sync::Mutex::new(queue));
+        // A few writers (each holds a connection only while its batch runs): fewer make larger
+        // batches; on 2 cores 4 gave the most writes per second (BENCHMARKS.md).
+        for _ in 0..(options.pool_size / 2).clamp(1, 4) {
+            tokio::spawn(group::writer(pool.clone(), queue.clone()));
+        }
+        let commits = parking_lot::Mutex::new(Some(commits));
+        Ok(Arc::new(PgStore { pool, options, committed, wakeups, tasks, commits }))
     }
 
     async fn client(&self) -> Result<Object> {
+        if self.commits.lock().is_none() {
+            return Err(StoreError::Closed);
+        }
         self.pool.get().await.map_err(|e| match e {
             deadpool_postgres::PoolError::Closed => StoreError::Closed,
             e => backend(format!("database unreachable: {e}")),
         })
     }
 
+    /// Stops taking commits (those queued still finish: the writers end once the queue is
+    /// empty, and the pool's connections close as the last handle goes) and stops the
+    /// notifier and the listener.
     pub fn close(&self) {
-        self.pool.close();
+        self.commits.lock().take();
         for task in &self.tasks {
             task.abort();
         }
@@ -153,6 +173,17 @@ impl PgStore {
     fn tell_other_nodes(&self) {
         self.committed.notify_one();
     }
+}
+
+/// A node id for notifications: distinct between processes (pid, time) and between stores
+/// of one process (a counter); no secret.
+fn rand_node_id() -> u64 {
+    static OPENED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    (nanos as u64)
+        ^ (u64::from(std::process::id()) << 40)
+        ^ OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl Drop for PgStore {
@@ -187,6 +218,10 @@ impl Store for PgStore {
     fn revision(&self, id: &str) -> BoxFuture<'_, Result<Option<u64>>> {
         let id = id.to_string();
         Box::pin(async move { self.revision(&id).await })
+    }
+
+    fn due_structures(&self, now: i64, limit: usize) -> BoxFuture<'_, Result<Vec<String>>> {
+        Box::pin(self.due_structures(now, limit))
     }
 
     fn all_structures(&self) -> BoxFuture<'_, Result<Vec<StoredStructure>>> {

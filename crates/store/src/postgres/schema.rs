@@ -12,7 +12,7 @@ const MIGRATION_LOCK: i64 = 0x0052_6f6f_7374;
 
 /// Schema versions, applied in order, each in its own transaction. Never edit a released one:
 /// add the next.
-const MIGRATIONS: &[(i32, &str)] = &[(1, V1)];
+const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2)];
 
 /// Brings the database to the newest schema version.
 pub(super) async fn migrate(client: &mut Object) -> Result<()> {
@@ -51,6 +51,7 @@ async fn apply(client: &mut Object) -> Result<()> {
         tx.commit().await.map_err(backend)?;
         tracing::info!(version, "database schema migrated");
     }
+    client.batch_execute(COMMIT_FUNCTION).await.map_err(backend)?;
     Ok(())
 }
 
@@ -144,12 +145,25 @@ CREATE TABLE sessions(
     expires_at BIGINT NOT NULL
 );
 
--- A commit in one round trip: the compare-and-set on the revision, the change-log entry,
--- the checkpoint when there is one, the idempotency key, trimming the log. A used key
--- raises R0001 (its earlier revision in DETAIL) so that nothing of the commit stays.
-CREATE FUNCTION roost_commit(
+";
+
+/// When each home next has a timed change due, for the clock (`due_structures`).
+const V2: &str = "
+ALTER TABLE structures ADD COLUMN due_at BIGINT;
+CREATE INDEX structures_due ON structures(due_at) WHERE due_at IS NOT NULL;
+-- The commit function of the first schema took eleven arguments; today's is COMMIT_FUNCTION.
+DROP FUNCTION IF EXISTS roost_commit(TEXT, BIGINT, TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, BIGINT);
+";
+
+/// The commit in one round trip: the compare-and-set on the revision, the change-log entry,
+/// the checkpoint when there is one, when the home is next due, the idempotency key,
+/// trimming the log. A used key raises R0001 (its earlier revision in DETAIL) so that nothing
+/// of the commit stays. Code, not data: (re)created at every start after the migrations, so
+/// it is always the one this build calls.
+const COMMIT_FUNCTION: &str = "
+CREATE OR REPLACE FUNCTION roost_commit(
     p_id TEXT, p_base BIGINT, p_doc TEXT, p_at TEXT, p_actor TEXT, p_paths TEXT,
-    p_patch TEXT, p_inverse TEXT, p_scope TEXT, p_key TEXT, p_keep BIGINT
+    p_patch TEXT, p_inverse TEXT, p_scope TEXT, p_key TEXT, p_keep BIGINT, p_due BIGINT
 ) RETURNS TABLE(outcome TEXT, rev BIGINT) LANGUAGE plpgsql AS $$
 DECLARE
     new_rev BIGINT := p_base + 1;
@@ -160,7 +174,8 @@ BEGIN
     UPDATE structures s
        SET revision = new_rev,
            doc_revision = CASE WHEN p_doc IS NULL THEN s.doc_revision ELSE new_rev END,
-           doc = COALESCE(p_doc, s.doc)
+           doc = COALESCE(p_doc, s.doc),
+           due_at = p_due
      WHERE s.id = p_id AND s.revision = p_base
     RETURNING s.doc_revision INTO doc_rev;
     IF NOT FOUND THEN

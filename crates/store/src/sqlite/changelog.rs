@@ -233,6 +233,16 @@ impl SqliteStore {
         Box::pin(r)
     }
 
+    pub(super) fn due_structures(&self, now: i64, limit: usize) -> BoxFuture<'_, Result<Vec<String>>> {
+        let r = self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT id FROM structures WHERE due_at IS NOT NULL AND due_at <= ?1 ORDER BY due_at LIMIT ?2",
+            )?;
+            st.query_map(params![now, limit as i64], |r| r.get(0))?.collect()
+        });
+        Box::pin(r)
+    }
+
     pub(super) fn structures_of(&self, user_id: &str) -> BoxFuture<'_, Result<Vec<String>>> {
         let user_id = user_id.to_string();
         let r = self.read(move |c| {
@@ -246,7 +256,7 @@ impl SqliteStore {
         let keep = self.options.changelog_keep.max(1);
         let every = self.options.checkpoint_every.max(1);
         // Serialized here, on the caller's task: the writer thread is the one serial step.
-        let Commit { structure_id, base_revision, doc, change, idempotency } = commit;
+        let Commit { structure_id, base_revision, doc, change, idempotency, due_at } = commit;
         let paths = serde_json::to_string(&change.paths).unwrap_or_default();
         let patch = roost_model::json_text(&change.patch);
         let inverse = roost_model::json_text(&change.inverse);
@@ -296,12 +306,12 @@ impl SqliteStore {
                 });
             }
             let update = if checkpoint {
-                "UPDATE structures SET revision = ?1, last_seq = last_insert_rowid(), doc_revision = ?1 WHERE id = ?2"
+                "UPDATE structures SET revision = ?1, last_seq = last_insert_rowid(), doc_revision = ?1, due_at = ?3 WHERE id = ?2"
             } else {
-                "UPDATE structures SET revision = ?1, last_seq = last_insert_rowid() WHERE id = ?2"
+                "UPDATE structures SET revision = ?1, last_seq = last_insert_rowid(), due_at = ?3 WHERE id = ?2"
             };
             conn.prepare_cached(update)
-                .and_then(|mut st| st.execute(params![new_revision as i64, structure_id]))
+                .and_then(|mut st| st.execute(params![new_revision as i64, structure_id, due_at]))
                 .map_err(backend)?;
             if let Some(doc) = &doc {
                 conn.prepare_cached("UPDATE docs SET doc = ?1 WHERE structure_id = ?2")

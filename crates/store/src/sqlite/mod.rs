@@ -223,6 +223,10 @@ impl Store for SqliteStore {
         SqliteStore::revision(self, id)
     }
 
+    fn due_structures(&self, now: i64, limit: usize) -> BoxFuture<'_, Result<Vec<String>>> {
+        SqliteStore::due_structures(self, now, limit)
+    }
+
     fn structure(&self, id: &str) -> BoxFuture<'_, Result<Option<StoredStructure>>> {
         SqliteStore::structure(self, id)
     }

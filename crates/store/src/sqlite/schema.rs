@@ -84,6 +84,13 @@ pub(super) fn migrate(conn: &Connection) -> Result<()> {
         ))
         .map_err(backend)?;
     }
+    if !has_column(conn, "structures", "due_at")? {
+        conn.execute_batch(
+            "ALTER TABLE structures ADD COLUMN due_at INTEGER;
+             CREATE INDEX IF NOT EXISTS structures_due ON structures(due_at) WHERE due_at IS NOT NULL;",
+        )
+        .map_err(backend)?;
+    }
     if !has_column(conn, "tokens", "device_id")? {
         conn.execute_batch(
             "ALTER TABLE tokens ADD COLUMN device_id TEXT;
