@@ -40,10 +40,6 @@ impl Bed {
     }
 }
 
-pub async fn bed(dir: &Path, homes: usize, tls: bool, extra_args: &[&str]) -> anyhow::Result<Bed> {
-    bed_on(dir, homes, tls, extra_args, &BedOptions::default()).await
-}
-
 /// Where a bed keeps its homes and how its tokens cover them.
 pub struct BedOptions<'a> {
     /// PostgreSQL (`postgres://…`) instead of the embedded store in the data dir.

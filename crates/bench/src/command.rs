@@ -73,6 +73,10 @@ pub enum BenchCommand {
         rate: u64,
         #[arg(long, default_value_t = 4)]
         publishers: usize,
+        /// Roost on this PostgreSQL database with two nodes: publishers write to one,
+        /// subscribers listen on the other (delivery across nodes).
+        #[arg(long)]
+        store: Option<String>,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
         #[arg(long)]
@@ -158,13 +162,14 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
             channels,
             rate,
             publishers,
+            store,
             seconds,
             out,
         } => {
             let channels = channels.max(1);
             let stats = match peer.as_str() {
                 "roost" => {
-                    let (mut bed, p) = fanout::roost_bed(channels).await?;
+                    let (mut bed, p) = fanout::roost_bed(channels, store.as_deref()).await?;
                     let s = fanout::fanout(
                         "roost",
                         &p,
@@ -176,7 +181,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
                         seconds,
                     )
                     .await;
-                    let _ = bed.child.kill().await;
+                    bed.stop().await;
                     let _ = std::fs::remove_dir_all(&bed.dir);
                     s?
                 }
@@ -229,14 +234,14 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
             write_json(out.as_deref(), &s)
         }
         BenchCommand::Revoke { streams, out } => {
-            let (mut bed, _) = fanout::roost_bed(1).await?;
+            let (mut bed, _) = fanout::roost_bed(1, None).await?;
             let s = fanout::revoke(&bed, streams).await;
             let _ = bed.child.kill().await;
             let _ = std::fs::remove_dir_all(&bed.dir);
             write_json(out.as_deref(), &s?)
         }
         BenchCommand::Idle { streams, per_connection, out } => {
-            let (mut bed, p) = fanout::roost_bed(1).await?;
+            let (mut bed, p) = fanout::roost_bed(1, None).await?;
             let s = fanout::idle(&p, bed.pid, streams, per_connection).await;
             let _ = bed.child.kill().await;
             let _ = std::fs::remove_dir_all(&bed.dir);

@@ -19,7 +19,7 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::Serialize;
 
-use crate::bed::{Bed, bed};
+use crate::bed::Bed;
 
 fn now_us() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
@@ -41,7 +41,9 @@ fn stand_in_structure_id(channel: usize) -> String {
 #[derive(Clone)]
 pub enum Peer {
     /// Roost: channel `k` is product data `/devices/bench/meter/m<k>` in structure `k`.
-    Roost { addr: SocketAddr, tokens: Vec<String>, structures: Vec<String> },
+    /// Publishers write to `addr`; subscribers listen on `sub_addr` (another node of a
+    /// cluster) or on `addr`.
+    Roost { addr: SocketAddr, sub_addr: Option<SocketAddr>, tokens: Vec<String>, structures: Vec<String> },
     /// nchan: publisher `/pub?id=ch<k>`, subscriber `/sub?id=ch<k>` (EventSource).
     Nchan { addr: SocketAddr },
     /// PocketBase: channel `k` is record `records[k]`; a publish is a PATCH of its `sent_us`,
@@ -53,6 +55,14 @@ impl Peer {
     fn addr(&self) -> SocketAddr {
         match self {
             Peer::Roost { addr, .. } | Peer::Nchan { addr } | Peer::PocketBase { addr, .. } => *addr,
+        }
+    }
+
+    /// Where subscribers connect.
+    fn sub_addr(&self) -> SocketAddr {
+        match self {
+            Peer::Roost { sub_addr: Some(a), .. } => *a,
+            _ => self.addr(),
         }
     }
 
@@ -177,7 +187,7 @@ pub async fn fanout(
     let ready = Arc::new(AtomicU64::new(0));
     let mut subs = Vec::new();
     for i in 0..subscribers {
-        let tcp = tokio::net::TcpStream::connect(peer.addr()).await.context("subscriber connect")?;
+        let tcp = tokio::net::TcpStream::connect(peer.sub_addr()).await.context("subscriber connect")?;
         tcp.set_nodelay(true)?;
         let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
         tokio::spawn(conn);
@@ -343,7 +353,9 @@ pub async fn fanout(
 pub async fn roost_peer(bed: &Bed) -> anyhow::Result<Peer> {
     let tokens: Vec<String> = bed.homes.iter().map(|(_, t)| t.clone()).collect();
     let structures: Vec<String> = bed.homes.iter().map(|(d, _)| d.structure_id.clone()).collect();
-    let peer = Peer::Roost { addr: bed.target.addr, tokens, structures };
+    // With a cluster bed: publish on the first node, subscribe on the second (cross-node).
+    let sub_addr = bed.others.first().map(|(_, t)| t.addr);
+    let peer = Peer::Roost { addr: bed.target.addr, sub_addr, tokens, structures };
     let tcp = tokio::net::TcpStream::connect(bed.target.addr).await?;
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
     tokio::spawn(conn);
@@ -430,14 +442,18 @@ pub async fn idle(
     })
 }
 
-/// Seeds a bed, starts Roost with stream limits lifted, and returns it with its peer.
-pub async fn roost_bed(channels: usize) -> anyhow::Result<(Bed, Peer)> {
+/// Seeds a bed, starts Roost with stream limits lifted, and returns it with its peer. With
+/// `store` (PostgreSQL), two nodes: publishers on one, subscribers on the other.
+pub async fn roost_bed(channels: usize, store: Option<&str>) -> anyhow::Result<(Bed, Peer)> {
     let tmp = std::env::temp_dir().join(format!("roost-fanout-{}", roost_server::ids::random_b64(6)));
-    let bed = bed(
+    let options =
+        crate::bed::BedOptions { store, nodes: if store.is_some() { 2 } else { 1 }, homes_per_token: 1 };
+    let bed = crate::bed::bed_on(
         &tmp,
         channels,
         false,
         &["--max-streams-per-token", "1000000", "--max-streams-per-user", "1000000"],
+        &options,
     )
     .await?;
     let peer = roost_peer(&bed).await?;

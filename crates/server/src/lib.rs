@@ -470,6 +470,8 @@ async fn poll_other_writers(app: App) {
                 tick.tick().await;
             }
         }
+        app.store.report_metrics();
+        metrics::gauge!("roost_hub_structures").set(app.hub.len() as f64);
         match app.hub.refresh(app.store.as_ref(), seq).await {
             Ok(s) => seq = s,
             Err(e) => tracing::warn!(error = %e, "refresh from store failed; retried at the next tick"),

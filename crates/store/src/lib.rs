@@ -217,6 +217,9 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
+    /// Sets the backend's gauges (a connection pool's use, say); called now and then.
+    fn report_metrics(&self) {}
+
     /// Creates a structure at revision 1 (fails if the id exists).
     fn create_structure(&self, owner: &str, id: &str, doc: Value, at: &str) -> BoxFuture<'_, Result<u64>>;
     fn structure(&self, id: &str) -> BoxFuture<'_, Result<Option<StoredStructure>>>;

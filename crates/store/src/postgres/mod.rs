@@ -201,6 +201,13 @@ impl Store for PgStore {
         Some(self.wakeups.clone())
     }
 
+    fn report_metrics(&self) {
+        let status = self.pool.status();
+        metrics::gauge!("roost_store_pool_connections").set(status.size as f64);
+        metrics::gauge!("roost_store_pool_idle").set(status.available as f64);
+        metrics::gauge!("roost_store_pool_waiting").set(status.waiting as f64);
+    }
+
     fn create_structure(&self, owner: &str, id: &str, doc: Value, at: &str) -> BoxFuture<'_, Result<u64>> {
         let (owner, id, at) = (owner.to_string(), id.to_string(), at.to_string());
         Box::pin(async move {
