@@ -191,8 +191,21 @@ impl Hub {
         }
     }
 
-    /// Loads structure `id` as the store holds it now; false if the store has no such structure.
+    /// Brings structure `id` to the revision the store holds now; false if the store has no
+    /// such structure. A structure a stream follows goes through each revision in between
+    /// (see [`Hub::catch_up`]); any other is loaded as it is now.
     pub async fn reload(&self, store: &dyn Store, id: &str) -> Result<bool, StoreError> {
+        if let Some(slot) = self.slot(id)
+            && slot.watched()
+        {
+            let Some(upto) = store.revision(id).await? else { return Ok(false) };
+            self.catch_up(store, id, &slot, upto).await?;
+            return Ok(true);
+        }
+        self.load_newest(store, id).await
+    }
+
+    async fn load_newest(&self, store: &dyn Store, id: &str) -> Result<bool, StoreError> {
         let Some(s) = store.structure(id).await? else { return Ok(false) };
         self.load(&s.id, s.revision, s.doc);
         Ok(true)
@@ -211,10 +224,40 @@ impl Hub {
             }
             slot.newer.fetch_max(revision, Ordering::SeqCst);
             if slot.watched() {
-                self.reload(store, &id).await?;
+                self.catch_up(store, &id, &slot, revision).await?;
             }
         }
         Ok(next)
+    }
+
+    /// Installs each revision after the slot's up to `upto` from the change log, so the
+    /// streams following it see every one, as they do for this node's own commits; loads the
+    /// newest instead when the gap is wider than a stream could be sent at once ([`RECENT`])
+    /// or the log cannot give every entry.
+    async fn catch_up(&self, store: &dyn Store, id: &str, slot: &Slot, upto: u64) -> Result<(), StoreError> {
+        let from = slot.revision();
+        let gap = upto.saturating_sub(from);
+        if gap == 0 {
+            return Ok(());
+        }
+        if gap <= RECENT as u64 {
+            let changes = store.changes_after(id, from, gap as usize).await?;
+            let whole =
+                changes.len() as u64 == gap && changes.iter().zip(from + 1..).all(|(c, r)| c.revision == r);
+            if whole {
+                let mut doc = slot.current().home.to_json();
+                for change in changes {
+                    roost_model::diff::json_merge(&mut doc, &change.patch);
+                    let Some(home) = Home::from_json(id, doc.clone()) else { break };
+                    self.index_devices(&home);
+                    slot.install(Arc::new(Snapshot { revision: change.revision, home }));
+                }
+                if slot.revision() >= upto {
+                    return Ok(());
+                }
+            }
+        }
+        self.load_newest(store, id).await.map(|_| ())
     }
 }
 
