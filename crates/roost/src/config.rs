@@ -45,6 +45,10 @@ pub struct StoreSettings {
     /// without it, the embedded store in the data dir.
     #[arg(long, env = "ROOST_STORE", global = true)]
     pub store: Option<String>,
+    /// Homes held in memory at most; more load on first use and the least recently used are
+    /// let go.
+    #[arg(long, env = "ROOST_CACHE_HOMES", default_value_t = d().cache_homes, global = true)]
+    pub cache_homes: usize,
     /// Connections to PostgreSQL (with --store).
     #[arg(long, env = "ROOST_STORE_POOL", default_value_t = d().database_pool, global = true)]
     pub store_pool: usize,
@@ -274,6 +278,7 @@ pub fn serve(
     let mut c = Config::new(store.data);
     c.database = database;
     c.database_pool = store.store_pool.max(1);
+    c.cache_homes = store.cache_homes.max(1);
     c.changelog_keep = store.changelog_keep.max(1);
     c.rules = rules;
     c.listen = s.listen;

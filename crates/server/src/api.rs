@@ -53,6 +53,9 @@ pub(crate) async fn scope(app: &App, grant: &Grant, location: &Location) -> Resu
         if app.hub.slot(id).is_none_or(|s| s.is_stale()) {
             app.hub.reload(app.store.as_ref(), id).await?;
         }
+        if let Some(slot) = app.hub.slot(id) {
+            slot.touch();
+        }
     }
     Ok(ids)
 }

@@ -204,6 +204,7 @@ async fn slot(ground: Ground<'_>, structure_id: &str) -> Result<Arc<Slot>, Error
     if let Some(slot) = ground.hub.slot(structure_id)
         && !slot.is_stale()
     {
+        slot.touch();
         return Ok(slot);
     }
     ground.hub.reload(ground.store, structure_id).await?;

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::App;
 use crate::change::{self, Edit};
-use crate::connectivity::Transition;
+use crate::connectivity::{Documented, Transition};
 
 /// Runs until the task is dropped.
 pub async fn run(app: App) {
@@ -27,11 +27,36 @@ pub async fn run(app: App) {
 async fn connectivity(app: &App) {
     let refresh = app.config.offline_timeout.max(LAST_CONNECTION_REFRESH);
     let transitions = app.connectivity.transitions(app.config.offline_timeout, refresh, |sid, id| {
-        let snap = app.hub.slot(sid)?.current();
-        let kind = snap.home.device_kind(id)?;
-        Some(snap.home.device(kind, id)?.get("is_online").and_then(Value::as_bool).unwrap_or(false))
+        let Some(slot) = app.hub.slot(sid) else { return Documented::Unknown };
+        let snap = slot.current();
+        let Some(device) = snap.home.device_kind(id).and_then(|kind| snap.home.device(kind, id)) else {
+            return Documented::Gone;
+        };
+        Documented::Online(device.get("is_online").and_then(Value::as_bool).unwrap_or(false))
     });
     for (sid, id, t) in transitions {
+        // A home the node did not hold is loaded for the write (homes load on first use);
+        // its document may already agree (a transition asked for without it), and then there
+        // is nothing to write.
+        if app.hub.slot(&sid).is_none()
+            && let Err(e) = app.hub.reload(app.store.as_ref(), &sid).await
+        {
+            tracing::warn!(structure = %sid, error = %e, "loading a home for a connectivity change failed");
+            continue;
+        }
+        let documented = app.hub.slot(&sid).and_then(|s| {
+            let snap = s.current();
+            let kind = snap.home.device_kind(&id)?;
+            snap.home.device(kind, &id)?.get("is_online").and_then(Value::as_bool)
+        });
+        let agrees = match t {
+            Transition::Online => documented == Some(true),
+            Transition::Offline => documented == Some(false),
+            Transition::StillOnline => false,
+        };
+        if agrees {
+            continue;
+        }
         let Some(kind) = app.hub.slot(&sid).and_then(|s| s.current().home.device_kind(&id)) else {
             continue;
         };

@@ -17,6 +17,9 @@ pub struct Config {
     pub database: Option<String>,
     /// Connections to it (each a PostgreSQL backend process).
     pub database_pool: usize,
+    /// Homes held in memory at most (homes load on first use; past it, the least recently
+    /// used that no stream follows are let go).
+    pub cache_homes: usize,
     pub listen: SocketAddr,
     /// Plain HTTP (loopback only).
     pub insecure_http: bool,
@@ -67,6 +70,7 @@ impl Default for Config {
             data_dir: PathBuf::from("roost-data"),
             database: None,
             database_pool: 16,
+            cache_homes: 100_000,
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             insecure_http: false,
             tls_cert: None,

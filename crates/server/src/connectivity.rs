@@ -18,6 +18,21 @@ struct Presence {
     last_seen: Instant,
     /// When `last_connection` was last written while online.
     refreshed: Instant,
+    /// The state this node last asked to write (`None`: none yet), for devices whose home
+    /// the node does not hold: it is asked for once, not every tick.
+    reported: Option<bool>,
+}
+
+/// What a device's home says of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Documented {
+    /// The device is no longer in its home: forget it.
+    Gone,
+    /// The node does not hold the home now: a transition is asked for (which loads the home
+    /// and writes nothing if it already agrees) unless the same one was asked for last.
+    Unknown,
+    /// `is_online` as the home has it.
+    Online(bool),
 }
 
 #[derive(Default)]
@@ -54,6 +69,7 @@ impl Connectivity {
                     streams: 0,
                     last_seen: now,
                     refreshed: now,
+                    reported: None,
                 },
             );
         }
@@ -88,17 +104,21 @@ impl Connectivity {
         &self,
         timeout: Duration,
         refresh_every: Duration,
-        documented: impl Fn(&str, &str) -> Option<bool>,
+        documented: impl Fn(&str, &str) -> Documented,
     ) -> Vec<(String, String, Transition)> {
         let mut devices = self.devices.lock();
         let now = Instant::now();
         let mut out = Vec::new();
         devices.retain(|id, p| {
-            let Some(in_doc) = documented(&p.structure_id, id) else {
-                return false; // the device is gone
-            };
             let online = p.streams > 0 || now.duration_since(p.last_seen) < timeout;
+            let in_doc = match documented(&p.structure_id, id) {
+                Documented::Gone => return false,
+                Documented::Online(in_doc) => in_doc,
+                Documented::Unknown if p.reported == Some(online) => return true,
+                Documented::Unknown => !online,
+            };
             if online != in_doc {
+                p.reported = Some(online);
                 let t = if online { Transition::Online } else { Transition::Offline };
                 out.push((p.structure_id.clone(), id.clone(), t));
                 p.refreshed = now;
@@ -127,7 +147,7 @@ mod tests {
         let timeout = Duration::from_millis(500);
         let refresh = Duration::from_millis(1500);
         let doc = std::cell::RefCell::new(false);
-        let documented = |_: &str, _: &str| Some(*doc.borrow());
+        let documented = |_: &str, _: &str| Documented::Online(*doc.borrow());
         // Seen just now while the document says offline: online.
         c.seen("d1", "s1");
         assert_eq!(
@@ -153,8 +173,16 @@ mod tests {
             c.transitions(timeout, refresh, documented),
             vec![("s1".into(), "d1".into(), Transition::Offline)]
         );
+        // A home the node does not hold: the transition is asked for once.
+        let unknown = |_: &str, _: &str| Documented::Unknown;
+        c.seen("d1", "s1");
+        assert_eq!(
+            c.transitions(timeout, refresh, unknown),
+            vec![("s1".into(), "d1".into(), Transition::Online)]
+        );
+        assert!(c.transitions(timeout, refresh, unknown).is_empty(), "asked for once");
         // A device that is gone from its home is forgotten.
-        assert!(c.transitions(timeout, refresh, |_: &str, _: &str| None).is_empty());
+        assert!(c.transitions(timeout, refresh, |_: &str, _: &str| Documented::Gone).is_empty());
         assert_eq!(c.tracked(), 0);
     }
 }

@@ -36,12 +36,29 @@ pub struct Slot {
     /// stream watches is not reloaded when the feed names it ([`Hub::refresh`]): it is marked,
     /// and its next user reloads it ([`Slot::is_stale`]).
     newer: AtomicU64,
+    /// When a request or a write last used it ([`uptime_secs`]), for eviction.
+    last_used: AtomicU64,
 }
+
+/// Seconds since the process started (coarse: eviction only compares minutes).
+fn uptime_secs() -> u64 {
+    static START: OnceLock<std::time::Instant> = OnceLock::new();
+    START.get_or_init(std::time::Instant::now).elapsed().as_secs()
+}
+
+/// A structure used within this long is never evicted (a request between loading it and
+/// subscribing to it takes microseconds).
+const MIN_IDLE_SECS: u64 = 10;
 
 /// Snapshots a watched structure keeps for streams that fell behind (see [`Slot::since`]).
 pub const RECENT: usize = 16;
 
 impl Slot {
+    /// Marks it used now (requests and writes; not the clock's look at every home).
+    pub fn touch(&self) {
+        self.last_used.store(uptime_secs(), Ordering::Relaxed);
+    }
+
     /// Whether another process committed a revision newer than the one held.
     pub fn is_stale(&self) -> bool {
         self.newer.load(Ordering::SeqCst) > self.revision()
@@ -185,10 +202,39 @@ impl Hub {
             changes: OnceLock::new(),
             recent: parking_lot::Mutex::new(VecDeque::new()),
             newer: AtomicU64::new(0),
+            last_used: AtomicU64::new(uptime_secs()),
         });
         {
             self.slots.write().entry(id.to_string()).or_insert(slot);
         }
+    }
+
+    /// Lets go of structures until at most 90 % of `cap` are held, least recently used first,
+    /// when more than `cap` are: only those no stream follows, no write holds and no request
+    /// used within [`MIN_IDLE_SECS`] (their next user loads them again). Returns how many.
+    pub fn evict(&self, cap: usize) -> usize {
+        if self.len() <= cap {
+            return 0;
+        }
+        let now = uptime_secs();
+        let mut slots = self.slots.write();
+        let mut idle: Vec<(u64, String)> = slots
+            .iter()
+            .filter(|(_, s)| {
+                let last = s.last_used.load(Ordering::Relaxed);
+                now.saturating_sub(last) >= MIN_IDLE_SECS && !s.watched() && s.writer.try_lock().is_ok()
+            })
+            .map(|(id, s)| (s.last_used.load(Ordering::Relaxed), id.clone()))
+            .collect();
+        idle.sort_unstable();
+        let excess = slots.len().saturating_sub(cap - cap / 10);
+        let mut evicted = 0;
+        for (_, id) in idle.into_iter().take(excess) {
+            slots.remove(&id);
+            evicted += 1;
+        }
+        metrics::counter!("roost_hub_evictions_total").increment(evicted as u64);
+        evicted
     }
 
     /// Brings structure `id` to the revision the store holds now; false if the store has no

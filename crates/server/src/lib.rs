@@ -29,7 +29,7 @@ pub use config::Config;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use axum::Router;
@@ -231,7 +231,6 @@ impl Server {
             shutdown,
             metrics,
         }));
-        load_all(&app).await?;
         // Paired devices are tracked from the start: one that never comes back goes offline.
         for t in app.store.device_tokens().await? {
             if let (Some(device), Some(structure)) = (&t.device_id, t.structures.first()) {
@@ -284,6 +283,7 @@ impl Server {
         let gate = listen::Gate::new(app.config.max_connections);
         let poller = tokio::spawn(poll_other_writers(app.clone()));
         let clock = tokio::spawn(clock::run(app.clone()));
+        let due_times = tokio::spawn(record_due_times(app.clone()));
         let router = Front { router: Server::router(app.clone()), data: Some(app.clone()) };
         let acceptor = match &tls {
             Some(files) => Some(files.acceptor().context("loading the TLS certificate")?),
@@ -319,6 +319,7 @@ impl Server {
         app.shutdown.cancelled().await;
         app.streams.close_all();
         clock.abort();
+        due_times.abort();
         tracing::info!("shutting down: closing streams, finishing requests");
         gate.close();
         for t in tasks {
@@ -400,39 +401,53 @@ fn redirect(target: &str, uri: &Uri) -> Response {
     r
 }
 
-/// Cold start: every structure into the hub, in ranges of ids loaded by one task per core
-/// (parsing the documents is the work; a range is one indexed read).
-async fn load_all(app: &App) -> anyhow::Result<()> {
+/// Records when each home is next due, for homes last written before due times were
+/// recorded (their `due_at` is empty), so that the clock finds them without this node
+/// holding them. Runs in the background after start, a range of ids at a time, holding no
+/// home: each is read, judged and dropped. A home written meanwhile records its own.
+async fn record_due_times(app: App) {
     const RANGE: usize = 2_000;
-    let ids = Arc::new(app.store.structure_ids().await?);
-    let ranges = ids.len().div_ceil(RANGE);
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(ranges.max(1));
-    let mut tasks = Vec::new();
-    for _ in 0..workers {
-        let (app, ids, next) = (app.clone(), ids.clone(), next.clone());
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= ranges {
-                    return Ok::<(), StoreError>(());
-                }
-                let run = &ids[i * RANGE..((i + 1) * RANGE).min(ids.len())];
-                let (Some(first), Some(last)) = (run.first(), run.last()) else { continue };
-                // Each home is made on the store's thread that read its document (see
-                // `Store::structures_between`).
-                let loader = app.clone();
-                let each = Box::new(move |s: roost_store::StoredStructure| {
-                    loader.hub.load(&s.id, s.revision, s.doc)
-                });
-                app.store.structures_between(first, last, each).await?;
+    let ids = match app.store.structure_ids().await {
+        Ok(ids) => ids,
+        Err(e) => {
+            tracing::warn!(error = %e, "listing homes to record their due times failed");
+            return;
+        }
+    };
+    let mut recorded = 0;
+    for run in ids.chunks(RANGE) {
+        let (Some(first), Some(last)) = (run.first(), run.last()) else { continue };
+        let found = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let (out, rules) = (found.clone(), app.config.rules.clone());
+        let each = Box::new(move |s: roost_store::StoredStructure| {
+            let due = roost_model::Home::from_json(&s.id, s.doc)
+                .and_then(|home| roost_model::assist::next_due(&home, &rules));
+            if let Some(t) = due {
+                out.lock().push((
+                    s.id,
+                    s.revision,
+                    t.timestamp() + i64::from(t.timestamp_subsec_nanos() > 0),
+                ));
             }
-        }));
+        });
+        let entries = match app.store.structures_between(first, last, each).await {
+            Ok(()) => std::mem::take(&mut *found.lock()),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading homes to record their due times failed");
+                return;
+            }
+        };
+        match app.store.record_due(entries).await {
+            Ok(n) => recorded += n,
+            Err(e) => {
+                tracing::warn!(error = %e, "recording due times failed");
+                return;
+            }
+        }
     }
-    for t in tasks {
-        t.await??;
+    if recorded > 0 {
+        tracing::info!(homes = recorded, "recorded when homes are next due");
     }
-    Ok(())
 }
 
 /// How often a server looks for commits and revocations made by other processes (`roost
@@ -457,6 +472,9 @@ async fn poll_other_writers(app: App) {
     let mut revoked_seq = start("revocations", app.store.revoked_since(0).await.map(|(_, s)| s));
     let mut tick = tokio::time::interval(POLL_INTERVAL);
     let wakeups = app.store.wakeups();
+    // How often the hub lets go of homes past its bound.
+    const EVICT_EVERY: Duration = Duration::from_secs(2);
+    let mut last_eviction = Instant::now();
     loop {
         match &wakeups {
             // Another node's commit (as the database tells it), or the poll: whichever first.
@@ -471,6 +489,10 @@ async fn poll_other_writers(app: App) {
             }
         }
         app.store.report_metrics();
+        if last_eviction.elapsed() >= EVICT_EVERY {
+            app.hub.evict(app.config.cache_homes.max(1));
+            last_eviction = Instant::now();
+        }
         metrics::gauge!("roost_hub_structures").set(app.hub.len() as f64);
         match app.hub.refresh(app.store.as_ref(), seq).await {
             Ok(s) => seq = s,

@@ -92,6 +92,12 @@ pub async fn due_homes_are_found(store: &dyn Store) {
         vec!["s2".to_string()],
         "a commit with nothing due"
     );
+    // Recording due times for homes written before they were recorded: only where none is
+    // recorded and the revision is still the one looked at.
+    let stale_or_recorded = vec![("s1".to_string(), 2, 3_000), ("s2".to_string(), 2, 100)];
+    assert_eq!(store.record_due(stale_or_recorded).await.unwrap(), 0, "s1 moved on; s2 has its own");
+    assert_eq!(store.record_due(vec![("s1".into(), 3, 3_000)]).await.unwrap(), 1);
+    assert_eq!(store.due_structures(5_000, 10).await.unwrap(), vec!["s2".to_string(), "s1".to_string()]);
 }
 
 /// Structures start at revision 1; a commit is a compare-and-set on the revision.

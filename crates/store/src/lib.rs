@@ -247,6 +247,10 @@ pub trait Store: Send + Sync + 'static {
     /// Structures whose next timed change is due at `now` (Unix seconds) or before, as their
     /// last commit said (at most `limit`): how the clock finds homes it does not hold.
     fn due_structures(&self, now: i64, limit: usize) -> BoxFuture<'_, Result<Vec<String>>>;
+    /// Records `(id, revision, due_at)` for homes that have no due time recorded and are
+    /// still at that revision (homes last written before due times were recorded); returns
+    /// how many it recorded. A newer commit's own due time always wins.
+    fn record_due(&self, entries: Vec<(String, u64, i64)>) -> BoxFuture<'_, Result<usize>>;
     /// Change log entries after `revision`, oldest first (at most `limit`).
     fn changes_after(
         &self,

@@ -291,3 +291,64 @@ async fn a_token_over_several_homes_reaches_each_homes_elements() {
     assert_eq!(get(format!("/devices/thermostats/{their_device}")).await.0, 404);
     assert_eq!(get(format!("/structures/{theirs}")).await.0, 404);
 }
+
+/// Homes load on first use and, past `--cache-homes`, the least recently used that no stream
+/// follows are let go: they answer as before (loaded again), and a followed home keeps
+/// sending its stream every change.
+#[tokio::test]
+async fn homes_load_on_first_use_and_the_least_used_are_let_go() {
+    use std::time::{Duration, Instant};
+    let app = TestApp::spawn_with(Options {
+        extra: vec!["--cache-homes".into(), "2".into()],
+        ..Options::default()
+    })
+    .await;
+    let user = app.demo["user_id"].as_str().unwrap().to_string();
+    let homes: Vec<String> = (0..4)
+        .map(|i| {
+            let h = app.admin(&["structure", "create", "--owner", &user, "--name", &format!("Home {i}")]);
+            h["structure_id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let token = app.admin(&["token", "issue", "--user", &user])["access_token"].as_str().unwrap().to_string();
+    let held = || async {
+        let r = app.client.get(format!("{}/readyz", app.url)).send().await.unwrap();
+        r.json::<Value>().await.unwrap()["structures"].as_u64().unwrap()
+    };
+    assert!(held().await <= 1, "start-up loads no home (the demo's may be loaded by the clock)");
+    let name = |h: String| {
+        let (client, url, token) = (app.client.clone(), app.url.clone(), token.clone());
+        async move {
+            let r =
+                client.get(format!("{url}/structures/{h}/name")).bearer_auth(&token).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    for (i, h) in homes.iter().enumerate() {
+        assert_eq!(name(h.clone()).await, json!(format!("Home {i}")));
+    }
+    assert!(held().await >= 4, "each home loaded on first use");
+    let followed = &homes[3];
+    let mut events =
+        crate::streams::Events::open_as(&app, &token, &format!("/structures/{followed}/name")).await;
+    events.next_data().await;
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while held().await > 2 {
+        assert!(Instant::now() < deadline, "homes past the bound were never let go");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for (i, h) in homes.iter().enumerate() {
+        assert_eq!(name(h.clone()).await, json!(format!("Home {i}")), "let go, then loaded again");
+    }
+    let r = app
+        .client
+        .put(format!("{}/structures/{followed}", app.url))
+        .bearer_auth(&token)
+        .body(r#"{"name": "Still followed"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(events.next_data().await.2, json!("Still followed"), "the followed home was kept");
+}

@@ -135,6 +135,22 @@ impl StreamTask {
         Some((bytes, self.sent(newest, Value::Null)))
     }
 
+    /// When the subscriber fell further behind than its slot keeps ([`RECENT`]), the event id
+    /// to replay from the change log (as a resume does), so that it still gets every state;
+    /// `None` when the slot can catch it up, or the gap is too long to replay.
+    pub(super) fn behind_the_slot(&self, s: &Sent) -> Option<String> {
+        let [slot] = self.slots.as_slice() else { return None };
+        if self.deltas {
+            return None;
+        }
+        let (held, now) = (s.revision?, slot.revision());
+        let gap = now.checked_sub(held)?;
+        if gap <= 1 || gap as usize > MAX_REPLAY || slot.since(held, now).is_some() {
+            return None;
+        }
+        Some(format!("{}:{held}", slot.current().home.id()))
+    }
+
     /// The event carrying the newest state, if it differs from what the subscriber holds.
     pub(super) fn newest_event(&self, sent: Option<&Sent>) -> Option<(Bytes, Sent)> {
         let c = self.newest();

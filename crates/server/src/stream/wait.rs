@@ -111,6 +111,15 @@ impl StreamState {
             }
         }
         loop {
+            // Further behind than the slot keeps (a slow subscriber, a burst of commits from
+            // another node): every state it missed, from the change log.
+            if let Some(id) = self.sent.as_ref().and_then(|s| self.task.behind_the_slot(s)) {
+                self.sent = self.task.resume(&id, &mut self.pending).await;
+                if let Some(b) = self.pending.pop_front() {
+                    self.keepalive.sent();
+                    return Some(b);
+                }
+            }
             if let Some((bytes, sent)) = self.task.newest_event(self.sent.as_ref()) {
                 self.sent = Some(sent);
                 self.keepalive.sent();

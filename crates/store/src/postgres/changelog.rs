@@ -203,6 +203,23 @@ impl PgStore {
         Ok(client.query(&st, &[&now, &limit]).await.map_err(backend)?.iter().map(|r| r.get(0)).collect())
     }
 
+    pub(super) async fn record_due(&self, entries: Vec<(String, u64, i64)>) -> Result<usize> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        let st = tx
+            .prepare_cached(
+                "UPDATE structures SET due_at = $3 WHERE id = $1 AND revision = $2 AND due_at IS NULL",
+            )
+            .await
+            .map_err(backend)?;
+        let mut recorded = 0;
+        for (id, revision, due_at) in &entries {
+            recorded += tx.execute(&st, &[id, &(*revision as i64), due_at]).await.map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(recorded as usize)
+    }
+
     pub(super) async fn structures_of(&self, user_id: &str) -> Result<Vec<String>> {
         let client = self.client().await?;
         let st = client

@@ -231,6 +231,10 @@ impl Store for PgStore {
         Box::pin(self.due_structures(now, limit))
     }
 
+    fn record_due(&self, entries: Vec<(String, u64, i64)>) -> BoxFuture<'_, Result<usize>> {
+        Box::pin(self.record_due(entries))
+    }
+
     fn all_structures(&self) -> BoxFuture<'_, Result<Vec<StoredStructure>>> {
         Box::pin(self.all_structures())
     }

@@ -243,6 +243,21 @@ impl SqliteStore {
         Box::pin(r)
     }
 
+    pub(super) fn record_due(&self, entries: Vec<(String, u64, i64)>) -> BoxFuture<'_, Result<usize>> {
+        Box::pin(self.write(move |conn| {
+            let mut st = conn
+                .prepare_cached(
+                    "UPDATE structures SET due_at = ?3 WHERE id = ?1 AND revision = ?2 AND due_at IS NULL",
+                )
+                .map_err(backend)?;
+            let mut recorded = 0;
+            for (id, revision, due_at) in &entries {
+                recorded += st.execute(params![id, *revision as i64, due_at]).map_err(backend)?;
+            }
+            Ok(recorded)
+        }))
+    }
+
     pub(super) fn structures_of(&self, user_id: &str) -> BoxFuture<'_, Result<Vec<String>>> {
         let user_id = user_id.to_string();
         let r = self.read(move |c| {

@@ -227,6 +227,10 @@ impl Store for SqliteStore {
         SqliteStore::due_structures(self, now, limit)
     }
 
+    fn record_due(&self, entries: Vec<(String, u64, i64)>) -> BoxFuture<'_, Result<usize>> {
+        SqliteStore::record_due(self, entries)
+    }
+
     fn structure(&self, id: &str) -> BoxFuture<'_, Result<Option<StoredStructure>>> {
         SqliteStore::structure(self, id)
     }
