@@ -48,7 +48,7 @@ fn uptime_secs() -> u64 {
 
 /// A structure used within this long is never evicted (a request between loading it and
 /// subscribing to it takes microseconds).
-const MIN_IDLE_SECS: u64 = 10;
+const MIN_IDLE_SECS: u64 = 2;
 
 /// Snapshots a watched structure keeps for streams that fell behind (see [`Slot::since`]).
 pub const RECENT: usize = 16;
