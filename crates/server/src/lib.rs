@@ -231,10 +231,14 @@ impl Server {
             shutdown,
             metrics,
         }));
-        // Paired devices are tracked from the start: one that never comes back goes offline.
-        for t in app.store.device_tokens().await? {
-            if let (Some(device), Some(structure)) = (&t.device_id, t.structures.first()) {
-                app.connectivity.seen(device, structure);
+        // On the embedded store paired devices are tracked from the start: one that never
+        // comes back goes offline. Not on a shared database: a device talking to another node
+        // would be written offline by this one (each node tracks the devices it sees).
+        if app.config.database.is_none() {
+            for t in app.store.device_tokens().await? {
+                if let (Some(device), Some(structure)) = (&t.device_id, t.structures.first()) {
+                    app.connectivity.seen(device, structure);
+                }
             }
         }
         Ok(Server { app, store, data, front, tls, url, demo, _lock: lock })
