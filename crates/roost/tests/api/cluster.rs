@@ -521,3 +521,88 @@ async fn streams_resume_on_another_node_after_kill_9_with_exactly_what_they_miss
         "exactly the missed names, then the live ones, nothing before the last event id"
     );
 }
+
+/// An OAuth PIN flow whose steps land on different nodes, as behind a front: the sign-in
+/// page from node A, the sign-in and the consent on node B, the exchange on node C; the
+/// token works on A; the PIN replayed on B is refused and revokes the token everywhere.
+#[tokio::test]
+async fn an_oauth_flow_continues_on_any_node() {
+    let nodes = cluster(3).await;
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    let product = &a.demo["products"][1];
+    let (id, secret) = (product["client_id"].as_str().unwrap(), product["client_secret"].as_str().unwrap());
+    // One cookie jar for the browser; the nodes' CAs are each trusted.
+    let mut builder =
+        reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none());
+    for node in [a, b, c] {
+        let pem = std::fs::read(node.dir.join("ca.pem")).unwrap();
+        builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap());
+    }
+    let browser = builder.build().unwrap();
+    let hidden = |html: &str, name: &str| {
+        let key = format!("name=\"{name}\" value=\"");
+        let start = html.find(&key).unwrap_or_else(|| panic!("no {name} in {html}")) + key.len();
+        html[start..].split('"').next().unwrap().to_string()
+    };
+    let query = format!("client_id={id}&state=S");
+    let html =
+        browser.get(format!("{}/login/oauth2?{query}", a.url)).send().await.unwrap().text().await.unwrap();
+    let form = [
+        ("login", a.demo["login"].as_str().unwrap().to_string()),
+        ("password", a.demo["password"].as_str().unwrap().to_string()),
+        ("csrf", hidden(&html, "csrf")),
+        ("next", query.clone()),
+    ];
+    let r = browser.post(format!("{}/login", b.url)).form(&form).send().await.unwrap();
+    assert_eq!(r.status(), 303, "signed in on B with A's form: {}", r.text().await.unwrap_or_default());
+    let back = r.headers()["location"].to_str().unwrap().to_string();
+    let html = browser.get(format!("{}{back}", b.url)).send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("would like to connect"), "{html}");
+    let form = [
+        ("csrf", hidden(&html, "csrf")),
+        ("request", query.clone()),
+        ("decision", "allow".to_string()),
+        ("home", a.id("structure_id")),
+    ];
+    let r = browser.post(format!("{}/login/oauth2", b.url)).form(&form).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    let pin = html.split("id=\"pin\">").nth(1).unwrap().split('<').next().unwrap().to_string();
+    let exchange = |node: &TestApp| {
+        let (client, url) = (node.client.clone(), node.url.clone());
+        let form = [
+            ("client_id", id.to_string()),
+            ("client_secret", secret.to_string()),
+            ("code", pin.clone()),
+            ("grant_type", "authorization_code".to_string()),
+        ];
+        async move {
+            let r = client.post(format!("{url}/oauth2/access_token")).form(&form).send().await.unwrap();
+            (r.status().as_u16(), r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (status, v) = exchange(c).await;
+    assert_eq!(status, 200, "{v}");
+    let token = v["access_token"].as_str().unwrap().to_string();
+    let r = a.client.get(format!("{}/structures", a.url)).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the token works on A");
+    let (status, v) = exchange(b).await;
+    assert_eq!(
+        (status, v["error"].clone()),
+        (400, json!("invalid_grant")),
+        "the PIN is single use across nodes"
+    );
+    for node in [a, b, c] {
+        let mut refused = false;
+        for _ in 0..20 {
+            let r =
+                node.client.get(format!("{}/structures", node.url)).bearer_auth(&token).send().await.unwrap();
+            if r.status() == 401 {
+                refused = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(refused, "the replay revoked the token on {}", node.url);
+    }
+}
