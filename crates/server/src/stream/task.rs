@@ -100,10 +100,12 @@ impl StreamTask {
 
     /// When the subscriber fell more than one revision behind: every state it did not see, up
     /// to `newest`, in order and in one write (each with its own id). `None` when it is one
-    /// behind, follows several structures, the slot no longer keeps what it missed (then it
-    /// gets only the newest), or none of it changed what the subscriber sees. The write depends
-    /// only on the group and the two revisions, so subscribers of a group share it.
-    fn catch_up(&self, s: &Sent, newest: &Computed) -> Option<(Bytes, Sent)> {
+    /// behind, follows several structures, or none of it changed what the subscriber sees.
+    /// When the slot no longer keeps what it missed: `Err` with the event id to replay from
+    /// the change log (as a resume does); only a gap past `MAX_REPLAY` gets the newest alone.
+    /// The write depends only on the group and the two revisions, so subscribers of a group
+    /// share it.
+    fn catch_up(&self, s: &Sent, newest: &Computed) -> Option<Result<(Bytes, Sent), String>> {
         let [slot] = self.slots.as_slice() else { return None };
         let (held, now) = (s.revision?, *newest.revisions.first()?);
         if now <= held.saturating_add(1) {
@@ -112,9 +114,12 @@ impl StreamTask {
         if let Some((h, n, bytes)) = self.group.caught_up.lock().as_ref()
             && (*h, *n) == (held, now)
         {
-            return Some((bytes.clone(), self.sent(newest, Value::Null)));
+            return Some(Ok((bytes.clone(), self.sent(newest, Value::Null))));
         }
-        let missed = slot.since(held, now)?;
+        let Some(missed) = slot.since(held, now) else {
+            let within = (now - held) as usize <= MAX_REPLAY;
+            return within.then(|| Err(format!("{}:{held}", slot.current().home.id())));
+        };
         let mut out: Vec<u8> = Vec::new();
         let mut last = s.data.clone();
         for snap in &missed[..missed.len() - 1] {
@@ -132,36 +137,22 @@ impl StreamTask {
         }
         let bytes = Bytes::from(out);
         *self.group.caught_up.lock() = Some((held, now, bytes.clone()));
-        Some((bytes, self.sent(newest, Value::Null)))
+        Some(Ok((bytes, self.sent(newest, Value::Null))))
     }
 
-    /// When the subscriber fell further behind than its slot keeps ([`RECENT`]), the event id
-    /// to replay from the change log (as a resume does), so that it still gets every state;
-    /// `None` when the slot can catch it up, or the gap is too long to replay.
-    pub(super) fn behind_the_slot(&self, s: &Sent) -> Option<String> {
-        let [slot] = self.slots.as_slice() else { return None };
-        if self.deltas {
-            return None;
-        }
-        let (held, now) = (s.revision?, slot.revision());
-        let gap = now.checked_sub(held)?;
-        if gap <= 1 || gap as usize > MAX_REPLAY || slot.since(held, now).is_some() {
-            return None;
-        }
-        Some(format!("{}:{held}", slot.current().home.id()))
-    }
-
-    /// The event carrying the newest state, if it differs from what the subscriber holds.
-    pub(super) fn newest_event(&self, sent: Option<&Sent>) -> Option<(Bytes, Sent)> {
+    /// The event carrying the newest state, if it differs from what the subscriber holds;
+    /// `Err` with the event id to replay from the change log when the subscriber is further
+    /// behind than the structure keeps (see `catch_up`).
+    pub(super) fn newest_event(&self, sent: Option<&Sent>) -> Result<Option<(Bytes, Sent)>, String> {
         let c = self.newest();
-        match sent {
+        Ok(match sent {
             // Before the equality check: states in between count even if the newest is again
             // what the subscriber holds (an alarm that went on and off while it was behind).
             Some(s)
                 if !self.deltas
                     && let Some(caught_up) = self.catch_up(s, &c) =>
             {
-                Some(caught_up)
+                Some(caught_up?)
             }
             Some(s) if Arc::ptr_eq(&s.data, &c.data) || s.data == c.data => None,
             Some(s) if self.deltas => {
@@ -183,7 +174,7 @@ impl StreamTask {
                 };
                 Some((c.put.clone(), self.sent(&c, value)))
             }
-        }
+        })
     }
 
     /// Replays what a reconnecting client missed since `id`; `None` (after telling the client
@@ -318,11 +309,11 @@ mod tests {
         let task = task(&dir, "/structures/s1/smoke_alarm_state");
         let slot = task.slots[0].clone();
         let _feed = slot.subscribe();
-        let (_, held) = task.newest_event(None).unwrap();
+        let (_, held) = task.newest_event(None).unwrap().unwrap();
         // The alarm goes off and is cleared before the stream can write again.
         slot.install(Arc::new(Snapshot { revision: 2, home: home("emergency") }));
         slot.install(Arc::new(Snapshot { revision: 3, home: home("ok") }));
-        let (bytes, now) = task.newest_event(Some(&held)).unwrap();
+        let (bytes, now) = task.newest_event(Some(&held)).unwrap().unwrap();
         // Another subscriber of the group holding the same revision sends the same write, not a copy.
         let twin = StreamTask {
             app: task.app.clone(),
@@ -333,7 +324,7 @@ mod tests {
             group: task.group.clone(),
             deltas: false,
         };
-        let (shared, _) = twin.newest_event(Some(&held)).unwrap();
+        let (shared, _) = twin.newest_event(Some(&held)).unwrap().unwrap();
         assert_eq!(shared.as_ptr(), bytes.as_ptr(), "built once for the group");
         let text = std::str::from_utf8(&bytes).unwrap();
         let emergency = text.find("id: s1:2\ndata: {\"path\":\"/\",\"data\":\"emergency\"}").unwrap();
@@ -341,14 +332,14 @@ mod tests {
         assert!(emergency < cleared, "in order: {text}");
         assert_eq!(text.matches("event: put").count(), 2);
         assert_eq!(now.revision, Some(3));
-        assert!(task.newest_event(Some(&now)).is_none(), "nothing more to send");
-        // Further behind than the structure keeps: only the newest state, as before.
+        assert!(task.newest_event(Some(&now)).unwrap().is_none(), "nothing more to send");
+        // Further behind than the structure keeps: replayed from the change log, from the
+        // event id the subscriber holds.
         for r in 4..(5 + RECENT as u64) {
             let smoke = if r % 2 == 0 { "warning" } else { "ok" };
             slot.install(Arc::new(Snapshot { revision: r, home: home(smoke) }));
         }
-        let (bytes, _) = task.newest_event(Some(&now)).unwrap();
-        assert_eq!(std::str::from_utf8(&bytes).unwrap().matches("event: put").count(), 1);
+        assert_eq!(task.newest_event(Some(&now)).err().as_deref(), Some("s1:3"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

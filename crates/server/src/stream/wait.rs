@@ -111,16 +111,20 @@ impl StreamState {
             }
         }
         loop {
-            // Further behind than the slot keeps (a slow subscriber, a burst of commits from
-            // another node): every state it missed, from the change log.
-            if let Some(id) = self.sent.as_ref().and_then(|s| self.task.behind_the_slot(s)) {
-                self.sent = self.task.resume(&id, &mut self.pending).await;
-                if let Some(b) = self.pending.pop_front() {
-                    self.keepalive.sent();
-                    return Some(b);
+            let newest = match self.task.newest_event(self.sent.as_ref()) {
+                Ok(newest) => newest,
+                // Further behind than the structure keeps (a slow subscriber, a burst of
+                // commits from another node): every state it missed, from the change log.
+                Err(id) => {
+                    self.sent = self.task.resume(&id, &mut self.pending).await;
+                    if let Some(b) = self.pending.pop_front() {
+                        self.keepalive.sent();
+                        return Some(b);
+                    }
+                    continue;
                 }
-            }
-            if let Some((bytes, sent)) = self.task.newest_event(self.sent.as_ref()) {
+            };
+            if let Some((bytes, sent)) = newest {
                 self.sent = Some(sent);
                 self.keepalive.sent();
                 return Some(bytes);
