@@ -293,6 +293,12 @@ impl Hub {
             if whole {
                 let mut doc = slot.current().home.to_json();
                 for change in changes {
+                    // How long another node's change took to get here: from its judging to
+                    // this install (the streams following it send it next).
+                    if let Some(at) = roost_model::units::parse_time(&change.at) {
+                        let lag = (chrono::Utc::now() - at).num_microseconds().unwrap_or(0).max(0);
+                        metrics::histogram!("roost_cluster_change_lag_seconds").record(lag as f64 / 1e6);
+                    }
                     roost_model::diff::json_merge(&mut doc, &change.patch);
                     let Some(home) = Home::from_json(id, doc.clone()) else { break };
                     self.index_devices(&home);

@@ -32,6 +32,10 @@ async fn a_write_on_one_node_reaches_streams_on_the_others() {
     assert_eq!(on_c.next_put().await["target_temperature_f"], json!(72));
     // And a read on any node answers the committed value.
     assert_eq!(nodes[2].get_json(&t).await.1["target_temperature_f"], json!(72));
+    // How long the change took to reach node B is in its metrics.
+    let metrics =
+        nodes[1].client.get(format!("{}/metrics", nodes[1].url)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("roost_cluster_change_lag_seconds"), "{metrics}");
 }
 
 /// Two nodes move the two ends of the heat-cool range at once, each move fine alone and the
