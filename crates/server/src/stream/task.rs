@@ -248,7 +248,10 @@ impl StreamTask {
                 held = data;
             }
         }
-        Ok(Sent { data: Arc::from(held.to_string()), value: held, revision: None })
+        // The revision the replay ended at, as `sent` keeps it: without it a later burst could
+        // not be caught up state by state (it would send only the newest).
+        let revision = if now.len() == 1 { now.first().map(|s| s.revision) } else { None };
+        Ok(Sent { data: Arc::from(held.to_string()), value: held, revision })
     }
 }
 
