@@ -102,6 +102,12 @@ pub fn due(home: &Home, now: DateTime<Utc>, config: &RuleConfig) -> Vec<EntityWr
     writes
 }
 
+/// [`next_due`] as the store keeps it: Unix seconds, rounded up so that the clock looks no
+/// earlier than the change is due.
+pub fn next_due_secs(home: &Home, config: &RuleConfig) -> Option<i64> {
+    next_due(home, config).map(|t| t.timestamp() + i64::from(t.timestamp_subsec_nanos() > 0))
+}
+
 /// The earliest time at which [`due`] has something to write for `home` as it stands, with
 /// nothing else happening (`None`: nothing is pending). Stored with each commit, so that the
 /// clock finds the homes it must look at without holding every home in memory.

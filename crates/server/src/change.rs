@@ -133,9 +133,7 @@ pub async fn make(
                 inverse,
             },
             idempotency: options.idempotency.clone(),
-            // Rounded up: the clock looks no earlier than the change is due.
-            due_at: roost_model::assist::next_due(&snap.home, ground.rules)
-                .map(|t| t.timestamp() + i64::from(t.timestamp_subsec_nanos() > 0)),
+            due_at: roost_model::assist::next_due_secs(&snap.home, ground.rules),
         };
         match ground.store.commit(commit).await {
             Ok(revision) => {

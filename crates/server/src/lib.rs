@@ -425,13 +425,9 @@ async fn record_due_times(app: App) {
         let (out, rules) = (found.clone(), app.config.rules.clone());
         let each = Box::new(move |s: roost_store::StoredStructure| {
             let due = roost_model::Home::from_json(&s.id, s.doc)
-                .and_then(|home| roost_model::assist::next_due(&home, &rules));
-            if let Some(t) = due {
-                out.lock().push((
-                    s.id,
-                    s.revision,
-                    t.timestamp() + i64::from(t.timestamp_subsec_nanos() > 0),
-                ));
+                .and_then(|home| roost_model::assist::next_due_secs(&home, &rules));
+            if let Some(due) = due {
+                out.lock().push((s.id, s.revision, due));
             }
         });
         let entries = match app.store.structures_between(first, last, each).await {
