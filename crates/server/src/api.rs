@@ -108,6 +108,12 @@ async fn handle(
     }
     let budget = charge_call(app, &grant)?;
     let structures = scope(app, &grant, &location).await?;
+    if wants_stream && app.config.database.is_some() {
+        // The first stream of a token or user on this node: ask the other nodes what they
+        // hold open before counting (later opens use the counts exchanged every half second).
+        let keys = [crate::stream::token_gauge(&grant.hash), crate::stream::user_gauge(&grant.user_id)];
+        app.limiter.learn(app.store.as_ref(), &keys).await;
+    }
     if budget.is_some() && wants_stream {
         let key = format!("streams:{}", hex8(&grant.hash));
         app.limiter

@@ -288,6 +288,8 @@ impl Server {
         let poller = tokio::spawn(poll_other_writers(app.clone()));
         let clock = tokio::spawn(clock::run(app.clone()));
         let due_times = tokio::spawn(record_due_times(app.clone()));
+        // Limits hold for the cluster as a whole: only a shared database has other nodes.
+        let sharing = app.config.database.is_some().then(|| tokio::spawn(ratelimit::share(app.clone())));
         let router = Front { router: Server::router(app.clone()), data: Some(app.clone()) };
         let acceptor = match &tls {
             Some(files) => Some(files.acceptor().context("loading the TLS certificate")?),
@@ -324,6 +326,9 @@ impl Server {
         app.streams.close_all();
         clock.abort();
         due_times.abort();
+        if let Some(sharing) = &sharing {
+            sharing.abort();
+        }
         tracing::info!("shutting down: closing streams, finishing requests");
         gate.close();
         for t in tasks {

@@ -345,6 +345,20 @@ pub async fn products_codes_and_sessions(store: &dyn Store) {
     assert!(store.session(&[3; 32]).await.unwrap().is_none());
 }
 
+/// A node's own counts never come back to it as another node's (on the embedded store
+/// there is no other node, so nothing comes back at all); reporting twice is harmless.
+pub async fn own_counts_are_not_anothers(store: &dyn Store) {
+    let count = |n| crate::SharedCount { key: "calls:t1".into(), window_start: 60_000, count: n };
+    let exchange = |n| crate::CountExchange {
+        now_ms: 61_000,
+        mine: vec![(count(n), 120_000)],
+        ask: vec![("calls:t1".into(), 60_000)],
+        alive_ms: 5_000,
+    };
+    assert_eq!(store.share_counts(exchange(3)).await.unwrap(), vec![]);
+    assert_eq!(store.share_counts(exchange(4)).await.unwrap(), vec![]);
+}
+
 /// One test per behaviour of the suite, for a backend: `$open` is an async function returning a
 /// fresh store, its change log window, and whatever must live as long as the store (a
 /// temporary directory).
@@ -405,6 +419,11 @@ macro_rules! conformance_tests {
         async fn products_codes_and_sessions() {
             let (store, _, _guard) = $open().await;
             $crate::conformance::products_codes_and_sessions(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn own_counts_are_not_anothers() {
+            let (store, _, _guard) = $open().await;
+            $crate::conformance::own_counts_are_not_anothers(store.as_ref()).await;
         }
     };
 }

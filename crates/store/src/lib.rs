@@ -200,6 +200,32 @@ pub struct Session {
     pub expires_at: i64,
 }
 
+/// One node's count under a limit, shared so that the limit holds for the cluster as a whole
+/// ([`Store::share_counts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedCount {
+    /// What is counted (`calls:<token>`, `open-streams-user:<user>`…).
+    pub key: String,
+    /// Unix milliseconds at which the counting window started, the same on every node; 0
+    /// for a gauge (streams open now), which counts only while its node is alive.
+    pub window_start: i64,
+    pub count: u64,
+}
+
+/// What a node tells the others about its counts, and what it asks of theirs.
+#[derive(Debug, Clone, Default)]
+pub struct CountExchange {
+    /// Unix milliseconds on this node.
+    pub now_ms: i64,
+    /// This node's counts that changed (absolute, so a retried exchange is harmless), each
+    /// with when it stops meaning anything (a window's end).
+    pub mine: Vec<(SharedCount, i64)>,
+    /// Keys (with window starts) whose counts on other nodes this node wants.
+    pub ask: Vec<(String, i64)>,
+    /// A node silent for longer than this is gone: its gauges no longer count.
+    pub alive_ms: i64,
+}
+
 /// Storage of structures, the change log, users and tokens.
 ///
 /// Every method is async and never blocks the calling task's thread: a backend runs its I/O on
@@ -219,6 +245,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Sets the backend's gauges (a connection pool's use, say); called now and then.
     fn report_metrics(&self) {}
+
+    /// Publishes this node's counts and returns the other nodes' counts of the keys asked
+    /// (summed over nodes; keys no other node counts are left out). The default, for a
+    /// backend no other node shares (the embedded store): nothing, as this node's counts are
+    /// the totals.
+    fn share_counts(&self, exchange: CountExchange) -> BoxFuture<'_, Result<Vec<SharedCount>>> {
+        let _ = exchange;
+        Box::pin(async { Ok(Vec::new()) })
+    }
 
     /// Creates a structure at revision 1 (fails if the id exists).
     fn create_structure(&self, owner: &str, id: &str, doc: Value, at: &str) -> BoxFuture<'_, Result<u64>>;

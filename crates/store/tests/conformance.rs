@@ -100,7 +100,7 @@ async fn postgres_nodes_starting_together_migrate_once() {
     tokio::spawn(connection);
     let rows = client.query("SELECT version FROM roost_schema ORDER BY version", &[]).await.unwrap();
     let versions: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
-    assert_eq!(versions, vec![1, 2], "each migration applied once, in order");
+    assert_eq!(versions, vec![1, 2, 3], "each migration applied once, in order");
 }
 
 #[tokio::test]
@@ -380,4 +380,50 @@ async fn postgres_wakeups_survive_a_cut_listener() {
         .unwrap()
         .get(0);
     assert!(listening >= 1, "a listener is back");
+}
+
+/// Counts under limits are shared between nodes: each sees the sum of the others' counts of
+/// a window (a retried report replaces, never adds), ended windows stop counting, and the
+/// gauges of a node that went silent stop counting while its windows still do.
+#[tokio::test]
+async fn postgres_counts_are_shared_between_nodes() {
+    use roost_store::{CountExchange, SharedCount};
+    let _turn = PG_ONE_AT_A_TIME.lock().await;
+    let url = fresh_database().await;
+    let a = PgStore::open(&url, PgOptions::default()).await.unwrap();
+    let b = PgStore::open(&url, PgOptions::default()).await.unwrap();
+    let c = PgStore::open(&url, PgOptions::default()).await.unwrap();
+    let count = |key: &str, window_start, count| SharedCount { key: key.into(), window_start, count };
+    let report =
+        |now_ms, mine: Vec<(SharedCount, i64)>| CountExchange { now_ms, mine, ask: vec![], alive_ms: 5_000 };
+    a.share_counts(report(
+        61_000,
+        vec![(count("calls:t", 60_000, 7), 120_000), (count("open:t", 0, 2), i64::MAX)],
+    ))
+    .await
+    .unwrap();
+    // A retry of the same report.
+    a.share_counts(report(61_000, vec![(count("calls:t", 60_000, 7), 120_000)])).await.unwrap();
+    b.share_counts(report(
+        61_500,
+        vec![(count("calls:t", 60_000, 5), 120_000), (count("open:t", 0, 1), i64::MAX)],
+    ))
+    .await
+    .unwrap();
+    let ask = |now_ms| CountExchange {
+        now_ms,
+        mine: vec![],
+        ask: vec![("calls:t".into(), 60_000), ("open:t".into(), 0), ("calls:other".into(), 60_000)],
+        alive_ms: 5_000,
+    };
+    let mut seen = c.share_counts(ask(62_000)).await.unwrap();
+    seen.sort_by(|x, y| x.key.cmp(&y.key));
+    assert_eq!(seen, vec![count("calls:t", 60_000, 12), count("open:t", 0, 3)], "a's and b's, summed");
+    let seen_by_a = a.share_counts(ask(62_000)).await.unwrap();
+    assert!(seen_by_a.contains(&count("calls:t", 60_000, 5)), "only b's: {seen_by_a:?}");
+    // At 69 s: a and b have been silent for over 5 s, so their open streams no longer count;
+    // their calls in the window do, until the window ends.
+    let seen = c.share_counts(ask(69_000)).await.unwrap();
+    assert_eq!(seen, vec![count("calls:t", 60_000, 12)]);
+    assert_eq!(c.share_counts(ask(120_001)).await.unwrap(), vec![], "the window ended");
 }

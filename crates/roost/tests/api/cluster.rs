@@ -120,6 +120,91 @@ async fn revoking_on_one_node_ends_the_tokens_streams_on_every_node() {
     assert_eq!(status, 401, "the revoked token is refused on another node");
 }
 
+/// Limits hold for the cluster as a whole: a product's calls on node A count against its
+/// budget on node B (learned at the next exchange of counts), and streams a token holds open
+/// on A count against its stream limit on B, and stop counting once closed.
+#[tokio::test]
+async fn limits_hold_for_the_cluster_as_a_whole() {
+    use crate::limits::{clear_of_minute_boundary, product_token};
+    use std::time::{Duration, Instant};
+    let extra =
+        ["--calls-per-token-per-minute", "40", "--max-streams-per-token", "2"].map(String::from).to_vec();
+    let options = Options { store: Some(fresh_database().await), extra, ..Options::default() };
+    let a = TestApp::spawn_with(options.clone()).await;
+    let b = a.join(options).await;
+    let token = product_token(&a, 0);
+    let call = |node: &TestApp| node.client.get(format!("{}/metadata", node.url)).bearer_auth(&token).send();
+    clear_of_minute_boundary(Duration::from_secs(20)).await;
+    for _ in 0..20 {
+        assert_eq!(call(&a).await.unwrap().status(), 200);
+    }
+    // B learns of A's 20 calls: its budget shows them.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut on_b = 0;
+    loop {
+        let r = call(&b).await.unwrap();
+        assert_eq!(r.status(), 200);
+        on_b += 1;
+        let remaining: u32 = r.headers()["ratelimit-remaining"].to_str().unwrap().parse().unwrap();
+        if remaining <= 40 - 20 - on_b {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node B never counted node A's calls");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // B spends the rest of the cluster's budget and no more.
+    loop {
+        let r = call(&b).await.unwrap();
+        if r.status() == 429 {
+            break;
+        }
+        assert_eq!(r.status(), 200);
+        on_b += 1;
+    }
+    assert_eq!(20 + on_b, 40, "calls admitted by the two nodes together");
+    // A learns of B's calls and refuses too.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while call(&a).await.unwrap().status() != 429 {
+        assert!(Instant::now() < deadline, "node A never counted node B's calls");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Streams: two open on A (the operator's token; stream limits hold for every token).
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut events = Events::open(&a, "/metadata").await;
+        events.next_put().await;
+        held.push(events);
+    }
+    let open_on_b = || b.get("/metadata").header("accept", "text/event-stream").send();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        let r = open_on_b().await.unwrap();
+        if r.status() == 429 {
+            break r.json::<serde_json::Value>().await.unwrap();
+        }
+        // A published its streams after B looked: let this one go and look again.
+        assert_eq!(r.status(), 200);
+        drop(r);
+        assert!(Instant::now() < deadline, "node B never counted node A's streams");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(refused["error"], json!("blocked"), "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("token"), "{refused}");
+    // One closes on A: B opens one again.
+    held.pop();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = open_on_b().await.unwrap();
+        if r.status() == 200 {
+            break;
+        }
+        assert_eq!(r.status(), 429);
+        assert!(Instant::now() < deadline, "node B still counts the stream closed on A");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// A PostgreSQL server of the test's own (scripts/pg), which it may stop and start.
 struct OwnPostgres {
     dir: tempfile::TempDir,

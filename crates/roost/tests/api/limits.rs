@@ -5,10 +5,27 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Options, TestApp};
 
-fn product_token(app: &TestApp, product: usize) -> String {
+/// A token of one of the demo's products for the demo user, as if the user had consented.
+pub(crate) fn product_token(app: &TestApp, product: usize) -> String {
     let id = app.demo["products"][product]["client_id"].as_str().unwrap();
     let v = app.admin(&["token", "issue", "--user", app.demo["login"].as_str().unwrap(), "--product", id]);
     v["access_token"].as_str().unwrap().to_string()
+}
+
+/// Waits until at least `margin` remains of the current wall-clock minute: call budgets
+/// count in windows aligned to the minute, and a test counting calls must not straddle two.
+pub(crate) async fn clear_of_minute_boundary(margin: std::time::Duration) {
+    let into_minute = || {
+        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+        std::time::Duration::from_millis((since.as_millis() % 60_000) as u64)
+    };
+    let room = std::time::Duration::from_secs(60) - margin;
+    if into_minute() > room {
+        tokio::time::sleep(
+            std::time::Duration::from_secs(60) - into_minute() + std::time::Duration::from_millis(50),
+        )
+        .await;
+    }
 }
 
 #[tokio::test]
@@ -24,6 +41,7 @@ async fn products_see_their_budget_and_get_429_blocked_past_it() {
     })
     .await;
     let token = product_token(&app, 0);
+    clear_of_minute_boundary(std::time::Duration::from_secs(10)).await;
     let mut remaining = Vec::new();
     for _ in 0..3 {
         let r = app.client.get(format!("{}/metadata", app.url)).bearer_auth(&token).send().await.unwrap();

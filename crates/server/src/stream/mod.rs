@@ -180,9 +180,26 @@ impl Streams {
         g
     }
 
+    /// This node's open streams per token and per user, as the limiter shares them.
+    pub fn open_gauges(&self) -> HashMap<String, u64> {
+        let mut gauges: HashMap<String, u64> =
+            self.tokens.lock().iter().map(|(hash, (n, _))| (token_gauge(hash), *n as u64)).collect();
+        gauges.extend(self.users.lock().iter().map(|(user, n)| (user_gauge(user), *n as u64)));
+        gauges
+    }
+
     pub fn open_count(&self) -> usize {
         self.tokens.lock().values().map(|e| e.0).sum()
     }
+}
+
+/// The limiter's keys for a token's and a user's open streams.
+pub fn token_gauge(hash: &[u8; 32]) -> String {
+    format!("open-streams-token:{}", crate::http::hex8(hash))
+}
+
+pub fn user_gauge(user_id: &str) -> String {
+    format!("open-streams-user:{user_id}")
 }
 
 fn too_many(what: &str, limit: usize) -> Error {
@@ -202,14 +219,16 @@ pub fn open(
     headers: &HeaderMap,
     uri: &Uri,
 ) -> Result<Response, Error> {
-    // Limits first.
+    // Limits first: what this node holds open, and what the other nodes of a cluster do.
+    let elsewhere_token = app.limiter.others(&token_gauge(&grant.hash)) as usize;
+    let elsewhere_user = app.limiter.others(&user_gauge(&grant.user_id)) as usize;
     let cancel = {
         let (mut tokens, mut users) = (app.streams.tokens.lock(), app.streams.users.lock());
-        let per_token = tokens.get(&grant.hash).map(|e| e.0).unwrap_or(0);
+        let per_token = tokens.get(&grant.hash).map(|e| e.0).unwrap_or(0) + elsewhere_token;
         if per_token >= app.config.max_streams_per_token {
             return Err(too_many("token", app.config.max_streams_per_token));
         }
-        let per_user = users.get(&grant.user_id).copied().unwrap_or(0);
+        let per_user = users.get(&grant.user_id).copied().unwrap_or(0) + elsewhere_user;
         if per_user >= app.config.max_streams_per_user {
             return Err(too_many("user", app.config.max_streams_per_user));
         }

@@ -21,6 +21,7 @@
 mod accounts;
 mod changelog;
 mod group;
+mod limits;
 mod schema;
 mod wakeup;
 
@@ -65,6 +66,10 @@ pub struct PgStore {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// The group committer's queue (`None` once closed: queued commits still finish).
     commits: parking_lot::Mutex<Option<tokio::sync::mpsc::Sender<group::Pending>>>,
+    /// This node's name in notifications and shared counts; new at every start.
+    node: String,
+    /// Count exchanges so far (every so many sweeps old rows).
+    exchanges: std::sync::atomic::AtomicU64,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -136,7 +141,7 @@ impl PgStore {
         let node = format!("{:016x}", rand_node_id());
         let tasks = vec![
             tokio::spawn(wakeup::notifier(pool.clone(), committed.clone(), node.clone())),
-            tokio::spawn(wakeup::listener(listen_config, wakeups.clone(), node)),
+            tokio::spawn(wakeup::listener(listen_config, wakeups.clone(), node.clone())),
         ];
         let (commits, queue) = tokio::sync::mpsc::channel(4 * group::MAX_BATCH);
         let queue: group::Queue = Arc::new(tokio::sync::Mutex::new(queue));
@@ -146,7 +151,16 @@ impl PgStore {
             tokio::spawn(group::writer(pool.clone(), queue.clone()));
         }
         let commits = parking_lot::Mutex::new(Some(commits));
-        Ok(Arc::new(PgStore { pool, options, committed, wakeups, tasks, commits }))
+        Ok(Arc::new(PgStore {
+            pool,
+            options,
+            committed,
+            wakeups,
+            tasks,
+            commits,
+            node,
+            exchanges: Default::default(),
+        }))
     }
 
     async fn client(&self) -> Result<Object> {
@@ -199,6 +213,10 @@ impl Store for PgStore {
 
     fn wakeups(&self) -> Option<Arc<Notify>> {
         Some(self.wakeups.clone())
+    }
+
+    fn share_counts(&self, exchange: crate::CountExchange) -> BoxFuture<'_, Result<Vec<crate::SharedCount>>> {
+        Box::pin(self.share_counts(exchange))
     }
 
     fn report_metrics(&self) {

@@ -12,7 +12,7 @@ const MIGRATION_LOCK: i64 = 0x0052_6f6f_7374;
 
 /// Schema versions, applied in order, each in its own transaction. Never edit a released one:
 /// add the next.
-const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2)];
+const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2), (3, V3)];
 
 /// Brings the database to the newest schema version.
 pub(super) async fn migrate(client: &mut Object) -> Result<()> {
@@ -153,6 +153,25 @@ ALTER TABLE structures ADD COLUMN due_at BIGINT;
 CREATE INDEX structures_due ON structures(due_at) WHERE due_at IS NOT NULL;
 -- The commit function of the first schema took eleven arguments; today's is COMMIT_FUNCTION.
 DROP FUNCTION IF EXISTS roost_commit(TEXT, BIGINT, TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, BIGINT);
+";
+
+/// Counts under limits shared between nodes (`share_counts`): each node writes its own rows,
+/// and reads the others'. `nodes` says which node was last heard from when, so the open
+/// streams of a node that died stop counting.
+const V3: &str = "
+CREATE TABLE limit_counts(
+    key TEXT NOT NULL,
+    window_start BIGINT NOT NULL,
+    node TEXT NOT NULL,
+    count BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    PRIMARY KEY(key, window_start, node)
+);
+CREATE INDEX limit_counts_expiry ON limit_counts(expires_at);
+CREATE TABLE nodes(
+    node TEXT PRIMARY KEY,
+    seen_at BIGINT NOT NULL
+);
 ";
 
 /// The commit in one round trip: the compare-and-set on the revision, the change-log entry,
