@@ -69,7 +69,7 @@ pub async fn bed_on(
     let (store_url, nodes) = (options.store, options.nodes);
     let per_token = options.homes_per_token.max(1);
     std::fs::create_dir_all(dir)?;
-    let store = roost_server::connect_store(dir, store_url, 16, 10_000).await?;
+    let store = roost_server::connect_store(dir, store_url, 16, 10_000, true).await?;
     let user = admin::create_user(store.as_ref(), &format!("bench-{}@roost.local", ids::random_b64(6)), None)
         .await?;
     let now = chrono::Utc::now();

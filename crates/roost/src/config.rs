@@ -52,6 +52,11 @@ pub struct StoreSettings {
     /// Connections to PostgreSQL (with --store).
     #[arg(long, env = "ROOST_STORE_POOL", default_value_t = d().database_pool, global = true)]
     pub store_pool: usize,
+    /// Other nodes' commits wake this node at once (PostgreSQL NOTIFY/LISTEN, with --store);
+    /// false: it learns of them by polling every 250 ms (for a pooler that cannot LISTEN).
+    #[arg(long, env = "ROOST_STORE_WAKEUPS", default_value_t = d().database_wakeups,
+          action = clap::ArgAction::Set, global = true)]
+    pub store_wakeups: bool,
     /// Change log entries kept per structure, at least (older ones go 16 at a time).
     #[arg(long, env = "ROOST_CHANGELOG_KEEP", default_value_t = d().changelog_keep, global = true)]
     pub changelog_keep: u64,
@@ -278,6 +283,7 @@ pub fn serve(
     let mut c = Config::new(store.data);
     c.database = database;
     c.database_pool = store.store_pool.max(1);
+    c.database_wakeups = store.store_wakeups;
     c.cache_homes = store.cache_homes.max(1);
     c.changelog_keep = store.changelog_keep.max(1);
     c.rules = rules;

@@ -17,6 +17,8 @@ pub struct Config {
     pub database: Option<String>,
     /// Connections to it (each a PostgreSQL backend process).
     pub database_pool: usize,
+    /// Other nodes' commits wake this node at once (NOTIFY/LISTEN); off: it polls the feed.
+    pub database_wakeups: bool,
     /// Homes held in memory at most (homes load on first use; past it, the least recently
     /// used that no stream follows are let go).
     pub cache_homes: usize,
@@ -70,6 +72,7 @@ impl Default for Config {
             data_dir: PathBuf::from("roost-data"),
             database: None,
             database_pool: 16,
+            database_wakeups: true,
             cache_homes: 100_000,
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             insecure_http: false,

@@ -88,11 +88,16 @@ pub async fn connect_store(
     database: Option<&str>,
     pool_size: usize,
     changelog_keep: u64,
+    wakeups: bool,
 ) -> anyhow::Result<Arc<dyn Store>> {
     match database {
         Some(url) => {
-            let options =
-                roost_store::PgOptions { changelog_keep, pool_size, ..roost_store::PgOptions::default() };
+            let options = roost_store::PgOptions {
+                changelog_keep,
+                pool_size,
+                wakeups,
+                ..roost_store::PgOptions::default()
+            };
             let store: Arc<dyn Store> = roost_store::PgStore::open(url, options)
                 .await
                 .with_context(|| format!("opening the database {}", roost_store::redacted(url)))?;
@@ -173,6 +178,7 @@ impl Server {
             config.database.as_deref(),
             config.database_pool,
             config.changelog_keep,
+            config.database_wakeups,
         )
         .await?;
         let tls = if config.insecure_http {
@@ -285,7 +291,8 @@ impl Server {
     pub async fn run(self) -> anyhow::Result<()> {
         let Server { app, store, data, front, tls, url, _lock, .. } = self;
         let gate = listen::Gate::new(app.config.max_connections);
-        let poller = tokio::spawn(poll_other_writers(app.clone()));
+        let positions = feed_positions(app.store.as_ref()).await;
+        let poller = tokio::spawn(poll_other_writers(app.clone(), positions));
         let clock = tokio::spawn(clock::run(app.clone()));
         let due_times = tokio::spawn(record_due_times(app.clone()));
         // Limits hold for the cluster as a whole: only a shared database has other nodes.
@@ -466,15 +473,22 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// is skipped: it only comes later. Starting from position 0 (when the first look fails) is
 /// safe too: a commit is loaded only if newer than the hub's revision, and revoking a revoked
 /// token again changes nothing.
-async fn poll_other_writers(app: App) {
+/// Where the server starts following the feeds: their heads, taken before it serves a request
+/// (homes and grants load on first use, so anything committed before is read from the store,
+/// and anything after is in the feeds from here).
+async fn feed_positions(store: &dyn Store) -> (u64, u64) {
     let start = |what: &str, r: Result<u64, StoreError>| {
         r.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "{what}: the first look at the store failed; starting from the beginning");
             0
         })
     };
-    let mut seq = start("changes", app.store.changed_since(0).await.map(|(_, s)| s));
-    let mut revoked_seq = start("revocations", app.store.revoked_since(0).await.map(|(_, s)| s));
+    let changes = start("changes", store.feed_head().await);
+    let revocations = start("revocations", store.revoked_since(0).await.map(|(_, s)| s));
+    (changes, revocations)
+}
+
+async fn poll_other_writers(app: App, (mut seq, mut revoked_seq): (u64, u64)) {
     let mut tick = tokio::time::interval(POLL_INTERVAL);
     let wakeups = app.store.wakeups();
     // How often the hub lets go of homes past its bound.
@@ -520,7 +534,7 @@ async fn healthz() -> Response {
 }
 
 async fn readyz(State(app): State<App>) -> Response {
-    match app.store.changed_since(u64::MAX >> 1).await {
+    match app.store.feed_head().await {
         Ok(_) => {
             http::json_response(StatusCode::OK, &json!({"status": "ready", "structures": app.hub.len()}))
         }

@@ -212,6 +212,11 @@ pub async fn other_writers_commits_show_in_the_feed(store: &dyn Store) {
     let (changed, seq2) = store.changed_since(seq).await.unwrap();
     assert_eq!(changed, vec![("s2".to_string(), 3)]);
     assert!(seq2 > seq);
+    // The head, taken without reading the feed, is where the next commit shows.
+    let head = store.feed_head().await.unwrap();
+    store.commit(commit("s2", 3, 8)).await.unwrap();
+    let (changed, _) = store.changed_since(head).await.unwrap();
+    assert_eq!(changed, vec![("s2".to_string(), 4)]);
 }
 
 /// Tokens: stored by hash, revocable once, revocations visible through their feed.

@@ -298,6 +298,9 @@ pub trait Store: Send + Sync + 'static {
     /// Structures committed after the global sequence number `seq`: `(id, revision)` and the
     /// highest sequence seen. How a node learns of other writers' commits.
     fn changed_since(&self, seq: u64) -> BoxFuture<'_, Result<ChangedSince>>;
+    /// The feed's position now, without reading it: [`Store::changed_since`] from here finds
+    /// every commit made after this call. A node starts following the feed here.
+    fn feed_head(&self) -> BoxFuture<'_, Result<u64>>;
 
     fn create_user(&self, user: User) -> BoxFuture<'_, Result<()>>;
     fn user(&self, id: &str) -> BoxFuture<'_, Result<Option<User>>>;

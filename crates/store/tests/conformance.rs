@@ -73,7 +73,7 @@ async fn fresh_database() -> String {
 
 async fn postgres() -> (Arc<PgStore>, u64, tokio::sync::MutexGuard<'static, ()>) {
     let turn = PG_ONE_AT_A_TIME.lock().await;
-    let options = PgOptions { changelog_keep: 20, pool_size: 4, checkpoint_every: 8 };
+    let options = PgOptions { changelog_keep: 20, pool_size: 4, checkpoint_every: 8, wakeups: true };
     (PgStore::open(&fresh_database().await, options).await.unwrap(), 20, turn)
 }
 

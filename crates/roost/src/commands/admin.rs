@@ -25,7 +25,8 @@ pub async fn run(args: AdminArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     let rules = &settings.rules;
     // One command at a time: two connections are plenty.
     let store =
-        roost_server::connect_store(data, database.as_deref(), 2, settings.store.changelog_keep).await?;
+        roost_server::connect_store(data, database.as_deref(), 2, settings.store.changelog_keep, true)
+            .await?;
     let s = store.as_ref();
     let out = |human: String, value: serde_json::Value| {
         if json {

@@ -18,9 +18,14 @@ async fn cluster(n: usize) -> Vec<TestApp> {
     nodes
 }
 
+/// Node C runs without wake-ups (`--store-wakeups false`, as behind a pooler that cannot
+/// LISTEN): it learns of the write by polling the feed.
 #[tokio::test]
 async fn a_write_on_one_node_reaches_streams_on_the_others() {
-    let nodes = cluster(3).await;
+    let mut nodes = cluster(2).await;
+    let polling = Options { extra: vec!["--store-wakeups".into(), "false".into()], ..Options::default() };
+    let c = nodes[0].join(polling).await;
+    nodes.push(c);
     let t = nodes[0].thermostat_path();
     let mut on_b = Events::open(&nodes[1], &t).await;
     let mut on_c = Events::open(&nodes[2], &t).await;

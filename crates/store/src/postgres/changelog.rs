@@ -306,6 +306,16 @@ impl PgStore {
         Ok((changed, next))
     }
 
+    pub(super) async fn feed_head(&self) -> Result<u64> {
+        let client = self.client().await?;
+        let st = client
+            .prepare_cached("SELECT pg_snapshot_xmin(pg_current_snapshot())::TEXT")
+            .await
+            .map_err(backend)?;
+        let row = client.query_one(&st, &[]).await.map_err(backend)?;
+        parse_position(row.get(0))
+    }
+
     pub(super) async fn idempotency(&self, key: &IdempotencyKey) -> Result<Option<u64>> {
         let client = self.client().await?;
         let st = client

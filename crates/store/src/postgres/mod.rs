@@ -47,11 +47,16 @@ pub struct PgOptions {
     pub pool_size: usize,
     /// A whole document is written every this many revisions; between, only merge patches.
     pub checkpoint_every: u64,
+    /// Tell the other nodes of commits at once (a coalesced NOTIFY after commits, and a
+    /// LISTEN connection). Off, nodes learn only by polling the feed: for a database reached
+    /// through a pooler that cannot LISTEN (PgBouncer in transaction mode), and to measure
+    /// what wake-ups cost.
+    pub wakeups: bool,
 }
 
 impl Default for PgOptions {
     fn default() -> Self {
-        PgOptions { changelog_keep: 10_000, pool_size: 16, checkpoint_every: 32 }
+        PgOptions { changelog_keep: 10_000, pool_size: 16, checkpoint_every: 32, wakeups: true }
     }
 }
 
@@ -139,10 +144,14 @@ impl PgStore {
         let wakeups = Arc::new(Notify::new());
         // Names this node in its notifications, so that it ignores its own.
         let node = format!("{:016x}", rand_node_id());
-        let tasks = vec![
-            tokio::spawn(wakeup::notifier(pool.clone(), committed.clone(), node.clone())),
-            tokio::spawn(wakeup::listener(listen_config, wakeups.clone(), node.clone())),
-        ];
+        let tasks = if options.wakeups {
+            vec![
+                tokio::spawn(wakeup::notifier(pool.clone(), committed.clone(), node.clone())),
+                tokio::spawn(wakeup::listener(listen_config, wakeups.clone(), node.clone())),
+            ]
+        } else {
+            Vec::new()
+        };
         let (commits, queue) = tokio::sync::mpsc::channel(4 * group::MAX_BATCH);
         let queue: group::Queue = Arc::new(tokio::sync::Mutex::new(queue));
         // A few writers (each holds a connection only while its batch runs): fewer make larger
@@ -212,7 +221,7 @@ impl Store for PgStore {
     }
 
     fn wakeups(&self) -> Option<Arc<Notify>> {
-        Some(self.wakeups.clone())
+        self.options.wakeups.then(|| self.wakeups.clone())
     }
 
     fn share_counts(&self, exchange: crate::CountExchange) -> BoxFuture<'_, Result<Vec<crate::SharedCount>>> {
@@ -301,6 +310,10 @@ impl Store for PgStore {
 
     fn changed_since(&self, seq: u64) -> BoxFuture<'_, Result<ChangedSince>> {
         Box::pin(self.changed_since(seq))
+    }
+
+    fn feed_head(&self) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(self.feed_head())
     }
 
     fn create_user(&self, user: User) -> BoxFuture<'_, Result<()>> {

@@ -450,6 +450,14 @@ impl SqliteStore {
         Box::pin(r)
     }
 
+    pub(super) fn feed_head(&self) -> BoxFuture<'_, Result<u64>> {
+        let r = self.read(|c| {
+            c.prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM changes")?
+                .query_row([], |r| r.get::<_, i64>(0))
+        });
+        Box::pin(async move { r.await.map(|v| v as u64) })
+    }
+
     pub(super) fn idempotency(&self, key: &IdempotencyKey) -> BoxFuture<'_, Result<Option<u64>>> {
         let key = key.clone();
         let r = self.read(move |c| {

@@ -277,6 +277,10 @@ impl Store for SqliteStore {
         SqliteStore::changed_since(self, seq)
     }
 
+    fn feed_head(&self) -> BoxFuture<'_, Result<u64>> {
+        SqliteStore::feed_head(self)
+    }
+
     fn create_user(&self, user: User) -> BoxFuture<'_, Result<()>> {
         SqliteStore::create_user(self, user)
     }
