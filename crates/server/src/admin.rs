@@ -67,8 +67,19 @@ pub async fn create_structure(
     let ctx =
         WriteContext { actor: &Actor::Service, now: chrono::Utc::now(), config: rules, measured_at: None };
     roost_model::logic::settle_all(&before, &mut home, &ctx);
+    let due = roost_model::assist::next_due_secs(&home, rules);
     store.create_structure(&user.id, &id, home.into_json(), &now()).await?;
+    record_first_due(store, &id, due).await?;
     Ok(id)
+}
+
+/// Records when a new home (revision 1) first has a timed change due, so that a clock that
+/// does not hold it finds it (`Store::due_structures`).
+async fn record_first_due(store: &dyn Store, id: &str, due: Option<i64>) -> anyhow::Result<()> {
+    if let Some(due) = due {
+        store.record_due(vec![(id.to_string(), 1, due)]).await?;
+    }
+    Ok(())
 }
 
 /// Commits the operator's change of a structure through the one change path
@@ -499,6 +510,7 @@ pub async fn ensure_demo(
     dir: &Path,
     url: &str,
     ca: Option<&Path>,
+    rules: &RuleConfig,
 ) -> anyhow::Result<DemoInfo> {
     let path = dir.join("demo.json");
     let ca = ca.map(|p| p.display().to_string());
@@ -518,7 +530,9 @@ pub async fn ensure_demo(
     };
     let devices = random_demo_ids();
     let home = demo_home(&devices, chrono::Utc::now());
+    let due = roost_model::assist::next_due_secs(&home, rules);
     store.create_structure(&user.id, &devices.structure_id, home.into_json(), &now()).await?;
+    record_first_due(store, &devices.structure_id, due).await?;
     let token = issue_token(store, &user.id, PermissionSet::all(), &[], "demo").await?;
     let mut info = DemoInfo {
         url: url.to_string(),

@@ -218,6 +218,7 @@ impl Server {
                     &config.data_dir,
                     &url,
                     tls.as_ref().and_then(|t| t.ca.as_deref()),
+                    &config.rules,
                 )
                 .await?,
             )
@@ -419,10 +420,20 @@ fn redirect(target: &str, uri: &Uri) -> Response {
 
 /// Records when each home is next due, for homes last written before due times were
 /// recorded (their `due_at` is empty), so that the clock finds them without this node
-/// holding them. Runs in the background after start, a range of ids at a time, holding no
+/// holding them. Only while the store has this upkeep pending (set by the migration, for a
+/// database that held such homes), which it then marks done: a node start does not read
+/// every home. Runs in the background after start, a range of ids at a time, holding no
 /// home: each is read, judged and dropped. A home written meanwhile records its own.
 async fn record_due_times(app: App) {
     const RANGE: usize = 2_000;
+    match app.store.upkeep_pending(roost_store::DUE_TIMES_BACKFILL).await {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "asking whether due times need recording failed");
+            return;
+        }
+    }
     let ids = match app.store.structure_ids().await {
         Ok(ids) => ids,
         Err(e) => {
@@ -459,6 +470,9 @@ async fn record_due_times(app: App) {
     }
     if recorded > 0 {
         tracing::info!(homes = recorded, "recorded when homes are next due");
+    }
+    if let Err(e) = app.store.upkeep_done(roost_store::DUE_TIMES_BACKFILL).await {
+        tracing::warn!(error = %e, "marking the due times recorded failed; the next start does it again");
     }
 }
 

@@ -350,6 +350,14 @@ pub async fn products_codes_and_sessions(store: &dyn Store) {
     assert!(store.session(&[3; 32]).await.unwrap().is_none());
 }
 
+/// A database created today has no upkeep to do; marking a task done is harmless.
+pub async fn a_new_database_has_no_upkeep(store: &dyn Store) {
+    seed(store).await;
+    assert!(!store.upkeep_pending(crate::DUE_TIMES_BACKFILL).await.unwrap());
+    store.upkeep_done(crate::DUE_TIMES_BACKFILL).await.unwrap();
+    assert!(!store.upkeep_pending(crate::DUE_TIMES_BACKFILL).await.unwrap());
+}
+
 /// A node's own counts never come back to it as another node's (on the embedded store
 /// there is no other node, so nothing comes back at all); reporting twice is harmless.
 pub async fn own_counts_are_not_anothers(store: &dyn Store) {
@@ -424,6 +432,11 @@ macro_rules! conformance_tests {
         async fn products_codes_and_sessions() {
             let (store, _, _guard) = $open().await;
             $crate::conformance::products_codes_and_sessions(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn a_new_database_has_no_upkeep() {
+            let (store, _, _guard) = $open().await;
+            $crate::conformance::a_new_database_has_no_upkeep(store.as_ref()).await;
         }
         #[tokio::test]
         async fn own_counts_are_not_anothers() {

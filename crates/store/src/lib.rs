@@ -200,6 +200,10 @@ pub struct Session {
     pub expires_at: i64,
 }
 
+/// The upkeep task of recording when homes are next due ([`Store::record_due`]) for homes
+/// stored before due times were recorded.
+pub const DUE_TIMES_BACKFILL: &str = "record-due-times";
+
 /// One node's count under a limit, shared so that the limit holds for the cluster as a whole
 /// ([`Store::share_counts`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -286,6 +290,12 @@ pub trait Store: Send + Sync + 'static {
     /// still at that revision (homes last written before due times were recorded); returns
     /// how many it recorded. A newer commit's own due time always wins.
     fn record_due(&self, entries: Vec<(String, u64, i64)>) -> BoxFuture<'_, Result<usize>>;
+    /// Whether a one-time task over the stored data is still to be done: set by the migration
+    /// that made it needed, so a database created since never has it. [`DUE_TIMES_BACKFILL`]
+    /// is the one task today.
+    fn upkeep_pending(&self, task: &str) -> BoxFuture<'_, Result<bool>>;
+    /// The task is done (on every node: doing it again is harmless, only wasted).
+    fn upkeep_done(&self, task: &str) -> BoxFuture<'_, Result<()>>;
     /// Change log entries after `revision`, oldest first (at most `limit`).
     fn changes_after(
         &self,

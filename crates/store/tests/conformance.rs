@@ -100,7 +100,7 @@ async fn postgres_nodes_starting_together_migrate_once() {
     tokio::spawn(connection);
     let rows = client.query("SELECT version FROM roost_schema ORDER BY version", &[]).await.unwrap();
     let versions: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
-    assert_eq!(versions, vec![1, 2, 3], "each migration applied once, in order");
+    assert_eq!(versions, vec![1, 2, 3, 4], "each migration applied once, in order");
 }
 
 #[tokio::test]
@@ -235,6 +235,33 @@ async fn a_change_log_with_a_full_index_is_chained_in_place() {
          COMMIT;",
     )
     .await;
+}
+
+/// The due-time backfill is a task only for a data dir that held homes before it had the
+/// upkeep table (homes stored before due times were recorded); once done it stays done.
+#[tokio::test]
+async fn the_due_times_backfill_is_pending_only_for_homes_stored_before() {
+    use roost_store::DUE_TIMES_BACKFILL;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("roost.db");
+    let open = || SqliteStore::open(&path, StoreOptions::default()).unwrap();
+    let store = open();
+    let user =
+        roost_store::User { id: "u".into(), login: "u".into(), password_hash: None, created_at: "t".into() };
+    store.create_user(user).await.unwrap();
+    store.create_structure("u", "s", json!({"v": 0}), "t").await.unwrap();
+    assert!(!store.upkeep_pending(DUE_TIMES_BACKFILL).await.unwrap(), "created after: nothing to do");
+    store.close();
+    drop(store);
+    // The release before the upkeep table.
+    rusqlite::Connection::open(&path).unwrap().execute_batch("DROP TABLE upkeep").unwrap();
+    let store = open();
+    assert!(store.upkeep_pending(DUE_TIMES_BACKFILL).await.unwrap(), "a home without a due time");
+    store.upkeep_done(DUE_TIMES_BACKFILL).await.unwrap();
+    assert!(!store.upkeep_pending(DUE_TIMES_BACKFILL).await.unwrap());
+    store.close();
+    drop(store);
+    assert!(!open().upkeep_pending(DUE_TIMES_BACKFILL).await.unwrap(), "done stays done");
 }
 
 /// Trimming works in whole anchors: the log keeps the window, a little more, and no gaps.

@@ -262,6 +262,27 @@ impl Store for PgStore {
         Box::pin(self.record_due(entries))
     }
 
+    fn upkeep_pending(&self, task: &str) -> BoxFuture<'_, Result<bool>> {
+        let task = task.to_string();
+        Box::pin(async move {
+            let client = self.client().await?;
+            let row = client
+                .query_one("SELECT EXISTS (SELECT 1 FROM upkeep WHERE task = $1)", &[&task])
+                .await
+                .map_err(backend)?;
+            Ok(row.get(0))
+        })
+    }
+
+    fn upkeep_done(&self, task: &str) -> BoxFuture<'_, Result<()>> {
+        let task = task.to_string();
+        Box::pin(async move {
+            let client = self.client().await?;
+            client.execute("DELETE FROM upkeep WHERE task = $1", &[&task]).await.map_err(backend)?;
+            Ok(())
+        })
+    }
+
     fn all_structures(&self) -> BoxFuture<'_, Result<Vec<StoredStructure>>> {
         Box::pin(self.all_structures())
     }

@@ -12,7 +12,7 @@ const MIGRATION_LOCK: i64 = 0x0052_6f6f_7374;
 
 /// Schema versions, applied in order, each in its own transaction. Never edit a released one:
 /// add the next.
-const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2), (3, V3)];
+const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2), (3, V3), (4, V4)];
 
 /// Brings the database to the newest schema version.
 pub(super) async fn migrate(client: &mut Object) -> Result<()> {
@@ -172,6 +172,13 @@ CREATE TABLE nodes(
     node TEXT PRIMARY KEY,
     seen_at BIGINT NOT NULL
 );
+";
+
+/// One-time tasks over the data (`upkeep_pending`): due times for homes stored before they
+/// were recorded, only if there are such homes; a database created since has none.
+const V4: &str = "
+CREATE TABLE upkeep(task TEXT PRIMARY KEY);
+INSERT INTO upkeep(task) SELECT 'record-due-times' WHERE EXISTS (SELECT 1 FROM structures WHERE due_at IS NULL);
 ";
 
 /// The commit in one round trip: the compare-and-set on the revision, the change-log entry,

@@ -258,6 +258,23 @@ impl SqliteStore {
         }))
     }
 
+    pub(super) fn upkeep_pending(&self, task: &str) -> BoxFuture<'_, Result<bool>> {
+        let task = task.to_string();
+        let r = self.read(move |c| {
+            c.prepare_cached("SELECT EXISTS (SELECT 1 FROM upkeep WHERE task = ?1)")?
+                .query_row([task], |r| r.get(0))
+        });
+        Box::pin(r)
+    }
+
+    pub(super) fn upkeep_done(&self, task: &str) -> BoxFuture<'_, Result<()>> {
+        let task = task.to_string();
+        Box::pin(self.write(move |conn| {
+            conn.execute("DELETE FROM upkeep WHERE task = ?1", [task]).map_err(backend)?;
+            Ok(())
+        }))
+    }
+
     pub(super) fn structures_of(&self, user_id: &str) -> BoxFuture<'_, Result<Vec<String>>> {
         let user_id = user_id.to_string();
         let r = self.read(move |c| {

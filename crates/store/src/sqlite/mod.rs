@@ -231,6 +231,14 @@ impl Store for SqliteStore {
         SqliteStore::record_due(self, entries)
     }
 
+    fn upkeep_pending(&self, task: &str) -> BoxFuture<'_, Result<bool>> {
+        SqliteStore::upkeep_pending(self, task)
+    }
+
+    fn upkeep_done(&self, task: &str) -> BoxFuture<'_, Result<()>> {
+        SqliteStore::upkeep_done(self, task)
+    }
+
     fn structure(&self, id: &str) -> BoxFuture<'_, Result<Option<StoredStructure>>> {
         SqliteStore::structure(self, id)
     }

@@ -91,6 +91,16 @@ pub(super) fn migrate(conn: &Connection) -> Result<()> {
         )
         .map_err(backend)?;
     }
+    if !has_table(conn, "upkeep")? {
+        // One-time tasks over the data (`Store::upkeep_pending`): due times for homes stored
+        // before they were recorded, only if there are such homes.
+        conn.execute_batch(
+            "CREATE TABLE upkeep(task TEXT PRIMARY KEY);
+             INSERT INTO upkeep(task) SELECT 'record-due-times'
+                 WHERE EXISTS (SELECT 1 FROM structures WHERE due_at IS NULL);",
+        )
+        .map_err(backend)?;
+    }
     if !has_column(conn, "tokens", "device_id")? {
         conn.execute_batch(
             "ALTER TABLE tokens ADD COLUMN device_id TEXT;
