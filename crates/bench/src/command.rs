@@ -105,14 +105,25 @@ pub enum BenchCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Cold start: seeds a data dir with this many demo homes, then times `roost serve` from
-    /// start to its first answer.
+    /// Cold start: seeds a store with this many demo homes, times `roost serve` from start to
+    /// its first answer, then (with --touches) reads random homes and samples homes held and
+    /// RSS.
     ColdStart {
         #[arg(long, default_value_t = 100_000)]
         homes: usize,
         /// Reuse (or keep) this data dir instead of a temporary one.
         #[arg(long)]
         data: Option<PathBuf>,
+        /// PostgreSQL to seed and serve from (`postgres://…`) instead of the embedded store.
+        #[arg(long)]
+        store: Option<String>,
+        /// The server's `--cache-homes`.
+        #[arg(long)]
+        cache_homes: Option<usize>,
+        /// Requests reading random homes (4 clients, tokens over 1,000 homes each) after the
+        /// first answer.
+        #[arg(long, default_value_t = 0)]
+        touches: usize,
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -229,8 +240,15 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
             )
             .await
         }
-        BenchCommand::ColdStart { homes, data, out } => {
-            let s = cold_start::cold_start(homes, data.as_deref()).await?;
+        BenchCommand::ColdStart { homes, data, store, cache_homes, touches, out } => {
+            let options = cold_start::ColdStartOptions {
+                homes,
+                data: data.as_deref(),
+                store: store.as_deref(),
+                cache_homes,
+                touches,
+            };
+            let s = cold_start::cold_start(options).await?;
             write_json(out.as_deref(), &s)
         }
         BenchCommand::Revoke { streams, out } => {
