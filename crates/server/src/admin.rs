@@ -186,6 +186,7 @@ async fn mint_token(
     let user = find_user(store, user).await?;
     let owned = store.structures_of(&user.id).await?;
     let structures = if structures.is_empty() { owned.clone() } else { structures.to_vec() };
+    let owned: std::collections::HashSet<&String> = owned.iter().collect();
     if let Some(s) = structures.iter().find(|s| !owned.contains(s)) {
         bail!("structure '{s}' is not one of {}'s", user.login);
     }
