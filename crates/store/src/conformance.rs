@@ -350,6 +350,33 @@ pub async fn products_codes_and_sessions(store: &dyn Store) {
     assert!(store.session(&[3; 32]).await.unwrap().is_none());
 }
 
+/// Commits sent at once (which a backend may put in one transaction) are answered each on its
+/// own: a stale one conflicts, one for a missing structure is not found, and neither keeps
+/// the others from landing.
+pub async fn commits_sent_together_are_answered_each(store: &dyn Store) {
+    seed(store).await;
+    let ids: Vec<String> = (0..24).map(|i| format!("b{i:02}")).collect();
+    for id in &ids {
+        store.create_structure("u1", id, json!({"v": 0}), "t").await.unwrap();
+    }
+    let mut sent = Vec::new();
+    for id in &ids {
+        sent.push(store.commit(commit(id, 1, 1)));
+        sent.push(store.commit(commit(id, 7, 9)));
+    }
+    sent.push(store.commit(commit("nowhere", 1, 1)));
+    let answers = futures_util::future::join_all(sent).await;
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(answers[2 * i].as_ref().ok(), Some(&2), "{id}: {:?}", answers[2 * i]);
+        match &answers[2 * i + 1] {
+            Err(StoreError::Conflict { current, .. }) => assert!(*current == 1 || *current == 2, "{id}"),
+            other => panic!("{id}: a stale commit must conflict, got {other:?}"),
+        }
+        assert_eq!(store.structure(id).await.unwrap().unwrap().doc, json!({"v": 1}), "{id}");
+    }
+    assert!(matches!(answers.last(), Some(Err(StoreError::NotFound(_)))), "{:?}", answers.last());
+}
+
 /// A database created today has no upkeep to do; marking a task done is harmless.
 pub async fn a_new_database_has_no_upkeep(store: &dyn Store) {
     seed(store).await;
@@ -432,6 +459,11 @@ macro_rules! conformance_tests {
         async fn products_codes_and_sessions() {
             let (store, _, _guard) = $open().await;
             $crate::conformance::products_codes_and_sessions(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn commits_sent_together_are_answered_each() {
+            let (store, _, _guard) = $open().await;
+            $crate::conformance::commits_sent_together_are_answered_each(store.as_ref()).await;
         }
         #[tokio::test]
         async fn a_new_database_has_no_upkeep() {

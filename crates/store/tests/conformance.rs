@@ -100,7 +100,7 @@ async fn postgres_nodes_starting_together_migrate_once() {
     tokio::spawn(connection);
     let rows = client.query("SELECT version FROM roost_schema ORDER BY version", &[]).await.unwrap();
     let versions: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
-    assert_eq!(versions, vec![1, 2, 3, 4], "each migration applied once, in order");
+    assert_eq!(versions, vec![1, 2, 3, 4, 5], "each migration applied once, in order");
 }
 
 #[tokio::test]
@@ -334,7 +334,9 @@ async fn postgres_feed_never_passes_a_commit_that_lands_late() {
     tokio::spawn(connection);
     let slow = other.transaction().await.unwrap();
     slow.query(
-        "SELECT * FROM roost_commit('late', 1, NULL, 't', 'test', '[\"/v\"]', '{\"v\":1}', '{\"v\":0}', NULL, NULL, 100, NULL)",
+        "SELECT * FROM roost_commit(ARRAY['late'], ARRAY[1::BIGINT], ARRAY[NULL::TEXT], ARRAY['t'], ARRAY['test'],
+             ARRAY['[\"/v\"]'], ARRAY['{\"v\":1}'], ARRAY['{\"v\":0}'], ARRAY[NULL::TEXT], ARRAY[NULL::TEXT], 100,
+             ARRAY[NULL::BIGINT])",
         &[],
     )
     .await

@@ -46,9 +46,61 @@ fn parse_position(text: &str) -> Result<u64> {
     text.parse().map_err(|_| backend(format!("unexpected transaction id {text:?}")))
 }
 
-/// One commit as `roost_commit` takes it.
+/// Commits as `roost_commit` takes them: column by column, in one statement.
 pub(super) const COMMIT_SQL: &str =
     "SELECT outcome, rev FROM roost_commit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+
+/// Commits, column by column, as [`COMMIT_SQL`] takes them.
+pub(super) struct CommitArrays<'a> {
+    ids: Vec<&'a str>,
+    bases: Vec<i64>,
+    docs: Vec<Option<&'a str>>,
+    ats: Vec<&'a str>,
+    actors: Vec<&'a str>,
+    paths: Vec<&'a str>,
+    patches: Vec<&'a str>,
+    inverses: Vec<&'a str>,
+    scopes: Vec<Option<&'a str>>,
+    keys: Vec<Option<&'a str>>,
+    keep: i64,
+    dues: Vec<Option<i64>>,
+}
+
+impl<'a> CommitArrays<'a> {
+    pub(super) fn of(rows: &[&'a CommitRow]) -> CommitArrays<'a> {
+        CommitArrays {
+            ids: rows.iter().map(|r| r.structure_id.as_str()).collect(),
+            bases: rows.iter().map(|r| r.base).collect(),
+            docs: rows.iter().map(|r| r.doc.as_deref()).collect(),
+            ats: rows.iter().map(|r| r.at.as_str()).collect(),
+            actors: rows.iter().map(|r| r.actor.as_str()).collect(),
+            paths: rows.iter().map(|r| r.paths.as_str()).collect(),
+            patches: rows.iter().map(|r| r.patch.as_str()).collect(),
+            inverses: rows.iter().map(|r| r.inverse.as_str()).collect(),
+            scopes: rows.iter().map(|r| r.scope.as_deref()).collect(),
+            keys: rows.iter().map(|r| r.key.as_deref()).collect(),
+            keep: rows.first().map(|r| r.keep).unwrap_or(1),
+            dues: rows.iter().map(|r| r.due_at).collect(),
+        }
+    }
+
+    pub(super) fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 12] {
+        [
+            &self.ids,
+            &self.bases,
+            &self.docs,
+            &self.ats,
+            &self.actors,
+            &self.paths,
+            &self.patches,
+            &self.inverses,
+            &self.scopes,
+            &self.keys,
+            &self.keep,
+            &self.dues,
+        ]
+    }
+}
 
 /// A commit's parameters, made (serialized) on the caller's task.
 pub(super) struct CommitRow {
@@ -92,24 +144,7 @@ impl CommitRow {
         }
     }
 
-    pub(super) fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 12] {
-        [
-            &self.structure_id,
-            &self.base,
-            &self.doc,
-            &self.at,
-            &self.actor,
-            &self.paths,
-            &self.patch,
-            &self.inverse,
-            &self.scope,
-            &self.key,
-            &self.keep,
-            &self.due_at,
-        ]
-    }
-
-    /// What `roost_commit` answered, as the trait says it.
+    /// What `roost_commit` answered for this commit, as the trait says it.
     pub(super) fn outcome(&self, row: std::result::Result<Row, tokio_postgres::Error>) -> Result<u64> {
         let row = row.map_err(|e| match e.as_db_error() {
             Some(db) if db.code().code() == "R0001" => {
@@ -237,7 +272,7 @@ impl PgStore {
         if row.key.is_some() {
             let client = self.client().await?;
             let st = client.prepare_cached(COMMIT_SQL).await.map_err(backend)?;
-            let result = client.query_one(&st, &row.params()).await;
+            let result = client.query_one(&st, &CommitArrays::of(&[&row]).params()).await;
             return row.outcome(result);
         }
         self.group_commit(row).await

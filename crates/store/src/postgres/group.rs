@@ -1,6 +1,6 @@
-//! Group commit on PostgreSQL: the commits waiting at one moment go into one transaction,
-//! sent pipelined (one round trip), so they share one WAL flush and one commit, as the
-//! embedded store's writer does with SQLite.
+//! Group commit on PostgreSQL: the commits waiting at one moment go into one statement of
+//! `roost_commit` (one transaction, one round trip), so they share one WAL flush and one
+//! commit, as the embedded store's writer does with SQLite.
 //!
 //! - A few writers (each with a connection while it works) take what is queued, up to
 //!   [`MAX_BATCH`]; a lone commit goes alone at once, nothing waits for company.
@@ -17,7 +17,7 @@ use std::sync::Arc;
 use deadpool_postgres::Pool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::changelog::{COMMIT_SQL, CommitRow};
+use super::changelog::{COMMIT_SQL, CommitArrays, CommitRow};
 use super::{PgStore, backend};
 use crate::{Result, StoreError};
 
@@ -69,25 +69,17 @@ pub(super) async fn writer(pool: Pool, queue: Queue) {
     }
 }
 
-/// One transaction for the batch; each commit's outcome, or the error that failed them all.
+/// The batch in one statement (one transaction, one round trip); each commit's outcome, or
+/// the error that failed them all.
 async fn run(pool: &Pool, batch: &[Pending]) -> Result<Vec<Result<u64>>> {
-    let mut client = pool.get().await.map_err(|e| backend(format!("database unreachable: {e}")))?;
-    let tx = client.transaction().await.map_err(backend)?;
-    let st = tx.prepare_cached(COMMIT_SQL).await.map_err(backend)?;
-    let sent = batch.iter().map(|p| {
-        let params = p.row.params();
-        let tx = &tx;
-        let st = &st;
-        async move { tx.query_one(st, &params).await }
-    });
-    let rows = futures_util::future::join_all(sent).await;
-    let mut outcomes = Vec::with_capacity(rows.len());
-    for (p, row) in batch.iter().zip(rows) {
-        let row = row.map_err(backend)?;
-        outcomes.push(p.row.outcome(Ok(row)));
+    let client = pool.get().await.map_err(|e| backend(format!("database unreachable: {e}")))?;
+    let rows: Vec<&CommitRow> = batch.iter().map(|p| &p.row).collect();
+    let st = client.prepare_cached(COMMIT_SQL).await.map_err(backend)?;
+    let answers = client.query(&st, &CommitArrays::of(&rows).params()).await.map_err(backend)?;
+    if answers.len() != rows.len() {
+        return Err(backend(format!("{} answers to {} commits", answers.len(), rows.len())));
     }
-    tx.commit().await.map_err(backend)?;
-    Ok(outcomes)
+    Ok(rows.iter().zip(answers).map(|(r, a)| r.outcome(Ok(a))).collect())
 }
 
 impl PgStore {

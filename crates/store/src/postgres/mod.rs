@@ -1,9 +1,11 @@
 //! The cluster backend: PostgreSQL, shared by every node.
 //!
 //! - `schema.rs`: the tables and the versioned migrations (applied at start under an
-//!   advisory lock), including `roost_commit`, the commit as one server-side function.
+//!   advisory lock), including `roost_commit`, commits (a batch, column by column) as one
+//!   server-side function.
 //! - `changelog.rs`: structures, commits, the change log and the feed other nodes follow.
-//! - `group.rs`: group commit (the commits waiting at once share one transaction).
+//! - `group.rs`: group commit (the commits waiting at once share one statement).
+//! - `limits.rs`: counts under limits, shared between nodes.
 //! - `accounts.rs`: users, tokens, products, codes and sessions.
 //! - `wakeup.rs`: a NOTIFY after commits and a LISTEN connection, so other nodes read the
 //!   feed at once rather than at their next poll.

@@ -12,7 +12,7 @@ const MIGRATION_LOCK: i64 = 0x0052_6f6f_7374;
 
 /// Schema versions, applied in order, each in its own transaction. Never edit a released one:
 /// add the next.
-const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2), (3, V3), (4, V4)];
+const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2), (3, V3), (4, V4), (5, V5)];
 
 /// Brings the database to the newest schema version.
 pub(super) async fn migrate(client: &mut Object) -> Result<()> {
@@ -181,57 +181,68 @@ CREATE TABLE upkeep(task TEXT PRIMARY KEY);
 INSERT INTO upkeep(task) SELECT 'record-due-times' WHERE EXISTS (SELECT 1 FROM structures WHERE due_at IS NULL);
 ";
 
-/// The commit in one round trip: the compare-and-set on the revision, the change-log entry,
-/// the checkpoint when there is one, when the home is next due, the idempotency key,
-/// trimming the log. A used key raises R0001 (its earlier revision in DETAIL) so that nothing
-/// of the commit stays. Code, not data: (re)created at every start after the migrations, so
-/// it is always the one this build calls.
+/// The commit function of schemas 2–4 took one commit; today's takes arrays (COMMIT_FUNCTION).
+const V5: &str = "
+DROP FUNCTION IF EXISTS roost_commit(TEXT, BIGINT, TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, BIGINT, BIGINT);
+";
+
+/// Commits in one statement (one round trip, one transaction): for each, in the order given,
+/// the compare-and-set on the revision, the change-log entry, the checkpoint when there is
+/// one, when the home is next due, the idempotency key, trimming the log; one answer row
+/// each. The group committer sends a batch sorted by structure id, so row locks are taken in
+/// one order on every node. A used key raises R0001 (its earlier revision in DETAIL) so that
+/// nothing of the statement stays: keyed commits come alone. Code, not data: (re)created at
+/// every start after the migrations, so it is always the one this build calls.
 const COMMIT_FUNCTION: &str = "
 CREATE OR REPLACE FUNCTION roost_commit(
-    p_id TEXT, p_base BIGINT, p_doc TEXT, p_at TEXT, p_actor TEXT, p_paths TEXT,
-    p_patch TEXT, p_inverse TEXT, p_scope TEXT, p_key TEXT, p_keep BIGINT, p_due BIGINT
+    p_ids TEXT[], p_bases BIGINT[], p_docs TEXT[], p_ats TEXT[], p_actors TEXT[], p_paths TEXT[],
+    p_patches TEXT[], p_inverses TEXT[], p_scopes TEXT[], p_keys TEXT[], p_keep BIGINT, p_dues BIGINT[]
 ) RETURNS TABLE(outcome TEXT, rev BIGINT) LANGUAGE plpgsql AS $$
 DECLARE
-    new_rev BIGINT := p_base + 1;
+    new_rev BIGINT;
     doc_rev BIGINT;
     cur BIGINT;
     earlier BIGINT;
 BEGIN
-    UPDATE structures s
-       SET revision = new_rev,
-           doc_revision = CASE WHEN p_doc IS NULL THEN s.doc_revision ELSE new_rev END,
-           doc = COALESCE(p_doc, s.doc),
-           due_at = p_due
-     WHERE s.id = p_id AND s.revision = p_base
-    RETURNING s.doc_revision INTO doc_rev;
-    IF NOT FOUND THEN
-        SELECT s.revision INTO cur FROM structures s WHERE s.id = p_id;
+    FOR i IN 1 .. COALESCE(array_length(p_ids, 1), 0) LOOP
+        new_rev := p_bases[i] + 1;
+        UPDATE structures s
+           SET revision = new_rev,
+               doc_revision = CASE WHEN p_docs[i] IS NULL THEN s.doc_revision ELSE new_rev END,
+               doc = COALESCE(p_docs[i], s.doc),
+               due_at = p_dues[i]
+         WHERE s.id = p_ids[i] AND s.revision = p_bases[i]
+        RETURNING s.doc_revision INTO doc_rev;
         IF NOT FOUND THEN
-            RETURN QUERY SELECT 'missing'::TEXT, 0::BIGINT;
-        ELSE
-            RETURN QUERY SELECT 'conflict'::TEXT, cur;
+            cur := NULL;
+            SELECT s.revision INTO cur FROM structures s WHERE s.id = p_ids[i];
+            outcome := CASE WHEN cur IS NULL THEN 'missing' ELSE 'conflict' END;
+            rev := COALESCE(cur, 0);
+            RETURN NEXT;
+            CONTINUE;
         END IF;
-        RETURN;
-    END IF;
-    INSERT INTO changes(structure_id, revision, at, actor, paths, patch, inverse)
-        VALUES (p_id, new_rev, p_at, p_actor, p_paths, p_patch, p_inverse);
-    IF p_key IS NOT NULL THEN
-        INSERT INTO idempotency(scope, key, revision, created_at)
-            VALUES (p_scope, p_key, new_rev, extract(epoch FROM now())::BIGINT)
-            ON CONFLICT DO NOTHING;
-        IF NOT FOUND THEN
-            SELECT i.revision INTO earlier FROM idempotency i WHERE i.scope = p_scope AND i.key = p_key;
-            RAISE EXCEPTION 'idempotency key already used' USING ERRCODE = 'R0001', DETAIL = earlier::TEXT;
+        INSERT INTO changes(structure_id, revision, at, actor, paths, patch, inverse)
+            VALUES (p_ids[i], new_rev, p_ats[i], p_actors[i], p_paths[i], p_patches[i], p_inverses[i]);
+        IF p_keys[i] IS NOT NULL THEN
+            INSERT INTO idempotency(scope, key, revision, created_at)
+                VALUES (p_scopes[i], p_keys[i], new_rev, extract(epoch FROM now())::BIGINT)
+                ON CONFLICT DO NOTHING;
+            IF NOT FOUND THEN
+                SELECT x.revision INTO earlier FROM idempotency x WHERE x.scope = p_scopes[i] AND x.key = p_keys[i];
+                RAISE EXCEPTION 'idempotency key already used' USING ERRCODE = 'R0001', DETAIL = earlier::TEXT;
+            END IF;
+            IF new_rev % 64 = 0 THEN
+                DELETE FROM idempotency WHERE created_at < extract(epoch FROM now())::BIGINT - 86400;
+            END IF;
         END IF;
-        IF new_rev % 64 = 0 THEN
-            DELETE FROM idempotency WHERE created_at < extract(epoch FROM now())::BIGINT - 86400;
+        -- Keep the window, and always every patch after the checkpoint.
+        IF new_rev > p_keep AND new_rev % 16 = 0 THEN
+            DELETE FROM changes c WHERE c.structure_id = p_ids[i] AND c.revision <= LEAST(new_rev - p_keep, doc_rev);
         END IF;
-    END IF;
-    -- Keep the window, and always every patch after the checkpoint.
-    IF new_rev > p_keep AND new_rev % 16 = 0 THEN
-        DELETE FROM changes c WHERE c.structure_id = p_id AND c.revision <= LEAST(new_rev - p_keep, doc_rev);
-    END IF;
-    RETURN QUERY SELECT 'ok'::TEXT, new_rev;
+        outcome := 'ok';
+        rev := new_rev;
+        RETURN NEXT;
+    END LOOP;
 END
 $$;
 ";
