@@ -24,6 +24,7 @@ pub mod oauth;
 pub mod ratelimit;
 pub mod stream;
 pub mod tls;
+pub mod web;
 
 pub use config::Config;
 
@@ -283,6 +284,8 @@ impl Server {
             .route("/oauth2/revoke", axum::routing::post(oauth::revoke_rfc7009))
             .route("/.well-known/oauth-authorization-server", get(oauth::metadata))
             .route("/presence/{structure_id}", axum::routing::put(api::presence).post(api::presence))
+            .route("/home", get(web::home_page))
+            .route("/assets/{name}", get(web::asset))
             .fallback(api::data)
             .layer(axum::middleware::from_fn(api::observe))
             .with_state(app)

@@ -99,6 +99,18 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         })
 }
 
+/// The signed-in user's live session with its secret (the cookie's value), if any.
+pub(crate) async fn signed_in(app: &App, headers: &HeaderMap) -> Result<Option<(Session, String)>, Response> {
+    let Some(raw) = cookie(headers, SESSION_COOKIE) else { return Ok(None) };
+    let session = stored(app.store.session(&hash_token(&raw)).await)?;
+    Ok(session.filter(|s| s.expires_at > unix_now()).map(|s| (s, raw)))
+}
+
+/// The sign-in form, back to `next` (one of our own pages) once signed in.
+pub(crate) fn sign_in_form(app: &App, next: &str) -> Response {
+    login_form(app, next, None)
+}
+
 /// The signed-in user's live session, if any.
 async fn session_of(app: &App, headers: &HeaderMap) -> Result<Option<Session>, Response> {
     let Some(raw) = cookie(headers, SESSION_COOKIE) else { return Ok(None) };
@@ -225,7 +237,7 @@ pub async fn login_submit(State(app): State<App>, headers: HeaderMap, body: Byte
     };
     stored(app.store.insert_session(session).await)?;
     // Only ever back to one of our own pages, whatever `next` says.
-    let target = if next == "/connections" || next == "/developer" {
+    let target = if next == "/connections" || next == "/developer" || next == "/home" {
         next.clone()
     } else {
         format!("/login/oauth2?{}", next.trim_start_matches("/login/oauth2?").trim_start_matches('?'))

@@ -27,6 +27,8 @@ pub use browser::{
     authorize_decision, authorize_page, connections_page, connections_revoke, developer_create,
     developer_page, login_submit,
 };
+pub(crate) use browser::{sign_in_form, signed_in};
+pub(crate) use pages::{error_page, page, site_nav};
 pub use protocol::{ParamError, Params, pkce_s256_matches, verify_secret};
 pub use token::{metadata, revoke_original, revoke_rfc7009, token};
 

@@ -5,10 +5,6 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem;color:#222}\
-h1{font-size:1.4rem}li{margin:.3rem 0}button{font-size:1rem;padding:.5rem 1.2rem;margin-right:.5rem}\
-.pin{font-size:2.4rem;letter-spacing:.3rem;font-family:monospace}.error{color:#a00}label{display:block;margin:.5rem 0}";
-
 /// A whole page: the layout around `body`, with headers that keep it out of frames and caches.
 pub fn page(status: StatusCode, title: &str, body: Markup) -> Response {
     let html = html! {
@@ -16,9 +12,10 @@ pub fn page(status: StatusCode, title: &str, body: Markup) -> Response {
         html lang="en" {
             head {
                 meta charset="utf-8";
-                meta name="viewport" content="width=device-width";
+                meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · Roost" }
-                style { (maud::PreEscaped(STYLE)) }
+                link rel="stylesheet" href="/assets/roost.css";
+                link rel="icon" href="/assets/roost.svg" type="image/svg+xml";
             }
             body {
                 h1 { (title) }
@@ -34,9 +31,24 @@ pub fn page(status: StatusCode, title: &str, body: Markup) -> Response {
         "content-security-policy",
         // No form-action: the consent form is answered with a redirect to the product's own
         // registered redirect URI, which form-action would block.
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"),
+        // Scripts, styles and connections only from this origin: no inline script or style.
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; \
+             img-src 'self'; base-uri 'none'; frame-ancestors 'none'",
+        ),
     );
     r
+}
+
+/// Links between the signed-in user's pages.
+pub fn site_nav() -> Markup {
+    html! {
+        nav.site aria-label="Roost" {
+            a href="/home" { "Homes" }
+            a href="/connections" { "Connected products" }
+            a href="/developer" { "Developer" }
+        }
+    }
 }
 
 /// A page with one message.

@@ -1,0 +1,66 @@
+// The home app in a real browser: sign in, the demo home live, a write from the dial, a change
+// made elsewhere, a rule's refusal, screenshots at desktop and phone width. Prints one JSON line.
+// Usage: node home.mjs URL LOGIN PASSWORD TOKEN THERMOSTAT_ID ARTIFACTS_DIR
+import { chromium } from 'playwright-core';
+
+const [url, login, password, token, tid, artifacts] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+         '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+const shown = (sel, prefix) => (el) => el && el.textContent.startsWith(prefix);
+try {
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  // The refused write's 400 is expected; anything else logged as an error is not.
+  page.on('console', (m) => { if (m.type() === 'error' && !m.text().includes('status of 400')) errors.push(m.text()); });
+  await page.goto(`${url}/home`);
+  await page.fill('input[name=login]', login);
+  await page.fill('input[name=password]', password);
+  const signedIn = Date.now();
+  await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
+  const target = `[data-target="${tid}"]`;
+  await page.waitForSelector(target);
+  const interactiveMs = Date.now() - signedIn;
+  const first = (await page.textContent(target)).trim();
+  const homeText = await page.textContent('#homes');
+
+  // The dial: raise the target by one step; the page shows what was stored.
+  await page.click(`article:has(${target}) button[aria-label^="Raise the target"]`);
+  await page.waitForFunction((sel) => document.querySelector(sel)?.textContent.startsWith('69'), target);
+  const raised = (await page.textContent(target)).trim();
+
+  // A change made elsewhere (as curl would, with the demo token) appears without a reload.
+  const before = Date.now();
+  const put = await context.request.put(`${url}/devices/thermostats/${tid}`, {
+    headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+    data: JSON.stringify({ target_temperature_f: 72 }),
+  });
+  await page.waitForFunction((sel) => document.querySelector(sel)?.textContent.startsWith('72'), target);
+  const elsewhereMs = Date.now() - before;
+
+  // A refused write: the rule's own message next to the control, the control back to the stored mode.
+  const modeBefore = await page.$eval(`[data-mode="${tid}"]`, (e) => e.value);
+  await page.selectOption(`[data-mode="${tid}"]`, 'cool');
+  const refusal = `[data-refusal="t:${tid}"]`;
+  await page.waitForFunction((sel) => (document.querySelector(sel)?.textContent || '').length > 0, refusal);
+  const refused = (await page.textContent(refusal)).trim();
+  const modeAfter = await page.$eval(`[data-mode="${tid}"]`, (e) => e.value);
+
+  await page.screenshot({ path: `${artifacts}/home-desktop.png`, fullPage: true });
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.screenshot({ path: `${artifacts}/home-phone.png`, fullPage: true });
+  const bytes = await page.evaluate(() => performance.getEntriesByType('navigation')
+    .concat(performance.getEntriesByType('resource'))
+    .reduce((sum, e) => sum + (e.transferSize || 0), 0));
+  console.log(JSON.stringify({
+    first, raised, put_status: put.status(), elapsed_elsewhere_ms: elsewhereMs,
+    lists_home: homeText.includes('Demo Home'), mode_before: modeBefore, refused, mode_after: modeAfter,
+    errors, transferred_bytes: bytes, interactive_ms: interactiveMs,
+  }));
+} finally {
+  await browser.close();
+}
