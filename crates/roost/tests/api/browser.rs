@@ -21,20 +21,31 @@ fn tools_ready() {
     );
 }
 
-#[tokio::test]
-async fn a_browser_eventsource_gets_puts_and_resumes() {
-    tools_ready();
-    let app = TestApp::spawn().await;
+/// Runs a script of tests/browser with `args` and returns the JSON line it printed last.
+async fn run_script(script: &str, args: &[&std::ffi::OsStr]) -> Value {
     let out = tokio::process::Command::new("node")
-        .arg("eventsource.mjs")
-        .args([&app.url, &app.token, &app.id("heat_pump_thermostat")])
+        .arg(script)
+        .args(args)
         .current_dir(browser_dir())
         .output()
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    let result: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert!(out.status.success(), "{script}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+}
+
+/// An argument for [`run_script`].
+fn arg<S: AsRef<std::ffi::OsStr> + ?Sized>(s: &S) -> &std::ffi::OsStr {
+    s.as_ref()
+}
+
+#[tokio::test]
+async fn a_browser_eventsource_gets_puts_and_resumes() {
+    tools_ready();
+    let app = TestApp::spawn().await;
+    let thermostat = app.id("heat_pump_thermostat");
+    let result = run_script("eventsource.mjs", &[arg(&app.url), arg(&app.token), arg(&thermostat)]).await;
     assert_eq!(result["first"], json!(68), "initial put");
     assert_eq!(result["second"], json!(72), "put after a write");
     assert_eq!(result["resumed"], json!(73), "resume gets exactly the missed change");
@@ -51,24 +62,16 @@ async fn oauth_login_consent_pin_and_web_flow_in_chromium() {
     let _ = std::fs::remove_file(&shot);
     let d = &app.demo;
     let redirect = d["products"][0]["redirect_uris"][0].as_str().unwrap().to_string();
-    let out = tokio::process::Command::new("node")
-        .arg("consent.mjs")
-        .args([
-            app.url.as_str(),
-            d["login"].as_str().unwrap(),
-            d["password"].as_str().unwrap(),
-            d["products"][1]["client_id"].as_str().unwrap(),
-            d["products"][0]["client_id"].as_str().unwrap(),
-            &redirect,
-        ])
-        .arg(&shot)
-        .current_dir(browser_dir())
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    let r: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let args = [
+        arg(&app.url),
+        arg(d["login"].as_str().unwrap()),
+        arg(d["password"].as_str().unwrap()),
+        arg(d["products"][1]["client_id"].as_str().unwrap()),
+        arg(d["products"][0]["client_id"].as_str().unwrap()),
+        arg(&redirect),
+        arg(&shot),
+    ];
+    let r = run_script("consent.mjs", &args).await;
     assert_eq!(r["consent_lists_permissions"], json!(true));
     assert_eq!(r["consent_lists_home"], json!(true));
     assert_eq!(r["pin"].as_str().unwrap().len(), 8);
@@ -101,23 +104,15 @@ async fn the_home_app_is_live_and_writes_through_the_api() {
     }
     let d = &app.demo;
     let tid = app.id("heat_pump_thermostat");
-    let out = tokio::process::Command::new("node")
-        .arg("home.mjs")
-        .args([
-            app.url.as_str(),
-            d["login"].as_str().unwrap(),
-            d["password"].as_str().unwrap(),
-            &app.token,
-            &tid,
-        ])
-        .arg(&artifacts)
-        .current_dir(browser_dir())
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    let r: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let args = [
+        arg(&app.url),
+        arg(d["login"].as_str().unwrap()),
+        arg(d["password"].as_str().unwrap()),
+        arg(&app.token),
+        arg(&tid),
+        arg(&artifacts),
+    ];
+    let r = run_script("home.mjs", &args).await;
     assert_eq!(r["lists_home"], json!(true), "{r}");
     assert_eq!(r["first"], json!("68°F"), "{r}");
     assert_eq!(r["raised"], json!("69°F"), "{r}");
