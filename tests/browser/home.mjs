@@ -50,6 +50,11 @@ try {
   const refused = (await page.textContent(refusal)).trim();
   const modeAfter = await page.$eval(`[data-mode="${tid}"]`, (e) => e.value);
 
+  // The history: the change made from the page, by "You", newest first.
+  await page.click('button:has-text("Show history")');
+  await page.waitForSelector('ol.history li');
+  const historyFirst = (await page.textContent('ol.history li')).trim();
+
   await page.screenshot({ path: `${artifacts}/home-desktop.png`, fullPage: true });
   await page.setViewportSize({ width: 390, height: 844 });
   await page.screenshot({ path: `${artifacts}/home-phone.png`, fullPage: true });
@@ -59,7 +64,7 @@ try {
   console.log(JSON.stringify({
     first, raised, put_status: put.status(), elapsed_elsewhere_ms: elsewhereMs,
     lists_home: homeText.includes('Demo Home'), mode_before: modeBefore, refused, mode_after: modeAfter,
-    errors, transferred_bytes: bytes, interactive_ms: interactiveMs,
+    errors, transferred_bytes: bytes, interactive_ms: interactiveMs, history_first: historyFirst,
   }));
 } finally {
   await browser.close();

@@ -86,6 +86,7 @@ function thermostat(t) {
   mode.value = t.hvac_mode;
   dial.append(mode);
   const facts = [
+    t.sync_state === 'pending' ? 'waiting for the device to apply the change' : null,
     `${t[`ambient_temperature_${s}`]}${unit} inside`,
     t.humidity !== undefined ? `humidity ${t.humidity} %` : null,
     state ? state : 'idle',
@@ -114,11 +115,76 @@ function camera(c) {
     el('p', { class: 'facts' }, `${c.is_streaming ? 'streaming' : 'not streaming'}${last}`));
 }
 
+// History of a home, fetched when asked for: who changed what, newest first, a page at a time.
+const histories = new Map();
+const BOOKKEEPING = new Set(['intended_version', 'applied_version', 'sync_state']);
+
+function byWhom(by) {
+  switch (by.kind) {
+    case 'user': return 'You';
+    case 'product': return by.name || 'A product';
+    case 'device': return 'The device';
+    case 'service': return `Roost (${by.name})`;
+    case 'operator': return 'The operator';
+    default: return by.name || 'Someone';
+  }
+}
+
+function leaves(value, path, out) {
+  if (value && typeof value === 'object' && !Array.isArray(value)) {
+    for (const [k, v] of Object.entries(value)) leaves(v, path.concat(k), out);
+  } else if (!BOOKKEEPING.has(path[path.length - 1])) {
+    out.push(`${path[path.length - 1]} ${JSON.stringify(value)}`);
+  }
+  return out;
+}
+
+function describe(entry) {
+  if (entry.paths.length === 1 && entry.paths[0] === '/') return 'created the home';
+  const set = leaves(entry.set, [], []);
+  return set.length > 8 ? `${set.slice(0, 8).join(', ')} and ${set.length - 8} more` : set.join(', ');
+}
+
+async function loadHistory(sid, before) {
+  const h = histories.get(sid) || { entries: [], next: null, error: null };
+  const query = before ? `?limit=20&before=${before}` : '?limit=20';
+  try {
+    const r = await fetch(`/history/${encodeURIComponent(sid)}${query}`, { headers: { 'Authorization': `Bearer ${token}` } });
+    const page = await r.json();
+    if (!r.ok) throw new Error(page.message || r.statusText);
+    h.entries = before ? h.entries.concat(page.entries) : page.entries;
+    h.next = page.next_before;
+    h.error = null;
+  } catch (e) {
+    h.error = `The history could not be read: ${e.message}`;
+  }
+  histories.set(sid, h);
+  render();
+}
+
+function history(sid) {
+  const h = histories.get(sid);
+  if (!h) {
+    return el('button', { 'data-key': `h:${sid}`, onclick: () => loadHistory(sid, null) }, 'Show history');
+  }
+  const list = el('ol', { class: 'history', 'aria-label': 'History' },
+    ...h.entries.map((e) => el('li', { 'data-revision': e.revision },
+      el('time', { datetime: e.at }, new Date(e.at).toLocaleString()), ' · ', byWhom(e.by), ': ', describe(e))));
+  return el('div', {},
+    el('h3', {}, 'History'),
+    list,
+    h.error ? el('p', { class: 'refused', role: 'alert' }, h.error) : null,
+    el('button', { 'data-key': `h:${sid}:refresh`, onclick: () => loadHistory(sid, null) }, 'Refresh'),
+    h.next ? el('button', { 'data-key': `h:${sid}:older`, onclick: () => loadHistory(sid, h.next) }, 'Older') : null);
+}
+
 function render() {
   if (!doc) return;
   const focused = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.key : null;
   const devices = doc.devices || {};
-  const of = (kind, sid) => Object.values(devices[kind] || {}).filter((d) => d.structure_id === sid);
+  const of = (kind, sid) => Object.values(devices[kind] || {})
+    .filter((d) => d.structure_id === sid)
+    .sort((a, b) => String(a.name_long || a.name).localeCompare(String(b.name_long || b.name)));
   homes.replaceChildren();
   for (const [sid, st] of Object.entries(doc.structures || {})) {
     const alarms = of('smoke_co_alarms', sid).filter((p) => p.smoke_alarm_state !== 'ok' || p.co_alarm_state !== 'ok');
@@ -131,7 +197,8 @@ function render() {
         (st.wwn_security_state ? ` · security ${st.wwn_security_state}` : '')),
       ...of('thermostats', sid).map(thermostat),
       ...of('smoke_co_alarms', sid).map(protect),
-      ...of('cameras', sid).map(camera));
+      ...of('cameras', sid).map(camera),
+      history(sid));
     homes.append(section);
   }
   if (focused) {

@@ -23,7 +23,11 @@ use crate::http::{
 };
 
 /// The request's token and its live grant, or 401.
-async fn authenticate(app: &App, headers: &HeaderMap, uri: &Uri) -> Result<(String, Arc<Grant>), Error> {
+pub(crate) async fn authenticate(
+    app: &App,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<(String, Arc<Grant>), Error> {
     let token = token_of(headers, uri).ok_or_else(ApiError::unauthorized)?;
     let grant = app.grants.resolve(app.store.as_ref(), &token).await?.ok_or_else(ApiError::unauthorized)?;
     Ok((token, grant))

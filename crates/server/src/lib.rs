@@ -16,6 +16,7 @@ pub mod config;
 pub mod connectivity;
 pub mod error;
 pub mod feed;
+pub mod history;
 pub mod http;
 pub mod hub;
 pub mod ids;
@@ -284,6 +285,7 @@ impl Server {
             .route("/oauth2/revoke", axum::routing::post(oauth::revoke_rfc7009))
             .route("/.well-known/oauth-authorization-server", get(oauth::metadata))
             .route("/presence/{structure_id}", axum::routing::put(api::presence).post(api::presence))
+            .route("/history/{structure_id}", get(history::history))
             .route("/home", get(web::home_page))
             .route("/assets/{name}", get(web::asset))
             .fallback(api::data)

@@ -120,6 +120,9 @@ async fn the_home_app_is_live_and_writes_through_the_api() {
     assert!(r["refused"].as_str().unwrap().contains("emergency heat"), "{r}");
     assert_eq!(r["mode_after"], r["mode_before"], "the control shows the stored mode again: {r}");
     assert_eq!(r["errors"], json!([]), "no script error or CSP violation: {r}");
+    // The newest change is the PUT of 72 made elsewhere with the demo's own token: the user.
+    let newest = r["history_first"].as_str().unwrap();
+    assert!(newest.contains("You") && newest.contains("target_temperature_f 72"), "{r}");
     // What the page did is what is stored.
     let (_, t) = app.get_json(&format!("/devices/thermostats/{tid}")).await;
     assert_eq!(t["target_temperature_f"], json!(72), "{t}");

@@ -11,6 +11,7 @@ mod data;
 mod devices;
 mod errors;
 mod helpers;
+mod history;
 mod lifecycle;
 mod limits;
 mod oauth;
