@@ -1,14 +1,10 @@
 // The OAuth flows in a real browser: login -> consent (screenshot) -> PIN page, then the
 // web flow -> redirect with code and state. Prints one JSON line.
 // Usage: node consent.mjs URL LOGIN PASSWORD PIN_CLIENT_ID WEB_CLIENT_ID REDIRECT_URI SCREENSHOT
-import { chromium } from 'playwright-core';
+import { launch } from './launch.mjs';
 
 const [url, login, password, pinClient, webClient, redirectUri, screenshot] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-         '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 try {
   const context = await browser.newContext({ ignoreHTTPSErrors: true });
   const page = await context.newPage();

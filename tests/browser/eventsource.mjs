@@ -1,14 +1,10 @@
 // A browser's EventSource against a running Roost: the initial put, a put after a write,
 // and resume with ?last_event_id= after a missed change. Prints one JSON line of results.
 // Usage: node eventsource.mjs URL TOKEN THERMOSTAT_ID
-import { chromium } from 'playwright-core';
+import { launch } from './launch.mjs';
 
 const [url, token, thermostat] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-         '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 try {
   const context = await browser.newContext({ ignoreHTTPSErrors: true });
   const page = await context.newPage();

@@ -1,14 +1,10 @@
 // The home app in a real browser: sign in, the demo home live, a write from the dial, a change
 // made elsewhere, a rule's refusal, screenshots at desktop and phone width. Prints one JSON line.
 // Usage: node home.mjs URL LOGIN PASSWORD TOKEN THERMOSTAT_ID ARTIFACTS_DIR
-import { chromium } from 'playwright-core';
+import { launch } from './launch.mjs';
 
 const [url, login, password, token, tid, artifacts] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-         '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 const shown = (sel, prefix) => (el) => el && el.textContent.startsWith(prefix);
 try {
   const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 } });

@@ -11,8 +11,10 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-/// Base of every `type` URL.
-pub const TYPE_BASE: &str = "https://developer.nest.com/documentation/cloud/error-messages#";
+/// Base of every `type`: the error's entry in the server's own API reference (a URI
+/// reference, resolved against the request's URL). The original pointed at its developer
+/// site, which no longer exists.
+pub const TYPE_BASE: &str = "/reference#error-";
 
 /// What kind of failure an error is; the server answers each with its HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -222,7 +224,7 @@ mod tests {
             j,
             json!({
                 "error": "No write permission(s) for field(s): target_temperature_f",
-                "type": "https://developer.nest.com/documentation/cloud/error-messages#no-write-permission",
+                "type": "/reference#error-no-write-permission",
                 "message": "No write permission(s) for field(s): target_temperature_f",
                 "instance": "3c0f6a4e-0000-4000-8000-000000000000",
                 "details": {"fields": "target_temperature_f"}

@@ -7,6 +7,7 @@
 //! crate; it must be exact, so it is tested exhaustively (unit, property and golden tests).
 
 pub mod assist;
+pub mod catalogue;
 pub mod context;
 pub mod demo;
 pub mod diff;

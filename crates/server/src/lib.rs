@@ -23,6 +23,7 @@ pub mod ids;
 pub mod listen;
 pub mod oauth;
 pub mod ratelimit;
+pub mod reference;
 pub mod stream;
 pub mod tls;
 pub mod web;
@@ -287,6 +288,7 @@ impl Server {
             .route("/presence/{structure_id}", axum::routing::put(api::presence).post(api::presence))
             .route("/history/{structure_id}", get(history::history))
             .route("/home", get(web::home_page))
+            .route("/reference", get(reference::reference_page))
             .route("/assets/{name}", get(web::asset))
             .fallback(api::data)
             .layer(axum::middleware::from_fn(api::observe))

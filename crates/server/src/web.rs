@@ -18,6 +18,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("roost.css", "text/css; charset=utf-8", include_str!("../assets/roost.css")),
     ("home.js", "text/javascript; charset=utf-8", include_str!("../assets/home.js")),
     ("roost.svg", "image/svg+xml", include_str!("../assets/roost.svg")),
+    ("reference.js", "text/javascript; charset=utf-8", include_str!("../assets/reference.js")),
 ];
 
 /// `GET /assets/{name}`.

@@ -135,3 +135,49 @@ async fn the_home_app_is_live_and_writes_through_the_api() {
         r["interactive_ms"], r["transferred_bytes"], r["elapsed_elsewhere_ms"]
     );
 }
+
+/// The API reference in Chromium with its CSP enforced: every schema field listed, a PUT, a
+/// GET and a stream tried from the page, the document browsed as a tree.
+#[tokio::test]
+async fn the_reference_page_tries_the_api() {
+    tools_ready();
+    let app = TestApp::spawn().await;
+    let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let t = app.thermostat_path();
+    let r = run_script("reference.mjs", &[arg(&app.url), arg(&app.token), arg(&t), arg(&artifacts)]).await;
+    let listed: std::collections::BTreeSet<String> =
+        r["fields"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_string()).collect();
+    let expected = roost_model::schema::FIELDS.iter().filter(|f| !f.is_internal()).count();
+    assert_eq!(listed.len(), expected, "every field the schema shows, once: {r}");
+    assert!(r["put_status"].as_str().unwrap().contains("→ 200"), "{r}");
+    assert_eq!(r["put_answer"], json!({"target_temperature_f": 70}), "the echo: {r}");
+    assert_eq!(r["got"], json!(70), "{r}");
+    assert_eq!(r["streamed"], json!(true), "{r}");
+    assert_eq!(r["tree"], json!(true), "{r}");
+    assert_eq!(r["errors"], json!([]), "no script error or CSP violation: {r}");
+    for shot in ["reference-desktop.png", "reference-phone.png"] {
+        assert!(std::fs::metadata(artifacts.join(shot)).unwrap().len() > 1000, "{shot} saved");
+    }
+}
+
+/// axe-core on every page a person sees, at desktop and phone width: no serious or critical
+/// violation.
+#[tokio::test]
+async fn every_page_passes_axe_without_serious_violations() {
+    tools_ready();
+    let app = TestApp::spawn().await;
+    let d = &app.demo;
+    let args = [
+        arg(&app.url),
+        arg(d["login"].as_str().unwrap()),
+        arg(d["password"].as_str().unwrap()),
+        arg(d["products"][1]["client_id"].as_str().unwrap()),
+    ];
+    let r = run_script("a11y.mjs", &args).await;
+    let pages = r.as_object().unwrap();
+    assert_eq!(pages.len(), 14, "seven pages at two widths: {r}");
+    for (page, violations) in pages {
+        assert_eq!(violations, &json!([]), "{page}: {violations}");
+    }
+}

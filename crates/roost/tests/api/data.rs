@@ -40,7 +40,7 @@ async fn missing_locations_are_404_in_the_error_shape() {
         assert_eq!(s, 404, "{path}");
         assert_eq!(v["error"], json!("not found"));
         assert!(v["instance"].as_str().unwrap().len() >= 32);
-        assert!(v["type"].as_str().unwrap().ends_with("#not-found"));
+        assert!(v["type"].as_str().unwrap().ends_with("#error-not-found"));
     }
 }
 

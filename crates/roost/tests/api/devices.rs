@@ -148,7 +148,7 @@ async fn intended_state_is_pending_until_the_device_applies_it() {
     let r = dev.report(json!({"applied_version": v0 + 5}), None, None).await;
     assert_eq!(r.status(), 400);
     let e: Value = r.json().await.unwrap();
-    assert!(e["type"].as_str().unwrap().ends_with("#applied-ahead"), "{e}");
+    assert!(e["type"].as_str().unwrap().ends_with("#error-applied-ahead"), "{e}");
     let r = dev.report(json!({"applied_version": v0 + 1, "hvac_state": "heating"}), None, None).await;
     assert_eq!(r.status(), 200);
     let (_, t) = app.get_json(&path).await;
@@ -203,7 +203,7 @@ async fn a_retried_report_applies_once_and_a_late_one_never_overwrites() {
             .unwrap();
         assert_eq!(r.status(), 400, "{h}");
         let e: Value = r.json().await.unwrap();
-        assert!(e["type"].as_str().unwrap().ends_with("#invalid-header"), "{e}");
+        assert!(e["type"].as_str().unwrap().ends_with("#error-invalid-header"), "{e}");
     }
     let (_, t) = app.get_json(&path).await;
     assert_eq!(t["humidity"], json!(55));

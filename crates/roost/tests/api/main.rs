@@ -16,4 +16,5 @@ mod lifecycle;
 mod limits;
 mod oauth;
 mod permissions;
+mod reference;
 mod streams;

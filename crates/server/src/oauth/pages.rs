@@ -47,6 +47,7 @@ pub fn site_nav() -> Markup {
             a href="/home" { "Homes" }
             a href="/connections" { "Connected products" }
             a href="/developer" { "Developer" }
+            a href="/reference" { "API reference" }
         }
     }
 }
