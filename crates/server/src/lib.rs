@@ -22,6 +22,7 @@ pub mod hub;
 pub mod ids;
 pub mod listen;
 pub mod oauth;
+pub mod openapi;
 pub mod ratelimit;
 pub mod reference;
 pub mod stream;
@@ -289,6 +290,7 @@ impl Server {
             .route("/history/{structure_id}", get(history::history))
             .route("/home", get(web::home_page))
             .route("/reference", get(reference::reference_page))
+            .route("/openapi.json", get(openapi::openapi_json))
             .route("/assets/{name}", get(web::asset))
             .fallback(api::data)
             .layer(axum::middleware::from_fn(api::observe))

@@ -95,7 +95,8 @@ pub async fn reference_page() -> Response {
     let body = html! {
         (site_nav())
         p { "Every field of every element, who may see and write it, and the rules that refuse a write, as this server checks them. "
-            a href="#try" { "Try the API" } " with your token below." }
+            a href="#try" { "Try the API" } " with your token below; the machine-readable form is "
+            a href="/openapi.json" { "OpenAPI 3.1" } "." }
         nav aria-label="Contents" {
             ul {
                 @for (_, key, title, _) in ENTITIES { li { a href=(format!("#{key}")) { (title) } } }

@@ -15,6 +15,7 @@ mod history;
 mod lifecycle;
 mod limits;
 mod oauth;
+mod openapi;
 mod permissions;
 mod reference;
 mod streams;
