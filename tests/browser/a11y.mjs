@@ -2,16 +2,19 @@
 // developer, the API reference, the consent page and the PIN page. Prints one JSON line:
 // each page's serious or critical violations. The pages' CSP is bypassed in this context
 // only so that axe's script can be injected; reference.mjs and home.mjs run with it enforced.
-// Usage: node a11y.mjs URL LOGIN PASSWORD PIN_CLIENT_ID
+// Each page is also saved as a screenshot at both widths in ARTIFACTS_DIR.
+// Usage: node a11y.mjs URL LOGIN PASSWORD PIN_CLIENT_ID ARTIFACTS_DIR
 import { createRequire } from 'module';
 import { launch } from './launch.mjs';
 
 const require = createRequire(import.meta.url);
 const axePath = require.resolve('axe-core/axe.min.js');
-const [url, login, password, pinClient] = process.argv.slice(2);
+const [url, login, password, pinClient, artifacts] = process.argv.slice(2);
 const browser = await launch();
 const results = {};
 async function check(page, name) {
+  const file = name.replace(/^\//, '').replace(/[^a-z0-9@-]/gi, '-');
+  await page.screenshot({ path: `${artifacts}/page-${file}.png`, fullPage: true });
   await page.addScriptTag({ path: axePath });
   const r = await page.evaluate(async () => await window.axe.run(document));
   results[name] = r.violations

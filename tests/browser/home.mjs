@@ -1,9 +1,9 @@
 // The home app in a real browser: sign in, the demo home live, a write from the dial, a change
 // made elsewhere, a rule's refusal, screenshots at desktop and phone width. Prints one JSON line.
-// Usage: node home.mjs URL LOGIN PASSWORD TOKEN THERMOSTAT_ID ARTIFACTS_DIR
+// Usage: node home.mjs URL LOGIN PASSWORD TOKEN THERMOSTAT_ID ARTIFACTS_DIR PROTECT_TOKEN PROTECT_ID
 import { launch } from './launch.mjs';
 
-const [url, login, password, token, tid, artifacts] = process.argv.slice(2);
+const [url, login, password, token, tid, artifacts, protectToken, protectId] = process.argv.slice(2);
 const browser = await launch();
 const shown = (sel, prefix) => (el) => el && el.textContent.startsWith(prefix);
 try {
@@ -46,7 +46,23 @@ try {
   const refused = (await page.textContent(refusal)).trim();
   const modeAfter = await page.$eval(`[data-mode="${tid}"]`, (e) => e.value);
 
-  // The history: the change made from the page, by "You", newest first.
+  // The device side raises an alarm (the Protect's own credential): it cannot be missed.
+  const alarmAt = Date.now();
+  const alarmPut = await context.request.put(`${url}/devices/smoke_co_alarms/${protectId}`, {
+    headers: { Authorization: `Bearer ${protectToken}`, 'Content-Type': 'application/json' },
+    data: JSON.stringify({ smoke_alarm_state: 'emergency' }),
+  });
+  await page.waitForSelector('p.alarm[role=alert]');
+  const alarmMs = Date.now() - alarmAt;
+  const alarm = (await page.textContent('p.alarm[role=alert]')).trim();
+  await page.screenshot({ path: `${artifacts}/home-alarm.png` });
+  await context.request.put(`${url}/devices/smoke_co_alarms/${protectId}`, {
+    headers: { Authorization: `Bearer ${protectToken}`, 'Content-Type': 'application/json' },
+    data: JSON.stringify({ smoke_alarm_state: 'ok' }),
+  });
+  await page.waitForSelector('p.alarm[role=alert]', { state: 'detached' });
+
+  // The history: the newest change first (the alarm's clearing, by the device).
   await page.click('button:has-text("Show history")');
   await page.waitForSelector('ol.history li');
   const historyFirst = (await page.textContent('ol.history li')).trim();
@@ -61,6 +77,7 @@ try {
     first, raised, put_status: put.status(), elapsed_elsewhere_ms: elsewhereMs,
     lists_home: homeText.includes('Demo Home'), mode_before: modeBefore, refused, mode_after: modeAfter,
     errors, transferred_bytes: bytes, interactive_ms: interactiveMs, history_first: historyFirst,
+    alarm_status: alarmPut.status(), alarm, alarm_ms: alarmMs, history_text: await page.textContent('ol.history'),
   }));
 } finally {
   await browser.close();

@@ -104,6 +104,9 @@ async fn the_home_app_is_live_and_writes_through_the_api() {
     }
     let d = &app.demo;
     let tid = app.id("heat_pump_thermostat");
+    let protect = app.id("kitchen_protect");
+    let paired = app.admin(&["device", "pair", "--device", &protect]);
+    let protect_token = paired["device_token"].as_str().unwrap().to_string();
     let args = [
         arg(&app.url),
         arg(d["login"].as_str().unwrap()),
@@ -111,6 +114,8 @@ async fn the_home_app_is_live_and_writes_through_the_api() {
         arg(&app.token),
         arg(&tid),
         arg(&artifacts),
+        arg(&protect_token),
+        arg(&protect),
     ];
     let r = run_script("home.mjs", &args).await;
     assert_eq!(r["lists_home"], json!(true), "{r}");
@@ -120,14 +125,18 @@ async fn the_home_app_is_live_and_writes_through_the_api() {
     assert!(r["refused"].as_str().unwrap().contains("emergency heat"), "{r}");
     assert_eq!(r["mode_after"], r["mode_before"], "the control shows the stored mode again: {r}");
     assert_eq!(r["errors"], json!([]), "no script error or CSP violation: {r}");
-    // The newest change is the PUT of 72 made elsewhere with the demo's own token: the user.
-    let newest = r["history_first"].as_str().unwrap();
-    assert!(newest.contains("You") && newest.contains("target_temperature_f 72"), "{r}");
+    // The alarm the device raised, on screen and impossible to miss (a role=alert banner).
+    assert_eq!(r["alarm_status"], json!(200), "{r}");
+    assert!(r["alarm"].as_str().unwrap().starts_with("SMOKE"), "{r}");
+    // The history: the device's reports newest, the user's PUT of 72 before them.
+    assert!(r["history_first"].as_str().unwrap().contains("The device"), "{r}");
+    let history = r["history_text"].as_str().unwrap();
+    assert!(history.contains("You: target_temperature_c 22, target_temperature_f 72"), "{r}");
     // What the page did is what is stored.
     let (_, t) = app.get_json(&format!("/devices/thermostats/{tid}")).await;
     assert_eq!(t["target_temperature_f"], json!(72), "{t}");
     assert_eq!(t["hvac_mode"], r["mode_before"], "the refused write changed nothing: {t}");
-    for shot in ["home-desktop.png", "home-phone.png"] {
+    for shot in ["home-desktop.png", "home-phone.png", "home-alarm.png"] {
         assert!(std::fs::metadata(artifacts.join(shot)).unwrap().len() > 1000, "{shot} saved");
     }
     eprintln!(
@@ -168,16 +177,29 @@ async fn every_page_passes_axe_without_serious_violations() {
     tools_ready();
     let app = TestApp::spawn().await;
     let d = &app.demo;
+    let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
     let args = [
         arg(&app.url),
         arg(d["login"].as_str().unwrap()),
         arg(d["password"].as_str().unwrap()),
         arg(d["products"][1]["client_id"].as_str().unwrap()),
+        arg(&artifacts),
     ];
     let r = run_script("a11y.mjs", &args).await;
     let pages = r.as_object().unwrap();
     assert_eq!(pages.len(), 14, "seven pages at two widths: {r}");
     for (page, violations) in pages {
         assert_eq!(violations, &json!([]), "{page}: {violations}");
+        // Each page's screenshot at that width is kept with the test's artifacts.
+        let file = format!(
+            "page-{}.png",
+            page.trim_start_matches('/')
+                .replace(|c: char| !c.is_ascii_alphanumeric() && c != '@' && c != '-', "-")
+        );
+        assert!(
+            std::fs::metadata(artifacts.join(&file)).map(|m| m.len() > 1000).unwrap_or(false),
+            "{file} saved"
+        );
     }
 }
