@@ -203,3 +203,55 @@ async fn every_page_passes_axe_without_serious_violations() {
         );
     }
 }
+
+/// The home app's stream resumes by itself after the server restarts: the page is never
+/// reloaded, says it is reconnecting, and shows a write made after the restart.
+#[tokio::test]
+async fn the_home_app_resumes_after_the_server_restarts() {
+    use crate::helpers::Options;
+    use tokio::io::AsyncBufReadExt;
+    tools_ready();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options { listen: Some(format!("127.0.0.1:{port}")), ..Options::default() };
+    let mut app = TestApp::start(dir.path().to_path_buf(), None, options.clone()).await;
+    let d = app.demo.clone();
+    let tid = app.id("heat_pump_thermostat");
+    let mut node = tokio::process::Command::new("node")
+        .arg("resume.mjs")
+        .args([app.url.as_str(), d["login"].as_str().unwrap(), d["password"].as_str().unwrap(), &tid])
+        .current_dir(browser_dir())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(node.stdout.take().unwrap()).lines();
+    loop {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
+            .await
+            .expect("the page never got live")
+            .unwrap()
+            .expect("the script ended before it was ready");
+        if line == "READY" {
+            break;
+        }
+    }
+    app.kill();
+    let app = TestApp::start(dir.path().to_path_buf(), None, options).await;
+    assert_eq!(app.put_json(&app.thermostat_path(), json!({"target_temperature_f": 75})).await.0, 200);
+    let last = tokio::time::timeout(std::time::Duration::from_secs(90), async {
+        let mut last = String::new();
+        while let Some(l) = lines.next_line().await.unwrap() {
+            last = l;
+        }
+        last
+    })
+    .await
+    .expect("the page never showed the write made after the restart");
+    assert!(node.wait().await.unwrap().success(), "{last}");
+    let r: Value = serde_json::from_str(&last).unwrap();
+    assert_eq!(r["before"], json!("68°F"), "{r}");
+    assert_eq!(r["after"], json!("75°F"), "{r}");
+    assert_eq!(r["reloaded"], json!(false), "{r}");
+    assert!(r["statuses"].as_array().unwrap().contains(&json!("Reconnecting…")), "{r}");
+}

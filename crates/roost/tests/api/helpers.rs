@@ -37,6 +37,9 @@ pub struct Options {
     pub sim: bool,
     /// More `roost serve` flags.
     pub extra: Vec<String>,
+    /// The data listener's address (a free port by default): a restart that clients must
+    /// find again at the same URL.
+    pub listen: Option<String>,
     /// A PostgreSQL connection string (`--store`); `None`: the embedded store.
     pub store: Option<String>,
     /// Start without `--demo` (a further node of a cluster: the data dir must already hold
@@ -58,7 +61,8 @@ impl TestApp {
     /// Starts (or restarts) a server on an existing data dir.
     pub async fn start(dir: PathBuf, tmp: Option<tempfile::TempDir>, opts: Options) -> TestApp {
         let mut cmd = roost();
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"]).arg(&dir);
+        let listen = opts.listen.clone().unwrap_or_else(|| "127.0.0.1:0".into());
+        cmd.args(["serve", "--listen", &listen, "--data"]).arg(&dir);
         if !opts.no_demo {
             cmd.arg("--demo");
         }
