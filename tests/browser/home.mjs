@@ -66,6 +66,7 @@ try {
   await page.click('button:has-text("Show history")');
   await page.waitForSelector('ol.history li');
   const historyFirst = (await page.textContent('ol.history li')).trim();
+  const historyText = await page.textContent('ol.history');
 
   await page.screenshot({ path: `${artifacts}/home-desktop.png`, fullPage: true });
   await page.setViewportSize({ width: 390, height: 844 });
@@ -73,11 +74,20 @@ try {
   const bytes = await page.evaluate(() => performance.getEntriesByType('navigation')
     .concat(performance.getEntriesByType('resource'))
     .reduce((sum, e) => sum + (e.transferSize || 0), 0));
+  const products = (await page.textContent('#products')).trim();
+
+  // Signing out ends the session and revokes the page's own token.
+  const appToken = await page.$eval('#home', (e) => e.dataset.token);
+  const liveBefore = (await context.request.get(`${url}/metadata`, { headers: { Authorization: `Bearer ${appToken}` } })).status();
+  await Promise.all([page.waitForNavigation(), page.click('nav button:has-text("Sign out")')]);
+  const signedOutPage = await page.isVisible('input[name=login]');
+  const liveAfter = (await context.request.get(`${url}/metadata`, { headers: { Authorization: `Bearer ${appToken}` } })).status();
   console.log(JSON.stringify({
     first, raised, put_status: put.status(), elapsed_elsewhere_ms: elsewhereMs,
     lists_home: homeText.includes('Demo Home'), mode_before: modeBefore, refused, mode_after: modeAfter,
     errors, transferred_bytes: bytes, interactive_ms: interactiveMs, history_first: historyFirst,
-    alarm_status: alarmPut.status(), alarm, alarm_ms: alarmMs, history_text: await page.textContent('ol.history'),
+    products, token_before_sign_out: liveBefore, token_after_sign_out: liveAfter, signed_out_page: signedOutPage,
+    alarm_status: alarmPut.status(), alarm, alarm_ms: alarmMs, history_text: historyText,
   }));
 } finally {
   await browser.close();

@@ -279,6 +279,7 @@ impl Server {
             .route("/metrics", get(metrics_page))
             .route("/login/oauth2", get(oauth::authorize_page).post(oauth::authorize_decision))
             .route("/login", axum::routing::post(oauth::login_submit))
+            .route("/logout", axum::routing::post(oauth::logout))
             .route("/connections", get(oauth::connections_page))
             .route("/developer", get(oauth::developer_page).post(oauth::developer_create))
             .route("/connections/revoke", axum::routing::post(oauth::connections_revoke))

@@ -93,7 +93,7 @@ fn field_row(key: &str, f: &FieldSpec) -> Markup {
 /// `GET /reference`.
 pub async fn reference_page() -> Response {
     let body = html! {
-        (site_nav())
+        (site_nav(None))
         p { "Every field of every element, who may see and write it, and the rules that refuse a write, as this server checks them. "
             a href="#try" { "Try the API" } " with your token below; the machine-readable form is "
             a href="/openapi.json" { "OpenAPI 3.1" } "." }

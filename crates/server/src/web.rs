@@ -52,27 +52,41 @@ pub async fn home_page(State(app): State<App>, headers: HeaderMap) -> Response {
             );
         }
     };
+    let connections = match crate::oauth::connection_rows(&app, &session.user_id).await {
+        Ok(rows) => rows,
+        Err(page) => return page,
+    };
     let body = html! {
-        (crate::oauth::site_nav())
+        (crate::oauth::site_nav(Some(&session.csrf)))
         main #home data-token=(token) {
             p #status .status aria-live="polite" { "Connecting…" }
             div #homes {}
+        }
+        section #products aria-labelledby="products-title" {
+            h2 #products-title { "Connected products" }
+            (crate::oauth::connections_markup(&connections, &session.csrf))
         }
         script type="module" src="/assets/home.js" {}
     };
     page(StatusCode::OK, "Your homes", body)
 }
 
-/// The home app's token for one session: derived from the session's secret (so each page
-/// load of the session finds the same token instead of minting another), stored hashed like
-/// every token, covering the user's homes with every permission (it is the user's own app).
+/// The home app's token for a session: derived from the session's secret, so each page load
+/// of the session finds the same token instead of minting another, and signing out (which
+/// knows the secret) revokes it.
+pub(crate) fn session_app_token(session_secret: &str) -> String {
+    let derived = hash_token(&format!("roost home app\0{session_secret}"));
+    format!("c.h{}", crate::ids::hex(&derived))
+}
+
+/// The session's token, stored (hashed, like every token) on first use: it covers the user's
+/// homes with every permission (it is the user's own app).
 async fn app_token(
     app: &App,
     user_id: &str,
     session_secret: &str,
 ) -> Result<String, roost_store::StoreError> {
-    let derived = hash_token(&format!("roost home app\0{session_secret}"));
-    let token = format!("c.h{}", crate::ids::hex(&derived));
+    let token = session_app_token(session_secret);
     let hash = hash_token(&token);
     if app.store.token(&hash).await?.is_none() {
         let homes = app.store.structures_of(user_id).await?;

@@ -125,6 +125,11 @@ async fn the_home_app_is_live_and_writes_through_the_api() {
     assert!(r["refused"].as_str().unwrap().contains("emergency heat"), "{r}");
     assert_eq!(r["mode_after"], r["mode_before"], "the control shows the stored mode again: {r}");
     assert_eq!(r["errors"], json!([]), "no script error or CSP violation: {r}");
+    // Connected products are part of the home app; signing out revokes the page's token.
+    assert!(r["products"].as_str().unwrap().starts_with("Connected products"), "{r}");
+    assert_eq!(r["token_before_sign_out"], json!(200), "{r}");
+    assert_eq!(r["signed_out_page"], json!(true), "back to the sign-in form: {r}");
+    assert_eq!(r["token_after_sign_out"], json!(401), "{r}");
     // The alarm the device raised, on screen and impossible to miss (a role=alert banner).
     assert_eq!(r["alarm_status"], json!(200), "{r}");
     assert!(r["alarm"].as_str().unwrap().starts_with("SMOKE"), "{r}");

@@ -367,18 +367,42 @@ pub async fn connections_page(State(app): State<App>, headers: HeaderMap) -> Pag
     let Some(session) = session_of(&app, &headers).await? else {
         return Ok(login_form(&app, "/connections", None));
     };
-    let rows: Vec<ConnectionRow> = stored(app.store.tokens_of(&session.user_id).await)?
+    let rows = connection_rows(&app, &session.user_id).await?;
+    Ok(page(StatusCode::OK, "Connected products", pages::connections(&rows, &session.csrf)))
+}
+
+/// `POST /logout`: ends the session and revokes the home app's token of that session (its
+/// open stream ends at once).
+pub async fn logout(State(app): State<App>, headers: HeaderMap, body: Bytes) -> PageResult {
+    let form = Params::parse(&[&body]).map_err(|_| invalid_form())?;
+    form_session(&app, &headers, &form).await?;
+    if let Some(raw) = cookie(&headers, SESSION_COOKIE) {
+        let token = hash_token(&crate::web::session_app_token(&raw));
+        if stored(app.store.revoke_token(&token).await)? {
+            app.revoke(&token);
+        }
+        stored(app.store.delete_session(&hash_token(&raw)).await)?;
+    }
+    let mut r = redirect_to("/home");
+    r.headers_mut().append(header::SET_COOKIE, set_cookie(&app, SESSION_COOKIE, "", 0));
+    Ok(r)
+}
+
+/// The products a user connected, as the connections page and the home app list them.
+// The error side is the page itself, built only on the failure path.
+#[allow(clippy::result_large_err)]
+pub(crate) async fn connection_rows(app: &App, user_id: &str) -> Result<Vec<ConnectionRow>, Response> {
+    Ok(stored(app.store.tokens_of(user_id).await)?
         .into_iter()
         .filter(|t| t.product_id.is_some() && !t.revoked)
         .map(|t| ConnectionRow {
-            homes: t.structures.iter().map(|sid| home_name(&app, sid)).collect(),
+            homes: t.structures.iter().map(|sid| home_name(app, sid)).collect(),
             permissions: PermissionSet::from_bits(t.permissions).iter().map(|p| p.plain_words()).collect(),
             grant: crate::ids::hex(&t.hash),
             product: t.label,
             connected_at: t.created_at,
         })
-        .collect();
-    Ok(page(StatusCode::OK, "Connected products", pages::connections(&rows, &session.csrf)))
+        .collect())
 }
 
 /// `POST /connections/revoke`: disconnects one product (its token stops working at once).

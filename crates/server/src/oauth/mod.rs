@@ -25,10 +25,10 @@ mod token;
 
 pub use browser::{
     authorize_decision, authorize_page, connections_page, connections_revoke, developer_create,
-    developer_page, login_submit,
+    developer_page, login_submit, logout,
 };
-pub(crate) use browser::{sign_in_form, signed_in};
-pub(crate) use pages::{error_page, page, site_nav};
+pub(crate) use browser::{connection_rows, sign_in_form, signed_in};
+pub(crate) use pages::{connections as connections_markup, error_page, page, site_nav};
 pub use protocol::{ParamError, Params, pkce_s256_matches, verify_secret};
 pub use token::{metadata, revoke_original, revoke_rfc7009, token};
 

@@ -40,14 +40,20 @@ pub fn page(status: StatusCode, title: &str, body: Markup) -> Response {
     r
 }
 
-/// Links between the signed-in user's pages.
-pub fn site_nav() -> Markup {
+/// Links between the user's pages; with the session's CSRF token, a sign-out button too.
+pub fn site_nav(csrf: Option<&str>) -> Markup {
     html! {
         nav.site aria-label="Roost" {
             a href="/home" { "Homes" }
             a href="/connections" { "Connected products" }
             a href="/developer" { "Developer" }
             a href="/reference" { "API reference" }
+            @if let Some(csrf) = csrf {
+                form.inline method="post" action="/logout" {
+                    input type="hidden" name="csrf" value=(csrf);
+                    button type="submit" { "Sign out" }
+                }
+            }
         }
     }
 }
