@@ -46,6 +46,18 @@ pub fn hex(bytes: &[u8]) -> String {
     out
 }
 
+/// 32 bytes from 64 hex digits ([`hex`]'s inverse); `None` for anything else.
+pub fn unhex32(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -80,13 +80,17 @@ pub(crate) fn session_app_token(session_secret: &str) -> String {
 }
 
 /// The session's token, stored (hashed, like every token) on first use: it covers the user's
-/// homes with every permission (it is the user's own app).
+/// homes with every permission (it is the user's own app), for as long as the session lasts
+/// (`auth::Grant::expires_at`).
 async fn app_token(
     app: &App,
     user_id: &str,
     session_secret: &str,
 ) -> Result<String, roost_store::StoreError> {
     let token = session_app_token(session_secret);
+    // The label names the session: the token is live only while the session is.
+    let label =
+        format!("{}{}", crate::auth::SESSION_TOKEN_LABEL, crate::ids::hex(&hash_token(session_secret)));
     let hash = hash_token(&token);
     if app.store.token(&hash).await?.is_none() {
         let homes = app.store.structures_of(user_id).await?;
@@ -99,7 +103,7 @@ async fn app_token(
                 structures: homes,
                 client_version: 1,
                 created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                label: "Home app".into(),
+                label,
                 revoked: false,
                 device_id: None,
             })

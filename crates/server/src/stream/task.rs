@@ -287,6 +287,7 @@ mod tests {
         app.hub.load("s1", 1, home("ok").to_json());
         let slot = app.hub.slot("s1").unwrap();
         let grant = Grant {
+            expires_at: None,
             hash: [0; 32],
             user_id: "u".into(),
             product_id: None,
