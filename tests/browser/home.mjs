@@ -29,6 +29,24 @@ try {
   await page.waitForFunction((sel) => document.querySelector(sel)?.textContent.startsWith('69'), target);
   const raised = (await page.textContent(target)).trim();
 
+  // By keyboard: Tab to the other thermostat's + and press Enter; the stored value changes
+  // and, after the page redraws, the focus is still on that button.
+  const other = await page.$$eval('[data-target]', (els, tid) => els.map((e) => e.dataset.target).find((t) => t !== tid), tid);
+  const otherRaise = `article:has([data-target="${other}"]) button[aria-label^="Raise the target"]`;
+  await page.focus(`article:has([data-target="${other}"]) button[aria-label^="Lower the target"]`);
+  await page.keyboard.press('Tab');
+  const tabbedTo = await page.evaluate(() => document.activeElement.getAttribute('aria-label'));
+  const otherBefore = parseInt(await page.textContent(`[data-target="${other}"]`), 10);
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(([sel, want]) => document.querySelector(sel)?.textContent.startsWith(String(want)),
+    [`[data-target="${other}"]`, otherBefore + 1]);
+  const keyboard = {
+    tabbed_to: tabbedTo,
+    before: otherBefore,
+    after: parseInt(await page.textContent(`[data-target="${other}"]`), 10),
+    focus_kept: await page.evaluate((sel) => document.activeElement === document.querySelector(sel), otherRaise),
+  };
+
   // A change made elsewhere (as curl would, with the demo token) appears without a reload.
   const before = Date.now();
   const put = await context.request.put(`${url}/devices/thermostats/${tid}`, {
@@ -86,7 +104,7 @@ try {
     first, raised, put_status: put.status(), elapsed_elsewhere_ms: elsewhereMs,
     lists_home: homeText.includes('Demo Home'), mode_before: modeBefore, refused, mode_after: modeAfter,
     errors, transferred_bytes: bytes, interactive_ms: interactiveMs, history_first: historyFirst,
-    products, token_before_sign_out: liveBefore, token_after_sign_out: liveAfter, signed_out_page: signedOutPage,
+    keyboard, products, token_before_sign_out: liveBefore, token_after_sign_out: liveAfter, signed_out_page: signedOutPage,
     alarm_status: alarmPut.status(), alarm, alarm_ms: alarmMs, history_text: historyText,
   }));
 } finally {

@@ -125,6 +125,11 @@ async fn the_home_app_is_live_and_writes_through_the_api() {
     assert!(r["refused"].as_str().unwrap().contains("emergency heat"), "{r}");
     assert_eq!(r["mode_after"], r["mode_before"], "the control shows the stored mode again: {r}");
     assert_eq!(r["errors"], json!([]), "no script error or CSP violation: {r}");
+    // The dial works from the keyboard, and the focus survives the redraw.
+    let k = &r["keyboard"];
+    assert!(k["tabbed_to"].as_str().unwrap().starts_with("Raise the target of"), "{r}");
+    assert_eq!(k["after"].as_i64().unwrap(), k["before"].as_i64().unwrap() + 1, "{r}");
+    assert_eq!(k["focus_kept"], json!(true), "{r}");
     // Connected products are part of the home app; signing out revokes the page's token.
     assert!(r["products"].as_str().unwrap().starts_with("Connected products"), "{r}");
     assert_eq!(r["token_before_sign_out"], json!(200), "{r}");
