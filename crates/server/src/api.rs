@@ -112,8 +112,8 @@ async fn handle(
     }
     let budget = charge_call(app, &grant)?;
     let structures = scope(app, &grant, &location).await?;
-    if wants_stream && app.config.database.is_some() {
-        // The first stream of a token or user on this node: ask the other nodes what they
+    if wants_stream {
+        // The first stream of a token or user on this node: ask the other nodes (in a cluster) what they
         // hold open before counting (later opens use the counts exchanged every half second).
         let keys = [crate::stream::token_gauge(&grant.hash), crate::stream::user_gauge(&grant.user_id)];
         app.limiter.learn(app.store.as_ref(), &keys).await;

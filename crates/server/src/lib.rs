@@ -236,7 +236,7 @@ impl Server {
             grants: auth::Grants::default(),
             streams: stream::Streams::default(),
             connectivity: connectivity::Connectivity::default(),
-            limiter: ratelimit::Limiter::default(),
+            limiter: ratelimit::Limiter::new(config.database.is_some()),
             public_url: url.clone(),
             config,
             shutdown,

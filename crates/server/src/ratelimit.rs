@@ -92,6 +92,9 @@ struct Counts {
 #[derive(Default)]
 pub struct Limiter {
     counts: Mutex<Counts>,
+    /// Other nodes share the store: follow their gauges and exchange counts. Alone, this
+    /// node's counts are the totals and no gauge is kept.
+    shared: bool,
 }
 
 fn now_ms() -> i64 {
@@ -99,6 +102,11 @@ fn now_ms() -> i64 {
 }
 
 impl Limiter {
+    /// A limiter for a node that shares its store with other nodes (`shared`), or runs alone.
+    pub fn new(shared: bool) -> Limiter {
+        Limiter { shared, ..Limiter::default() }
+    }
+
     /// Counts one use of `key` against `limit` per `window`. `Err` carries the budget with the
     /// seconds to wait when the limit is reached (nothing is counted then).
     pub fn take(&self, key: &str, limit: u32, window: Duration) -> Result<Budget, Budget> {
@@ -140,6 +148,9 @@ impl Limiter {
 
     /// What the other nodes hold open of `key` (0 when unknown), and follow it from now on.
     pub fn others(&self, key: &str) -> u32 {
+        if !self.shared {
+            return 0;
+        }
         let mut counts = self.counts.lock();
         match counts.gauges.get_mut(key) {
             Some(g) => {
@@ -157,6 +168,9 @@ impl Limiter {
     /// does not follow yet. Without other nodes, or when the database does not answer, the
     /// gauges stay as they were (a check then counts what it knows).
     pub async fn learn(&self, store: &dyn Store, keys: &[String]) {
+        if !self.shared {
+            return;
+        }
         let unknown: Vec<(String, i64)> = {
             let counts = self.counts.lock();
             keys.iter().filter(|k| !counts.gauges.contains_key(*k)).map(|k| (k.clone(), 0)).collect()
@@ -285,7 +299,7 @@ mod tests {
 
     #[test]
     fn other_nodes_counts_are_added() {
-        let l = Limiter::default();
+        let l = Limiter::new(true);
         let t = 600_000;
         assert!(l.take_at("k", 5, MINUTE, t).is_ok());
         let x = l.exchange(t + 1, HashMap::from([("open:u".to_string(), 2)]));
@@ -317,5 +331,9 @@ mod tests {
         // A failed exchange is published again.
         l.unsent(&x);
         assert_eq!(l.exchange(t + 5, HashMap::new()).mine.len(), 2);
+        // A node alone follows no gauge: nothing to keep for every token that opens a stream.
+        let alone = Limiter::new(false);
+        assert_eq!(alone.others("open:u"), 0);
+        assert!(alone.counts.lock().gauges.is_empty());
     }
 }
