@@ -66,9 +66,9 @@ impl Grants {
             return Ok(None);
         }
         let hash = hash_token(token);
-        let now = chrono::Utc::now().timestamp();
         if let Some(g) = self.cache.read().get(&hash).cloned() {
-            if g.expires_at.is_none_or(|t| t > now) {
+            // Only a session's token has an end to look at the clock for.
+            if g.expires_at.is_none_or(|t| t > chrono::Utc::now().timestamp()) {
                 return Ok(Some(g));
             }
             self.revoked(&hash);
@@ -78,6 +78,7 @@ impl Grants {
             return Ok(None);
         };
         // A home app's token lives only as long as the session it was made for.
+        let now = chrono::Utc::now().timestamp();
         let expires_at = match record.label.strip_prefix(SESSION_TOKEN_LABEL) {
             Some(session) => {
                 let live = match crate::ids::unhex32(session) {

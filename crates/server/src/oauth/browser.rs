@@ -113,9 +113,7 @@ pub(crate) fn sign_in_form(app: &App, next: &str) -> Response {
 
 /// The signed-in user's live session, if any.
 async fn session_of(app: &App, headers: &HeaderMap) -> Result<Option<Session>, Response> {
-    let Some(raw) = cookie(headers, SESSION_COOKIE) else { return Ok(None) };
-    let session = stored(app.store.session(&hash_token(&raw)).await)?;
-    Ok(session.filter(|s| s.expires_at > unix_now()))
+    Ok(signed_in(app, headers).await?.map(|(session, _)| session))
 }
 
 /// The session of a form post whose CSRF token matches it; otherwise the page to answer.
