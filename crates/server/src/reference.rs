@@ -92,7 +92,14 @@ fn field_row(key: &str, f: &FieldSpec) -> Markup {
 
 /// `GET /reference`.
 pub async fn reference_page() -> Response {
-    let body = html! {
+    page(StatusCode::OK, "API reference", maud::PreEscaped(BODY.clone()))
+}
+
+/// The page's body: built once, it depends on nothing but the build.
+static BODY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| body().into_string());
+
+fn body() -> Markup {
+    html! {
         (site_nav(None))
         p { "Every field of every element, who may see and write it, and the rules that refuse a write, as this server checks them. "
             a href="#try" { "Try the API" } " with your token below; the machine-readable form is "
@@ -150,6 +157,5 @@ pub async fn reference_page() -> Response {
             div #tree-view {}
         }
         script type="module" src="/assets/reference.js" {}
-    };
-    page(StatusCode::OK, "API reference", body)
+    }
 }
