@@ -4,6 +4,7 @@
 //! relaxing, fan timers running out), each through the normal change path as the service:
 //! for the homes it holds, and for those the store says are due (`Store::due_structures`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use roost_model::{Actor, Entity, WritePlan};
@@ -160,3 +161,61 @@ pub const LAST_CONNECTION_REFRESH: Duration = Duration::from_secs(15 * 60);
 
 /// Default tick: fine enough for timers counted in minutes.
 pub const TICK_DEFAULT: Duration = Duration::from_secs(2);
+
+/// Records when each home is next due, for homes last written before due times were
+/// recorded (their `due_at` is empty), so that the clock finds them without this node
+/// holding them. Only while the store has this upkeep pending (set by the migration, for a
+/// database that held such homes), which it then marks done: a node start does not read
+/// every home. Runs in the background after start, a range of ids at a time, holding no
+/// home: each is read, judged and dropped. A home written meanwhile records its own.
+pub(crate) async fn record_due_times(app: App) {
+    const RANGE: usize = 2_000;
+    match app.store.upkeep_pending(roost_store::DUE_TIMES_BACKFILL).await {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "asking whether due times need recording failed");
+            return;
+        }
+    }
+    let ids = match app.store.structure_ids().await {
+        Ok(ids) => ids,
+        Err(e) => {
+            tracing::warn!(error = %e, "listing homes to record their due times failed");
+            return;
+        }
+    };
+    let mut recorded = 0;
+    for run in ids.chunks(RANGE) {
+        let (Some(first), Some(last)) = (run.first(), run.last()) else { continue };
+        let found = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let (out, rules) = (found.clone(), app.config.rules.clone());
+        let each = Box::new(move |s: roost_store::StoredStructure| {
+            let due = roost_model::Home::from_json(&s.id, s.doc)
+                .and_then(|home| roost_model::assist::next_due_secs(&home, &rules));
+            if let Some(due) = due {
+                out.lock().push((s.id, s.revision, due));
+            }
+        });
+        let entries = match app.store.structures_between(first, last, each).await {
+            Ok(()) => std::mem::take(&mut *found.lock()),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading homes to record their due times failed");
+                return;
+            }
+        };
+        match app.store.record_due(entries).await {
+            Ok(n) => recorded += n,
+            Err(e) => {
+                tracing::warn!(error = %e, "recording due times failed");
+                return;
+            }
+        }
+    }
+    if recorded > 0 {
+        tracing::info!(homes = recorded, "recorded when homes are next due");
+    }
+    if let Err(e) = app.store.upkeep_done(roost_store::DUE_TIMES_BACKFILL).await {
+        tracing::warn!(error = %e, "marking the due times recorded failed; the next start does it again");
+    }
+}

@@ -16,6 +16,7 @@ pub mod config;
 pub mod connectivity;
 pub mod error;
 pub mod feed;
+pub mod follow;
 pub mod history;
 pub mod http;
 pub mod hub;
@@ -30,10 +31,11 @@ pub mod tls;
 pub mod web;
 
 pub use config::Config;
+pub use follow::POLL_INTERVAL;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use axum::Router;
@@ -42,7 +44,7 @@ use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
-use roost_store::{SqliteStore, Store, StoreError, StoreOptions};
+use roost_store::{SqliteStore, Store, StoreOptions};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -302,10 +304,10 @@ impl Server {
     pub async fn run(self) -> anyhow::Result<()> {
         let Server { app, store, data, front, tls, url, _lock, .. } = self;
         let gate = listen::Gate::new(app.config.max_connections);
-        let positions = feed_positions(app.store.as_ref()).await;
-        let poller = tokio::spawn(poll_other_writers(app.clone(), positions));
+        let positions = follow::feed_positions(app.store.as_ref()).await;
+        let poller = tokio::spawn(follow::poll_other_writers(app.clone(), positions));
         let clock = tokio::spawn(clock::run(app.clone()));
-        let due_times = tokio::spawn(record_due_times(app.clone()));
+        let due_times = tokio::spawn(clock::record_due_times(app.clone()));
         // Limits hold for the cluster as a whole: only a shared database has other nodes.
         let sharing = app.config.database.is_some().then(|| tokio::spawn(ratelimit::share(app.clone())));
         let router = Front { router: Server::router(app.clone()), data: Some(app.clone()) };
@@ -426,141 +428,6 @@ fn redirect(target: &str, uri: &Uri) -> Response {
         r.headers_mut().insert(header::LOCATION, v);
     }
     r
-}
-
-/// Records when each home is next due, for homes last written before due times were
-/// recorded (their `due_at` is empty), so that the clock finds them without this node
-/// holding them. Only while the store has this upkeep pending (set by the migration, for a
-/// database that held such homes), which it then marks done: a node start does not read
-/// every home. Runs in the background after start, a range of ids at a time, holding no
-/// home: each is read, judged and dropped. A home written meanwhile records its own.
-async fn record_due_times(app: App) {
-    const RANGE: usize = 2_000;
-    match app.store.upkeep_pending(roost_store::DUE_TIMES_BACKFILL).await {
-        Ok(true) => {}
-        Ok(false) => return,
-        Err(e) => {
-            tracing::warn!(error = %e, "asking whether due times need recording failed");
-            return;
-        }
-    }
-    let ids = match app.store.structure_ids().await {
-        Ok(ids) => ids,
-        Err(e) => {
-            tracing::warn!(error = %e, "listing homes to record their due times failed");
-            return;
-        }
-    };
-    let mut recorded = 0;
-    for run in ids.chunks(RANGE) {
-        let (Some(first), Some(last)) = (run.first(), run.last()) else { continue };
-        let found = Arc::new(parking_lot::Mutex::new(Vec::new()));
-        let (out, rules) = (found.clone(), app.config.rules.clone());
-        let each = Box::new(move |s: roost_store::StoredStructure| {
-            let due = roost_model::Home::from_json(&s.id, s.doc)
-                .and_then(|home| roost_model::assist::next_due_secs(&home, &rules));
-            if let Some(due) = due {
-                out.lock().push((s.id, s.revision, due));
-            }
-        });
-        let entries = match app.store.structures_between(first, last, each).await {
-            Ok(()) => std::mem::take(&mut *found.lock()),
-            Err(e) => {
-                tracing::warn!(error = %e, "reading homes to record their due times failed");
-                return;
-            }
-        };
-        match app.store.record_due(entries).await {
-            Ok(n) => recorded += n,
-            Err(e) => {
-                tracing::warn!(error = %e, "recording due times failed");
-                return;
-            }
-        }
-    }
-    if recorded > 0 {
-        tracing::info!(homes = recorded, "recorded when homes are next due");
-    }
-    if let Err(e) = app.store.upkeep_done(roost_store::DUE_TIMES_BACKFILL).await {
-        tracing::warn!(error = %e, "marking the due times recorded failed; the next start does it again");
-    }
-}
-
-/// How often a server looks for commits and revocations made by other processes (`roost
-/// admin`, other nodes): the longest such a change takes to reach it. On PostgreSQL the
-/// other nodes' commits also wake it at once ([`roost_store::Store::wakeups`]).
-pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
-
-/// Least time between two reads of the feeds that wake-ups start (BENCHMARKS.md: with three
-/// nodes writing, a read per wake-up cost 17 % of their writes).
-const WAKE_SPACING: Duration = Duration::from_millis(10);
-
-/// Learns of commits and revocations made by other processes (admin commands, other nodes).
-///
-/// A failed look is logged and made again at the next tick from the same position, so nothing
-/// is skipped: it only comes later. Starting from position 0 (when the first look fails) is
-/// safe too: a commit is loaded only if newer than the hub's revision, and revoking a revoked
-/// token again changes nothing.
-/// Where the server starts following the feeds: their heads, taken before it serves a request
-/// (homes and grants load on first use, so anything committed before is read from the store,
-/// and anything after is in the feeds from here).
-async fn feed_positions(store: &dyn Store) -> (u64, u64) {
-    let start = |what: &str, r: Result<u64, StoreError>| {
-        r.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "{what}: the first look at the store failed; starting from the beginning");
-            0
-        })
-    };
-    let changes = start("changes", store.feed_head().await);
-    let revocations = start("revocations", store.revoked_since(0).await.map(|(_, s)| s));
-    (changes, revocations)
-}
-
-async fn poll_other_writers(app: App, (mut seq, mut revoked_seq): (u64, u64)) {
-    let mut tick = tokio::time::interval(POLL_INTERVAL);
-    let wakeups = app.store.wakeups();
-    // How often the hub lets go of homes past its bound.
-    const EVICT_EVERY: Duration = Duration::from_millis(500);
-    let mut last_eviction = Instant::now();
-    let mut last_read = Instant::now();
-    loop {
-        match &wakeups {
-            // Another node's commit (as the database tells it), or the poll: whichever first.
-            Some(wake) => {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = wake.notified() => {
-                        // Wake-ups that come in a burst share one read of the feeds: each
-                        // read is two queries, and a node writing hard sends one every 5 ms.
-                        tokio::time::sleep_until((last_read + WAKE_SPACING).into()).await;
-                    }
-                }
-                last_read = Instant::now();
-            }
-            None => {
-                tick.tick().await;
-            }
-        }
-        app.store.report_metrics();
-        if last_eviction.elapsed() >= EVICT_EVERY {
-            app.hub.evict(app.config.cache_homes.max(1));
-            last_eviction = Instant::now();
-        }
-        metrics::gauge!("roost_hub_structures").set(app.hub.len() as f64);
-        match app.hub.refresh(app.store.as_ref(), seq).await {
-            Ok(s) => seq = s,
-            Err(e) => tracing::warn!(error = %e, "refresh from store failed; retried at the next tick"),
-        }
-        match app.store.revoked_since(revoked_seq).await {
-            Ok((hashes, s)) => {
-                revoked_seq = s;
-                for h in hashes {
-                    app.revoke(&h);
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "reading revocations failed; retried at the next tick"),
-        }
-    }
 }
 
 async fn healthz() -> Response {
